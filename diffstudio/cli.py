@@ -1,0 +1,125 @@
+"""``diffstudio``: with no arguments it opens the app; subcommands work headless.
+
+Bad arguments give a one-line error and exit code 2; failures a one-line error and exit code 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from diffstudio.core.grids import SPACINGS
+from diffstudio.core.schedules import FAMILIES
+
+
+class UsageError(Exception):
+    """Bad input from the command line: reported on one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        raise UsageError(message)
+
+
+def _schedule_parser(sub) -> None:
+    p = sub.add_parser("schedule", help="print a noise schedule's terminal signal and sampling timesteps")
+    p.add_argument("family", choices=FAMILIES)
+    p.add_argument("--ztsnr", action="store_true", help="rescale to zero terminal SNR (Lin et al. 2024)")
+    p.add_argument("--steps", type=int, default=10, help="number of sampling steps")
+    p.add_argument("--spacing", choices=SPACINGS, default=None, help="timestep spacing")
+    p.add_argument("--shift", type=float, default=None, help="flow: SD3 time shift; others: for --spacing shifted")
+    p.add_argument("--beta-start", type=float, default=None)
+    p.add_argument("--beta-end", type=float, default=None)
+    p.add_argument("--train-steps", type=int, default=1000, help="T of a beta schedule")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _dataset_parser(sub) -> None:
+    p = sub.add_parser("dataset", help="datasets")
+    dsub = p.add_subparsers(dest="dataset_command", required=True, parser_class=_Parser)
+    q = dsub.add_parser("inspect", help="count usable images and list skipped files with reasons")
+    q.add_argument("source", help="a built-in name or a folder")
+    q.add_argument("--resolution", type=int, default=None)
+    q.add_argument("--channels", type=int, choices=(1, 3), default=None)
+    q.add_argument("--json", action="store_true")
+
+
+def _train_parser(sub) -> None:
+    from diffstudio.engine.presets import PRESETS
+
+    p = sub.add_parser("train", help="train headless (also under torchrun)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("config", nargs="?", help="a config file (.toml or .json)")
+    src.add_argument("--preset", choices=list(PRESETS), help="a named configuration")
+    p.add_argument("--steps", type=int, default=None, help="the run's total step count")
+    p.add_argument("--out", default=None, help="the run folder to create")
+    p.add_argument("--resume", default=None, help="a run folder or checkpoint to continue")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--json", action="store_true", help="end with one JSON line of results")
+
+
+def _sample_parser(sub) -> None:
+    from diffstudio.core.samplers import SAMPLERS
+
+    p = sub.add_parser("sample", help="sample a trained run or checkpoint to a PNG grid")
+    p.add_argument("source", help="a run folder or checkpoint folder")
+    p.add_argument("--sampler", choices=list(SAMPLERS), default=None)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--spacing", choices=SPACINGS, default=None)
+    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--cfg-rescale", type=float, default=None, help="guidance rescale phi (Lin et al.)")
+    p.add_argument("--eta", type=float, default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, help="the PNG file to write")
+    p.add_argument("--npy", default=None, help="also save the raw samples as .npy")
+
+
+def _export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a checkpoint for diffusers or as one safetensors file")
+    p.add_argument("source", help="a run folder or checkpoint folder")
+    p.add_argument("--format", choices=("diffusers", "safetensors"), default="diffusers")
+    p.add_argument("--out", required=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="diffstudio", description="Train diffusion and flow-matching models and see why choices work. "
+                "Run without arguments to open the app.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    sub.add_parser("gui", help="open the app (the default)")
+    for add in (_schedule_parser, _dataset_parser, _train_parser, _sample_parser, _export_parser):
+        add(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command in (None, "gui"):
+            from diffstudio.gui.app import run_app
+
+            return run_app(argv[1:] if args.command else argv)
+        from diffstudio import commands
+
+        return getattr(commands, args.command.replace("-", "_"))(args)
+    except UsageError as e:
+        print(f"diffstudio: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # every known failure carries a message for the user
+        from diffstudio.commands import describe_error
+
+        message, code = describe_error(e)
+        if message is None:
+            raise
+        print(f"diffstudio: error: {message}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["main", "build_parser", "UsageError", "json"]

@@ -1,0 +1,83 @@
+"""Named, ready-to-train configurations: the app's default and the seed's experiments."""
+
+from __future__ import annotations
+
+from diffstudio.engine.config import (
+    Config,
+    DataConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    OptimConfig,
+    RunConfig,
+    SamplingConfig,
+    ScheduleConfig,
+)
+
+
+def _quickstart() -> Config:
+    """Class-conditional 8x8 digits: ZTSNR + v-prediction + trailing (Lin et al. 2024's recipe)."""
+    return Config(
+        data=DataConfig(source="digits"),
+        schedule=ScheduleConfig(family="scaled_linear", ztsnr=True),
+        objective=ObjectiveConfig(parameterization="v", weighting="min_snr", gamma=5.0),
+        sampling=SamplingConfig(sampler="ddim", steps=25, spacing="trailing", guidance_scale=1.5, guidance_rescale=0.7),
+        run=RunConfig(steps=1500, preview_every=100, checkpoint_every=500, name="quickstart"),
+    )
+
+
+def _lighting(ztsnr: bool, param: str, spacing: str, name: str) -> Config:
+    """Lin et al. 2024's uniform-lighting experiment on 32x32 grayscale images of every brightness."""
+    return Config(
+        data=DataConfig(source="lighting", resolution=32, channels=1, labels=False),
+        model=ModelConfig(preset="tiny", class_conditional=False),
+        schedule=ScheduleConfig(family="scaled_linear", ztsnr=ztsnr),
+        objective=ObjectiveConfig(parameterization=param),
+        optim=OptimConfig(batch_size=64, lr=2e-3, warmup_steps=25),
+        sampling=SamplingConfig(sampler="ddim", steps=50, spacing=spacing, num_samples=64),
+        run=RunConfig(steps=500, preview_every=100, checkpoint_every=250, name=name),
+    )
+
+
+def _moons_flow() -> Config:
+    """Rectified flow on two moons with a small MLP: watch a flow straighten in the plane."""
+    return Config(
+        data=DataConfig(source="moons", labels=False),
+        model=ModelConfig(class_conditional=False, mlp_width=128, mlp_depth=3),
+        schedule=ScheduleConfig(family="flow"),
+        objective=ObjectiveConfig(parameterization="flow"),
+        optim=OptimConfig(batch_size=256, lr=3e-3, warmup_steps=50, ema_decay=0.99),
+        sampling=SamplingConfig(sampler="euler", steps=32, spacing="uniform", num_samples=512),
+        run=RunConfig(steps=2000, preview_every=200, checkpoint_every=1000, name="moons-flow"),
+    )
+
+
+def _gaussians8_v() -> Config:
+    cfg = _moons_flow()
+    return cfg.updated(data={"source": "gaussians8"}, schedule={"family": "cosine"},
+                       objective={"parameterization": "v"}, sampling={"sampler": "ddim", "steps": 25},
+                       run={"name": "gaussians8-v"})
+
+
+def _shapes() -> Config:
+    cfg = _quickstart()
+    return cfg.updated(data={"source": "shapes", "hflip": True}, model={"preset": "small"},
+                       run={"steps": 3000, "preview_every": 250, "name": "shapes"})
+
+
+PRESETS: dict[str, tuple[str, callable]] = {
+    "quickstart": ("Digits 8x8, class-conditional; ZTSNR + v + trailing (the app's default)", _quickstart),
+    "lighting-sd-eps": ("Lighting 32x32: Stable Diffusion schedule, eps, leading (the flawed recipe)",
+                        lambda: _lighting(False, "eps", "leading", "lighting-sd-eps")),
+    "lighting-ztsnr-v": ("Lighting 32x32: same betas rescaled to zero terminal SNR, v, trailing (the fix)",
+                         lambda: _lighting(True, "v", "trailing", "lighting-ztsnr-v")),
+    "moons-flow": ("Two moons in 2-D: rectified flow with an MLP", _moons_flow),
+    "gaussians8-v": ("Eight Gaussians in 2-D: cosine schedule, v-prediction", _gaussians8_v),
+    "shapes": ("Coloured shapes 32x32 RGB, class-conditional", _shapes),
+}
+
+
+def preset(name: str) -> Config:
+    """A fresh copy of the named preset."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name][1]()

@@ -1,0 +1,137 @@
+"""Sampling from a trained model: previews during training, the CLI's ``sample``, the app's
+"Sample now". Fixed seeds give the same start noise every time, so previews are comparable."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffstudio.core.denoiser import Denoiser
+from diffstudio.core.grids import sampling_grid
+from diffstudio.core.samplers import sample
+from diffstudio.engine.config import Config, SamplingConfig
+from diffstudio.models.info import DataInfo
+
+
+@dataclass
+class Preview:
+    """What the app shows of a model: samples, their grid, a trajectory of one sample."""
+
+    step: int
+    kind: str  # "image" | "points"
+    samples: np.ndarray  # (N, C, H, W) or (N, 2), float32 in data units ([-1, 1] for images)
+    labels: np.ndarray | None = None
+    grid: np.ndarray | None = None  # uint8 (H, W, 3) for images
+    mean_brightness: np.ndarray | None = None  # (N,) for images
+    trajectory: list[tuple[float, np.ndarray, np.ndarray]] = field(default_factory=list)  # (t, x_t, x0_hat)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def points(self) -> np.ndarray | None:
+        return self.samples if self.kind == "points" else None
+
+
+def to_grid(samples: torch.Tensor | np.ndarray, nrow: int | None = None, pad: int = 1) -> np.ndarray:
+    """Tile (N, C, H, W) images in [-1, 1] into one uint8 (H', W', 3) picture."""
+    x = torch.as_tensor(samples).float().clamp(-1, 1)
+    n, c, h, w = x.shape
+    if c == 1:
+        x = x.expand(n, 3, h, w)
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    canvas = torch.ones(3, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        canvas[:, top:top + h, left:left + w] = x[i, :3]
+    return ((canvas + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+
+
+def _labels(info: DataInfo, n: int, device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Class labels cycling through the classes (so a grid shows each), and the null label."""
+    if info.num_classes <= 0:
+        return None, None
+    cond = torch.arange(n, device=device) % info.num_classes
+    return cond, torch.full_like(cond, info.num_classes)
+
+
+def start_noise(info: DataInfo, n: int, seed: int, device) -> torch.Tensor:
+    """Pure noise N(0, I) from a fixed seed (the start of every preview)."""
+    shape = (n, 2) if info.kind == "points" else (n, info.channels, info.resolution, info.resolution)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g).to(device)
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    config: Config,
+    info: DataInfo,
+    *,
+    n: int | None = None,
+    seed: int | None = None,
+    sampling: SamplingConfig | None = None,
+    device: str | torch.device = "cpu",
+    step: int = 0,
+    on_singular: str = "warn",
+) -> Preview:
+    """Sample ``n`` items with the configured sampler; record the trajectory of the first."""
+    s = sampling or config.sampling
+    n = n or s.num_samples
+    schedule = config.schedule.build()
+    cond, uncond = _labels(info, n, device)
+    denoise = Denoiser(model, schedule, config.objective.parameterization, cond, uncond,
+                       s.guidance_scale, s.guidance_rescale, on_singular)
+    grid = sampling_grid(schedule, s.steps, s.spacing, shift=s.shift)
+    x = start_noise(info, n, s.seed if seed is None else seed, device)  # pure noise, as every pipeline
+    trajectory: list[tuple[float, np.ndarray, np.ndarray]] = []
+
+    def record(i: int, t: float, x_t: torch.Tensor, x0: torch.Tensor) -> None:
+        trajectory.append((t, x_t[0].float().cpu().numpy(), x0[0].float().cpu().numpy()))
+
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        g = torch.Generator(device=device).manual_seed(s.seed if seed is None else seed)
+        out = sample(s.sampler, denoise, x, grid, schedule, eta=s.eta, generator=g, callback=record)
+    trajectory.append((0.0, out[0].float().cpu().numpy(), out[0].float().cpu().numpy()))
+    return _preview(out.float().cpu(), info, step, cond, trajectory, sorted({str(w.message) for w in caught}))
+
+
+def _preview(out: torch.Tensor, info: DataInfo, step: int, cond, trajectory, warns) -> Preview:
+    labels = None if cond is None else cond.cpu().numpy()
+    if info.kind == "points":
+        return Preview(step, "points", out.numpy(), labels, trajectory=trajectory, warnings=warns)
+    return Preview(step, "image", out.numpy(), labels, grid=to_grid(out),
+                   mean_brightness=out.flatten(1).mean(1).numpy(), trajectory=trajectory, warnings=warns)
+
+
+@dataclass
+class Loaded:
+    model: torch.nn.Module
+    config: Config
+    data_info: DataInfo
+    step: int
+    path: Path
+
+
+def load_for_sampling(source: str | Path, device: str | torch.device = "cpu") -> Loaded:
+    """A run folder or checkpoint folder -> its model with EMA weights (if any), in eval mode."""
+    from diffstudio.engine.checkpoint import load_checkpoint
+    from diffstudio.models.build import model_from_spec
+
+    ckpt = load_checkpoint(source)
+    meta = ckpt.meta
+    model = model_from_spec(meta["model_spec"])
+    model.load_state_dict(ckpt.model)
+    if ckpt.ema:
+        ema = {k.removeprefix("module."): v for k, v in ckpt.ema.items() if k.startswith("module.")}
+        model.load_state_dict(ema)
+    model.to(device).eval()
+    info = DataInfo(**meta["data_info"])
+    return Loaded(model, Config.from_dict(meta["config"]), info, int(meta["step"]), Path(ckpt.path))
