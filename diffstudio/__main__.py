@@ -1,3 +1,3 @@
-from diffstudio.cli import main
+from diffstudio.launcher import main
 
 raise SystemExit(main())

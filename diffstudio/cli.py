@@ -88,7 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="diffstudio", description="Train diffusion and flow-matching models and see why choices work. "
                 "Run without arguments to open the app.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
-    sub.add_parser("gui", help="open the app (the default)")
     for add in (_schedule_parser, _dataset_parser, _train_parser, _sample_parser, _export_parser):
         add(sub)
     return p
@@ -98,10 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-        if args.command in (None, "gui"):
-            from diffstudio.gui.app import run_app
-
-            return run_app(argv[1:] if args.command else argv)
+        if args.command is None:
+            build_parser().print_help()
+            return 0
         from diffstudio import commands
 
         return getattr(commands, args.command.replace("-", "_"))(args)
