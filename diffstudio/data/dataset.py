@@ -1,0 +1,139 @@
+"""The in-memory dataset every loader returns and the trainer samples from.
+
+Training holds the whole dataset on the device as one tensor: a batch is an index gather plus an
+optional on-device horizontal flip, never per-step PIL work or Python loops over images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+DatasetKind = Literal["image", "points"]
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file that was found but not used, and the human-readable reason why."""
+
+    file: str
+    reason: str
+
+
+@dataclass
+class InMemoryDataset:
+    """A whole dataset as one tensor.
+
+    ``x``: images float32 (N, C, H, W) in [-1, 1] with H == W, or points float32 (N, 2).
+    ``labels``: int64 (N,) class indices into ``class_names``, or None when unlabelled.
+    Treat instances as read-only: loaders may cache and share them.
+    """
+
+    x: Tensor
+    labels: Tensor | None = None
+    class_names: list[str] = field(default_factory=list)
+    kind: DatasetKind = "image"
+    name: str = ""
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check_x(self.x, self.kind)
+        if self.labels is not None:
+            _check_labels(self.labels, len(self.x), len(self.class_names))
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes; 0 for an unlabelled dataset."""
+        return len(self.class_names) if self.labels is not None else 0
+
+    @property
+    def channels(self) -> int:
+        """C for images (1 or 3); the point dimension (2) for points."""
+        return int(self.x.shape[1])
+
+    @property
+    def resolution(self) -> int | None:
+        """Side of the square images; None for points."""
+        return int(self.x.shape[-1]) if self.kind == "image" else None
+
+    @property
+    def device(self) -> torch.device:
+        """Device the tensors live on."""
+        return self.x.device
+
+    def to(self, device: torch.device | str) -> InMemoryDataset:
+        """Return a dataset whose tensors live on ``device`` (self when already there)."""
+        device = torch.device(device)
+        if self.x.device == device:
+            return self
+        labels = None if self.labels is None else self.labels.to(device)
+        return replace(self, x=self.x.to(device), labels=labels)
+
+    def without_labels(self) -> InMemoryDataset:
+        """The same data with labels and class names dropped."""
+        return replace(self, labels=None, class_names=[])
+
+    def head(self, n: int) -> InMemoryDataset:
+        """The first ``n`` items (all of them when ``n >= len(self)``)."""
+        if n >= len(self):
+            return self
+        labels = None if self.labels is None else self.labels[:n]
+        return replace(self, x=self.x[:n], labels=labels)
+
+    def sample_batch(
+        self, batch_size: int, generator: torch.Generator, hflip: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Draw ``batch_size`` items uniformly with replacement, on the data's device.
+
+        ``generator`` must live on the same device as the data. With ``hflip`` each image is
+        mirrored left-right with probability 1/2 (ignored for points, where a flip would change
+        the distribution). Returns ``(x (B, ...), labels (B,) or None)``.
+        """
+        _check_generator(generator, self.x.device)
+        n = len(self)
+        if n == 0:
+            raise ValueError(f"cannot sample from the empty dataset {self.name!r}")
+        idx = torch.randint(n, (batch_size,), generator=generator, device=self.x.device)
+        x = self.x[idx]
+        if hflip and self.kind == "image":
+            flip = torch.rand(batch_size, generator=generator, device=self.x.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        labels = None if self.labels is None else self.labels[idx]
+        return x, labels
+
+    def preview(self, n: int) -> Tensor:
+        """The first ``n`` items on the CPU (for thumbnails and scatter previews)."""
+        return self.x[: max(0, n)].detach().cpu()
+
+
+def _check_x(x: Tensor, kind: DatasetKind) -> None:
+    if x.dtype != torch.float32:
+        raise ValueError(f"dataset tensor must be float32, got {x.dtype}")
+    if kind == "image" and (x.ndim != 4 or x.shape[-1] != x.shape[-2]):
+        raise ValueError(f"image data must be (N, C, H, W) with H == W, got {tuple(x.shape)}")
+    if kind == "points" and x.ndim != 2:
+        raise ValueError(f"point data must be (N, D), got {tuple(x.shape)}")
+    if kind not in ("image", "points"):
+        raise ValueError(f"unknown dataset kind {kind!r}")
+
+
+def _check_labels(labels: Tensor, n: int, num_classes: int) -> None:
+    if labels.dtype != torch.int64 or labels.shape != (n,):
+        got = f"{labels.dtype} {tuple(labels.shape)}"
+        raise ValueError(f"labels must be int64 of shape ({n},), got {got}")
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}) (one per class name)")
+
+
+def _check_generator(generator: torch.Generator, device: torch.device) -> None:
+    if generator.device.type != device.type:
+        raise ValueError(
+            f"generator is on {generator.device} but the data is on {device}; "
+            "create the generator with torch.Generator(device=dataset.device)"
+        )

@@ -1,0 +1,179 @@
+"""Load a folder of images (recursively) into an :class:`InMemoryDataset`.
+
+Every file is decoded once (a small thread pool; Pillow releases the GIL while decoding), bad
+files are skipped with a reason, and the result is cached on disk so that loading an unchanged
+folder again is a single safetensors read (:mod:`diffstudio.data.folder_cache`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffstudio.data.dataset import InMemoryDataset, SkippedFile
+from diffstudio.data.decode import DEFAULT_MAX_PIXELS, decode_image, pillow_pixel_limit
+from diffstudio.data.errors import DatasetError, ImageDecodeError, LoadCancelled
+from diffstudio.data.folder_cache import DecodedFolder, cache_key, read_cached, write_cached
+from diffstudio.data.folder_scan import IMAGE_EXTENSIONS, ImageFile, class_names_of, scan_folder
+from diffstudio.data.pil_modes import RGB, WHITE
+from diffstudio.data.pixels import uint16_to_unit_range
+
+Progress = Callable[[int, int], None]
+ShouldCancel = Callable[[], bool]
+
+
+def load_image_folder(
+    path: str | os.PathLike[str],
+    resolution: int,
+    channels: int,
+    labels: bool = False,
+    progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
+    *,
+    background: RGB = WHITE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    use_cache: bool = True,
+    workers: int | None = None,
+) -> InMemoryDataset:
+    """Decode the images under ``path`` to float32 (N, channels, resolution, resolution), [-1, 1].
+
+    Images are centre-cropped to a square and resized (Lanczos); transparency is composited
+    over ``background``; images larger than ``max_pixels`` are rejected as decompression bombs.
+    With ``labels`` the class of a file is its first-level sub-folder. ``progress(done, total)``
+    is called from the calling thread; ``should_cancel()`` returning True raises LoadCancelled.
+    Raises DatasetError for a missing folder or one without a single usable image.
+    """
+    root = resolve_folder(path)
+    _check_options(resolution, channels)
+    files, scan_skipped = scan_folder(root, labels)
+    if not files:
+        if scan_skipped:
+            raise _no_usable_error(root, scan_skipped, len(scan_skipped))
+        raise _no_images_error(root)
+    options = {"resolution": resolution, "channels": channels, "labels": labels,
+               "background": list(background), "max_pixels": max_pixels}
+    key = cache_key(root, files, options) if use_cache else None
+    decoded = read_cached(key) if key else None
+    if decoded is not None:
+        if progress is not None:
+            progress(len(files), len(files))
+    else:
+        decoded = _decode_folder(files, options, progress, should_cancel, workers)
+        if key and len(decoded.pixels):
+            write_cached(key, decoded, source=str(root))
+    return _to_dataset(root, decoded, scan_skipped, len(files) + len(scan_skipped))
+
+
+def resolve_folder(path: str | os.PathLike[str]) -> Path:
+    """Absolute folder path; DatasetError when it does not exist or is not a folder."""
+    root = Path(path).expanduser().resolve()
+    if not root.exists():
+        raise DatasetError(f"Dataset folder does not exist: {root}")
+    if not root.is_dir():
+        raise DatasetError(f"Dataset source is a file, not a folder: {root}")
+    return root
+
+
+def _decode_folder(
+    files: list[ImageFile],
+    options: dict,
+    progress: Progress | None,
+    should_cancel: ShouldCancel | None,
+    workers: int | None,
+) -> DecodedFolder:
+    """Decode all files into one preallocated uint16 array; record failures as SkippedFile."""
+    res, ch = options["resolution"], options["channels"]
+    pixels = np.empty((len(files), ch, res, res), dtype=np.uint16)
+    kept: list[int] = []
+    skipped: list[SkippedFile] = []
+    results = _decode_parallel(files, options, progress, should_cancel, workers)
+    for i, result in enumerate(results):
+        if isinstance(result, SkippedFile):
+            skipped.append(result)
+        else:
+            pixels[len(kept)] = result
+            kept.append(i)
+    class_names = class_names_of(files) if options["labels"] else []
+    labels = _labels_of([files[i] for i in kept], class_names) if options["labels"] else None
+    return DecodedFolder(pixels[: len(kept)], labels, class_names, skipped)
+
+
+def _decode_parallel(
+    files: list[ImageFile],
+    options: dict,
+    progress: Progress | None,
+    should_cancel: ShouldCancel | None,
+    workers: int | None,
+) -> Iterator[np.ndarray | SkippedFile]:
+    """Yield each file's pixels or SkippedFile in order; progress and cancel on this thread."""
+    total = len(files)
+    workers = workers or min(4, os.cpu_count() or 1)
+    if progress is not None:
+        progress(0, total)
+    with pillow_pixel_limit(options["max_pixels"]), ThreadPoolExecutor(workers) as pool:
+        results = pool.map(lambda f: _decode_or_skip(f, options), files)
+        for done, result in enumerate(results, start=1):
+            if should_cancel is not None and should_cancel():
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise LoadCancelled(f"Loading cancelled after {done - 1} of {total} images")
+            if progress is not None:
+                progress(done, total)
+            yield result
+
+
+def _decode_or_skip(file: ImageFile, options: dict) -> np.ndarray | SkippedFile:
+    try:
+        return decode_image(file.path, options["resolution"], options["channels"],
+                            tuple(options["background"]), options["max_pixels"])
+    except ImageDecodeError as exc:
+        return SkippedFile(str(file.path), str(exc))
+
+
+def _labels_of(files: list[ImageFile], class_names: list[str]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(class_names)}
+    return np.array([index[f.class_name] for f in files], dtype=np.int64)
+
+
+def _to_dataset(root: Path, decoded: DecodedFolder, scan_skipped: list[SkippedFile],
+                found: int) -> InMemoryDataset:
+    skipped = scan_skipped + decoded.skipped
+    if len(decoded.pixels) == 0:
+        raise _no_usable_error(root, skipped, found)
+    labels = None
+    if decoded.labels is not None:
+        labels = torch.from_numpy(np.asarray(decoded.labels, dtype=np.int64))
+    return InMemoryDataset(x=uint16_to_unit_range(decoded.pixels), labels=labels,
+                           class_names=list(decoded.class_names) if labels is not None else [],
+                           kind="image", name=root.name, skipped=skipped)
+
+
+def _check_options(resolution: int, channels: int) -> None:
+    if channels not in (1, 3):
+        raise DatasetError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    if not 1 <= resolution <= 4096:
+        raise DatasetError(f"resolution must be between 1 and 4096, got {resolution}")
+
+
+def _no_images_error(root: Path) -> DatasetError:
+    extensions = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+    return DatasetError(f"No image files ({extensions}) found in {root} or its sub-folders; "
+                        "0 files skipped")
+
+
+def _no_usable_error(root: Path, skipped: list[SkippedFile], found: int) -> DatasetError:
+    return DatasetError(
+        f"No usable image in {root}: all {found} image file(s) were skipped"
+        + _first_reasons(skipped), skipped)
+
+
+def _first_reasons(skipped: list[SkippedFile], limit: int = 3) -> str:
+    if not skipped:
+        return ""
+    lines = [f"\n  {s.file}: {s.reason}" for s in skipped[:limit]]
+    more = f"\n  ... and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    return "".join(lines) + more

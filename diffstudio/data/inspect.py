@@ -1,0 +1,131 @@
+"""Inspect a dataset source: what loads, what is skipped and why, classes, brightness.
+
+Backs ``diffstudio dataset inspect PATH_OR_NAME [--json]``: :func:`inspect_source` returns a
+JSON-serialisable dict and :func:`format_inspection` renders it as a text report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from diffstudio.data.dataset import InMemoryDataset
+from diffstudio.data.errors import DatasetError, LoadCancelled
+from diffstudio.data.registry import load_dataset, source_kind
+
+HISTOGRAM_BINS = 20
+
+
+def inspect_source(source: str, resolution: int | None = None,
+                   channels: int | None = None) -> dict[str, Any]:
+    """Load ``source`` (through the cache) and describe it as a JSON-serialisable dict.
+
+    Keys: source, source_type, name, kind, usable, skipped [{file, reason}], resolution,
+    channels, classes, class_counts, value_range, and for images mean_brightness_histogram
+    {edges, counts} of the per-image mean pixel value; for points point_mean and point_std.
+    A folder without one usable image gives usable 0 and an ``error`` message instead of
+    raising; a source that does not exist raises DatasetError.
+    """
+    origin = source_kind(source)
+    try:
+        dataset = load_dataset(source, resolution, channels, labels=True)
+    except LoadCancelled:
+        raise
+    except DatasetError as exc:
+        if not exc.skipped:
+            raise
+        return _failed_report(source, origin, exc)
+    return _report(source, origin, dataset)
+
+
+def _report(source: str, origin: str, dataset: InMemoryDataset) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "source": source, "source_type": origin, "name": dataset.name, "kind": dataset.kind,
+        "usable": len(dataset), "skipped": [asdict(s) for s in dataset.skipped],
+        "resolution": dataset.resolution, "channels": dataset.channels,
+        "classes": list(dataset.class_names), "class_counts": _class_counts(dataset),
+        "value_range": [float(dataset.x.min()), float(dataset.x.max())],
+    }
+    if dataset.kind == "image":
+        report["mean_brightness_histogram"] = brightness_histogram(dataset.x)
+    else:
+        report["point_mean"] = dataset.x.double().mean(0).tolist()
+        report["point_std"] = dataset.x.double().std(0).tolist()
+    return report
+
+
+def _failed_report(source: str, origin: str, exc: DatasetError) -> dict[str, Any]:
+    return {
+        "source": source, "source_type": origin, "name": source, "kind": "image", "usable": 0,
+        "skipped": [asdict(s) for s in exc.skipped], "resolution": None, "channels": None,
+        "classes": [], "class_counts": [], "error": str(exc),
+    }
+
+
+def brightness_histogram(x: torch.Tensor, bins: int = HISTOGRAM_BINS) -> dict[str, list]:
+    """Histogram of per-image mean pixel value over [-1, 1]: {edges (bins+1), counts (bins)}."""
+    means = x.double().mean(dim=tuple(range(1, x.ndim))).clamp(-1.0, 1.0)
+    counts = torch.histc(means, bins=bins, min=-1.0, max=1.0)
+    edges = torch.linspace(-1.0, 1.0, bins + 1, dtype=torch.float64)
+    return {
+        "edges": [round(e, 6) + 0.0 for e in edges.tolist()],  # + 0.0 turns -0.0 into 0.0
+        "counts": [int(c) for c in counts],
+    }
+
+
+def _class_counts(dataset: InMemoryDataset) -> list[int]:
+    if dataset.labels is None:
+        return []
+    return torch.bincount(dataset.labels.cpu(), minlength=dataset.num_classes).tolist()
+
+
+def format_inspection(d: dict[str, Any]) -> str:
+    """A readable multi-line report of an :func:`inspect_source` result."""
+    lines = [f"Dataset: {d['name']} ({d['source_type']}: {d['source']})", _summary_line(d)]
+    if d.get("error"):
+        lines.append(f"Error: {d['error']}")
+    if d.get("classes"):
+        counts = d.get("class_counts") or [None] * len(d["classes"])
+        pairs = zip(d["classes"], counts)
+        listed = ", ".join(f"{c} ({k})" if k is not None else c for c, k in pairs)
+        lines.append(f"Classes ({len(d['classes'])}): {listed}")
+    if "value_range" in d:
+        lines.append("Value range: [{:.3f}, {:.3f}]".format(*d["value_range"]))
+    if "point_mean" in d:
+        lines.append(f"Point mean: {_vec(d['point_mean'])}  std: {_vec(d['point_std'])}")
+    lines += _histogram_lines(d.get("mean_brightness_histogram"))
+    lines += _skipped_lines(d.get("skipped", []))
+    return "\n".join(lines)
+
+
+def _summary_line(d: dict[str, Any]) -> str:
+    if d["kind"] == "points":
+        return f"Kind: 2-D points, {d['usable']} usable"
+    if d.get("resolution") is None:
+        return f"Kind: images, {d['usable']} usable"
+    colour = {1: "grey", 3: "RGB"}.get(d["channels"], f"{d['channels']} channels")
+    return f"Kind: images, {d['usable']} usable, {d['resolution']}x{d['resolution']} {colour}"
+
+
+def _histogram_lines(hist: dict[str, list] | None, width: int = 40) -> list[str]:
+    if not hist:
+        return []
+    edges, counts = hist["edges"], hist["counts"]
+    peak = max(max(counts), 1)
+    lines = [f"Mean brightness per image (-1 black .. 1 white), {len(counts)} bins:"]
+    for lo, hi, count in zip(edges[:-1], edges[1:], counts):
+        bar = "#" * round(width * count / peak)
+        lines.append(f"  [{lo:+.2f}, {hi:+.2f}) {bar} {count}")
+    return lines
+
+
+def _skipped_lines(skipped: list[dict[str, str]]) -> list[str]:
+    if not skipped:
+        return ["Skipped: none"]
+    return [f"Skipped ({len(skipped)}):"] + [f"  {s['file']}: {s['reason']}" for s in skipped]
+
+
+def _vec(values: list[float]) -> str:
+    return "(" + ", ".join(f"{v:+.3f}" for v in values) + ")"

@@ -1,0 +1,57 @@
+"""Conversions between stored pixel formats and the float32 [-1, 1] training convention."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+_U16_HALF = 65535.0 / 2.0  # 32767.5: 65535 / _U16_HALF is exactly 2.0 in float32
+
+
+def uint16_to_unit_range(pixels: np.ndarray) -> Tensor:
+    """uint16 (N, C, H, W) -> float32 tensor in [-1, 1]: ``x = u / 32767.5 - 1``."""
+    x = torch.from_numpy(pixels.astype(np.float32))
+    return x.div_(_U16_HALF).sub_(1.0).clamp_(-1.0, 1.0)
+
+
+def unit_range_to_uint8(x: Tensor) -> np.ndarray:
+    """float [-1, 1] (..., C, H, W) -> uint8 (..., H, W, C) for display and PNG export."""
+    u = ((x.detach().float().cpu().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+    return u.movedim(-3, -1).numpy()
+
+
+def uint8_hwc_to_unit_range(images: np.ndarray) -> Tensor:
+    """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1]: ``x = 2 v / 255 - 1``."""
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)).astype(np.float32))
+    return x.div_(127.5).sub_(1.0).clamp_(-1.0, 1.0)
+
+
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+"""ITU-R 601-2 luma, the weights Pillow's ``convert("L")`` uses."""
+
+
+def match_channels(x: Tensor, channels: int) -> Tensor:
+    """(N, C, H, W) -> (N, channels, H, W): grey is repeated to RGB, RGB is reduced to luma."""
+    if x.shape[1] == channels:
+        return x
+    if x.shape[1] == 1 and channels == 3:
+        return x.repeat(1, 3, 1, 1)
+    if x.shape[1] == 3 and channels == 1:
+        weights = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype, device=x.device)
+        return torch.einsum("nchw,c->nhw", x, weights)[:, None]
+    raise ValueError(f"cannot convert {x.shape[1]} channels to {channels}")
+
+
+def resize_images(x: Tensor, resolution: int, resample: Image.Resampling) -> Tensor:
+    """Resize float (N, C, h, w) square images to ``resolution`` with Pillow, channel by channel."""
+    if x.shape[-1] == resolution:
+        return x
+    arrays = x.detach().cpu().numpy()
+    out = np.empty((*arrays.shape[:2], resolution, resolution), dtype=np.float32)
+    for i, image in enumerate(arrays):
+        for c, plane in enumerate(image):
+            resized = Image.fromarray(plane).resize((resolution, resolution), resample)
+            out[i, c] = np.asarray(resized)
+    return torch.from_numpy(out).clamp_(-1.0, 1.0)

@@ -1,0 +1,104 @@
+"""One entry point for every dataset source: a built-in name, a toy name or a folder path."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from diffstudio.data.builtin import BUILTIN_IMAGE_DATASETS, make_builtin
+from diffstudio.data.dataset import DatasetKind, InMemoryDataset
+from diffstudio.data.errors import DatasetError
+from diffstudio.data.folder_scan import has_class_folders
+from diffstudio.data.image_folder import Progress, ShouldCancel, load_image_folder, resolve_folder
+from diffstudio.data.toys import DEFAULT_TOY_POINTS, TOY_DATASETS, make_toy
+
+DEFAULT_FOLDER_RESOLUTION = 64
+DEFAULT_FOLDER_CHANNELS = 3
+
+
+def list_builtin() -> list[tuple[str, DatasetKind, str]]:
+    """(name, kind, one-line description) of every built-in image and toy dataset."""
+    images = [(name, "image", info.description) for name, info in BUILTIN_IMAGE_DATASETS.items()]
+    points = [(name, "points", text) for name, text in TOY_DATASETS.items()]
+    return images + points  # type: ignore[return-value]
+
+
+def known_names() -> list[str]:
+    """Names ``load_dataset`` accepts besides folder paths."""
+    return [name for name, _, _ in list_builtin()]
+
+
+def source_kind(source: str) -> str:
+    """'builtin', 'toy' or 'folder'; DatasetError (listing the known names) for anything else.
+
+    A known name wins over a same-named folder unless written as a path ('./digits').
+    """
+    if not _looks_like_path(source) and source in BUILTIN_IMAGE_DATASETS:
+        return "builtin"
+    if not _looks_like_path(source) and source in TOY_DATASETS:
+        return "toy"
+    if Path(source).expanduser().is_dir():
+        return "folder"
+    raise DatasetError(
+        f"{source!r} is neither a built-in dataset nor an existing folder. "
+        f"Built-in datasets: {', '.join(known_names())}"
+    )
+
+
+def load_dataset(
+    source: str,
+    resolution: int | None = None,
+    channels: int | None = None,
+    labels: bool = True,
+    n: int | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
+) -> InMemoryDataset:
+    """Load ``source``: a built-in image dataset, a 2-D toy, or a folder of images.
+
+    None picks the default resolution / channels (folders: 64 px RGB) / count. ``labels`` asks
+    for class labels where the source has them (a folder has them when all its images sit in two
+    or more first-level sub-folders). ``n`` caps a folder to its first n images and sets the
+    count of generated datasets; ``seed`` drives generated datasets. Toys ignore resolution and
+    channels. Generated datasets are memoised in-process: treat results as read-only.
+    """
+    kind = source_kind(source)
+    if kind == "folder":
+        dataset = _load_folder(source, resolution, channels, labels, progress, should_cancel)
+        dataset = dataset if n is None else dataset.head(n)
+    else:
+        if kind == "toy":  # points have no resolution or channels: share one memo entry
+            resolution = channels = None
+        dataset = _generated(source, resolution, channels, n, seed)
+        if progress is not None:
+            progress(len(dataset), len(dataset))
+    return dataset if labels else dataset.without_labels()
+
+
+def clear_cache() -> None:
+    """Forget the memoised generated datasets."""
+    _generated.cache_clear()
+
+
+@lru_cache(maxsize=8)
+def _generated(name: str, resolution: int | None, channels: int | None, n: int | None,
+               seed: int) -> InMemoryDataset:
+    if name in TOY_DATASETS:
+        return make_toy(name, DEFAULT_TOY_POINTS if n is None else n, seed)
+    return make_builtin(name, resolution, channels, n, seed)
+
+
+def _load_folder(source: str, resolution: int | None, channels: int | None, labels: bool,
+                 progress: Progress | None, should_cancel: ShouldCancel | None) -> InMemoryDataset:
+    root = resolve_folder(source)
+    return load_image_folder(
+        root, resolution or DEFAULT_FOLDER_RESOLUTION, channels or DEFAULT_FOLDER_CHANNELS,
+        labels=labels and has_class_folders(root), progress=progress, should_cancel=should_cancel,
+    )
+
+
+def _looks_like_path(source: str) -> bool:
+    separators = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    return any(sep in source for sep in separators) or source.startswith(("~", "."))
