@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -62,7 +63,7 @@ def dataset(args) -> int:
     return 0
 
 
-def _cli_hooks():
+def _cli_hooks(quiet: bool = False):
     """Progress bar on stderr (stdout stays clean for --json); Ctrl-C -> checkpoint and stop."""
     from diffstudio.engine.trainer import TrainerHooks
 
@@ -71,6 +72,7 @@ def _cli_hooks():
 
         def __init__(self):
             self.stop, self.total, self.start_step = False, 0, 0
+            self.quiet = quiet
 
         def on_start(self, info):
             self.total, self.start_step = info["total_steps"], info["start_step"]
@@ -90,8 +92,9 @@ def _cli_hooks():
         def should_stop(self):
             return self.stop
 
-        @staticmethod
-        def _say(text):
+        def _say(self, text):
+            if self.quiet:
+                return
             sys.stderr.write(text)
             sys.stderr.flush()
 
@@ -120,13 +123,16 @@ def _train_config(args):
 def train(args) -> int:
     from diffstudio.engine.trainer import Trainer
 
-    hooks = _cli_hooks()
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
+    hooks = _cli_hooks(quiet=not main_rank)
     previous = signal.signal(signal.SIGINT, lambda *_: setattr(hooks, "stop", True))
     try:
         t0 = time.perf_counter()
         result = Trainer(_train_config(args), hooks=hooks, run_dir=args.out, resume=args.resume).run()
     finally:
         signal.signal(signal.SIGINT, previous)
+    if not main_rank:
+        return 0
     sys.stderr.write("\n")
     out = {"steps": result.steps, "final_loss": result.final_loss, "images_per_second": result.images_per_second,
            "run_dir": result.run_dir, "stopped": result.stopped, "seconds": round(time.perf_counter() - t0, 2)}

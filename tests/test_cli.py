@@ -72,3 +72,25 @@ def test_module_entry_point_runs_in_a_fresh_process():
     assert r.returncode == 0 and json.loads(r.stdout)["terminal_signal"] == pytest.approx(0.006353, abs=5e-7)
     r = subprocess.run([sys.executable, "-m", "diffstudio", "schedule", "linear", "--steps", "-3"], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_dataset_inspect_reports_usable_and_skipped_files(tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (20, 30), (200, 10, 10)).save(tmp_path / "good.png")
+    Image.new("L", (16, 16), 128).save(tmp_path / "gray.jpg")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("not an image")
+    code, out, err = run_cli(capsys, "dataset", "inspect", str(tmp_path), "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["usable"] == 2
+    assert sorted(s["file"].rsplit("/", 1)[-1] for s in d["skipped"]) == ["empty.png", "notes.png"]
+    assert all(s["reason"] for s in d["skipped"])
+    code, out, _ = run_cli(capsys, "dataset", "inspect", "digits")
+    assert code == 0 and "1797" in out
+
+
+def test_dataset_inspect_unknown_source_is_one_line(capsys):
+    code, out, err = run_cli(capsys, "dataset", "inspect", "/no/such/folder")
+    assert code == 1 and err.startswith("diffstudio: error:") and err.count("\n") == 1
