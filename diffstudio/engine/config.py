@@ -120,6 +120,7 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA only)
     compile: bool = False  # torch.compile the model
+    threads: int = 0  # CPU intra-op threads; 0 keeps PyTorch's default
     preview_every: int = 250
     checkpoint_every: int = 500
     log_every: int = 10

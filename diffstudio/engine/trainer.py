@@ -81,6 +81,8 @@ class Trainer:
         cfg = self.config
         self.world = dist_util.init_from_env(cfg.run.device)
         self.device = self.world.device if self.world.size > 1 else resolve_device(cfg.run.device)
+        if cfg.run.threads > 0:
+            torch.set_num_threads(cfg.run.threads)
         self.data = self._load_data().to(self.device)
         self.info = self._data_info()
         self.schedule = cfg.schedule.build()

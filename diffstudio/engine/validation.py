@@ -77,6 +77,7 @@ def _training(cfg: "Config", errors: list) -> None:
     for name in ("steps", "preview_every", "checkpoint_every", "log_every", "keep_checkpoints"):
         _positive(errors, f"run.{name}", getattr(r, name))
     _choice(errors, "run.precision", r.precision, PRECISIONS)
+    _positive(errors, "run.threads", r.threads, allow_zero=True)
     _choice(errors, "model.preset", m.preset, MODEL_PRESETS)
     if not 0.0 <= m.cond_drop_prob < 1.0:
         errors.append(("model.cond_drop_prob", "must lie in [0, 1)"))

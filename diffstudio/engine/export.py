@@ -1,0 +1,209 @@
+"""Export a trained model for use outside diffstudio (EMA weights when the run kept them).
+
+- ``diffusers``: a folder ``DDPMPipeline``-style: ``unet/`` (``UNet2DModel.save_pretrained``),
+  ``scheduler/scheduler_config.json`` reproducing the training schedule and parameterization,
+  ``model_index.json``, and ``diffstudio.json`` (the run config and model spec).
+- ``safetensors``: one file of weights whose metadata holds the config and the model spec
+  (``model_from_spec(json.loads(metadata["model_spec"]))`` rebuilds the network).
+
+What diffusers cannot represent is refused with :class:`ExportError` naming the reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diffstudio.core.grids import DISCRETE_SPACINGS
+from diffstudio.core.schedules import DISCRETE_FAMILIES
+from diffstudio.engine.atomic import atomic_replace_dir, atomic_write
+from diffstudio.engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from diffstudio.engine.config import Config, ConfigError
+
+Tensor = torch.Tensor
+FORMATS = ("diffusers", "safetensors")
+PREDICTION_TYPES = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}
+_SUGGEST = "Export to the safetensors format instead: it keeps any model with its diffstudio config."
+
+
+class ExportError(ValueError):
+    """The export cannot be done; the message says why and what to do instead."""
+
+
+class ExportWarning(UserWarning):
+    pass
+
+
+def export(source: str | os.PathLike, fmt: str, out_dir: str | os.PathLike) -> Path:
+    """Export the checkpoint ``source`` (a checkpoint folder, or a run folder: its latest one).
+
+    ``diffusers`` writes the folder ``out_dir`` (which must be new, empty or a previous export)
+    and returns it. ``safetensors`` writes ``out_dir/<run>-step-NNNNNN.safetensors`` (or
+    ``out_dir`` itself when it ends in ``.safetensors``) and returns the file."""
+    if fmt not in FORMATS:
+        raise ExportError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    try:
+        ckpt = load_checkpoint(source)
+    except CheckpointError as e:
+        raise ExportError(f"cannot export: {e}") from None
+    config, spec = _config_and_spec(ckpt)
+    weights = _weights(ckpt)
+    if fmt == "diffusers":
+        return export_diffusers(ckpt, config, spec, weights, Path(out_dir))
+    return export_safetensors(ckpt, config, spec, weights, Path(out_dir))
+
+
+def _config_and_spec(ckpt: Checkpoint) -> tuple[Config, dict[str, Any]]:
+    spec = ckpt.meta.get("model_spec")
+    if not isinstance(spec, dict):
+        raise ExportError(f"{ckpt.path}: the checkpoint has no model_spec in its meta, so the network "
+                          f"cannot be rebuilt (was it saved by diffstudio?)")
+    if not isinstance(ckpt.meta.get("config"), dict):
+        raise ExportError(f"{ckpt.path}: the checkpoint has no run config in its meta")
+    try:
+        return Config.from_dict(ckpt.meta["config"]), spec
+    except ConfigError as e:
+        raise ExportError(f"{ckpt.path}: the checkpoint's config is invalid: {e}") from None
+
+
+def _weights(ckpt: Checkpoint) -> dict[str, Tensor]:
+    """EMA weights when present, keys freed of DDP / torch.compile / AveragedModel wrappers."""
+    out = {}
+    for key, value in ckpt.weights(prefer_ema=True).items():
+        if key == "n_averaged":
+            continue
+        for prefix in ("module.", "_orig_mod."):
+            key = key[len(prefix):] if key.startswith(prefix) else key
+        out[key] = value
+    return out
+
+
+def _model_with(spec: dict[str, Any], weights: dict[str, Tensor]) -> torch.nn.Module:
+    from diffstudio.models.build import model_from_spec
+
+    try:
+        model = model_from_spec(spec)
+        model.load_state_dict(weights, strict=True)
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise ExportError(f"the checkpoint's weights do not fit its model spec: {str(e).splitlines()[0]}") from None
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# diffusers
+
+
+def scheduler_config(config: Config) -> tuple[str, dict[str, Any]]:
+    """``(diffusers scheduler class name, its config)`` for the run's schedule, or ExportError."""
+    s, param = config.schedule, config.objective.parameterization
+    if param == "score":
+        raise ExportError("score parameterization: diffusers schedulers have no score prediction type. " + _SUGGEST)
+    if s.family in DISCRETE_FAMILIES:
+        if param not in PREDICTION_TYPES:
+            raise ExportError(f"{param} parameterization on the beta schedule {s.family!r}: diffusers' DDIM "
+                              f"predicts only epsilon, v_prediction or sample. " + _SUGGEST)
+        beta_start, beta_end = s.build().betas_range
+        spacing = config.sampling.spacing if config.sampling.spacing in DISCRETE_SPACINGS else "trailing"
+        cfg = {"num_train_timesteps": s.num_train_timesteps, "beta_start": beta_start, "beta_end": beta_end,
+               "beta_schedule": s.family, "prediction_type": PREDICTION_TYPES[param],
+               "timestep_spacing": spacing, "rescale_betas_zero_snr": bool(s.ztsnr), "clip_sample": False,
+               "set_alpha_to_one": True, "steps_offset": 0, "thresholding": False}
+        if s.family == "sigmoid":  # DDIMScheduler has no sigmoid betas; DDPMScheduler has
+            cfg.pop("set_alpha_to_one")
+            return "DDPMScheduler", cfg
+        return "DDIMScheduler", cfg
+    if s.family == "flow":
+        if param != "flow":
+            raise ExportError(f"{param} parameterization on the rectified-flow schedule: diffusers' "
+                              f"FlowMatchEulerDiscreteScheduler expects a velocity (flow) prediction. " + _SUGGEST)
+        if float(s.shift) != 1.0:
+            raise ExportError(
+                f"flow schedule with shift {s.shift:g}: diffstudio's flow target is dx/dt of the shifted "
+                f"schedule, s'(t) (eps - x0), while diffusers' FlowMatchEulerDiscreteScheduler expects "
+                f"dx/dsigma = eps - x0; they agree only for shift 1. " + _SUGGEST)
+        return "FlowMatchEulerDiscreteScheduler", {"num_train_timesteps": 1000, "shift": float(s.shift),
+                                                   "use_dynamic_shifting": False}
+    raise ExportError(f"the {s.family!r} schedule is continuous in t; diffusers' schedulers here use beta "
+                      f"schedules or rectified flow only. " + _SUGGEST)
+
+
+def export_diffusers(ckpt: Checkpoint, config: Config, spec: dict[str, Any], weights: dict[str, Tensor],
+                     out_dir: Path) -> Path:
+    if spec.get("kind") != "unet":
+        raise ExportError(f"the {spec.get('kind')!r} model (2-D points) has no diffusers equivalent; "
+                          f"diffusers exports UNet image models only. " + _SUGGEST)
+    scheduler_name, scheduler_cfg = scheduler_config(config)
+    _warn_if_degenerate(config)
+    model = _model_with(spec, weights)
+    import diffusers
+
+    scheduler = getattr(diffusers, scheduler_name)(**scheduler_cfg)
+    info = {"format": "diffstudio-export", "version": 1, "step": ckpt.step, "source": str(ckpt.path),
+            "weights": "ema" if ckpt.ema else "model", "null_label": spec.get("num_classes") or None,
+            "config": config.to_dict(), "model_spec": spec}
+    index = {"_class_name": "DDPMPipeline", "_diffusers_version": diffusers.__version__,
+             "scheduler": ["diffusers", scheduler_name], "unet": ["diffusers", "UNet2DModel"]}
+
+    def fill(tmp: Path) -> None:
+        model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        scheduler.save_config(tmp / "scheduler")
+        (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+        (tmp / "diffstudio.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        _clear_target(out_dir)
+
+    atomic_replace_dir(fill, out_dir)
+    return out_dir
+
+
+def _clear_target(out_dir: Path) -> None:
+    """Make room for the new export: an empty folder or a previous export is moved away."""
+    if not out_dir.exists():
+        return
+    if out_dir.is_dir() and not any(out_dir.iterdir()):
+        out_dir.rmdir()
+        return
+    if not (out_dir / "model_index.json").is_file():
+        raise ExportError(f"{out_dir} exists and is not empty; choose a new or empty folder")
+    trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+    os.replace(out_dir, trash / out_dir.name)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _warn_if_degenerate(config: Config) -> None:
+    s, o = config.schedule, config.objective
+    if s.family in DISCRETE_FAMILIES and s.ztsnr and o.parameterization == "eps":
+        warnings.warn("eps prediction with zero terminal SNR: at the last training timestep diffusers' "
+                      "DDIM divides by alpha = 0 (NaN with trailing spacing). Prefer v prediction.",
+                      ExportWarning, stacklevel=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# safetensors
+
+
+def export_safetensors(ckpt: Checkpoint, config: Config, spec: dict[str, Any], weights: dict[str, Tensor],
+                       out_dir: Path) -> Path:
+    from safetensors.torch import save_file
+
+    model = _model_with(spec, weights)  # checks that the weights fit the spec
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    metadata = {"format": "pt", "diffstudio": "1", "weights": "ema" if ckpt.ema else "model",
+                "step": json.dumps(ckpt.step), "config": json.dumps(config.to_dict()), "model_spec": json.dumps(spec)}
+    path = out_dir if out_dir.suffix == ".safetensors" else out_dir / f"{_export_name(ckpt)}.safetensors"
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def _export_name(ckpt: Checkpoint) -> str:
+    p = ckpt.path
+    run = p.parent.parent.name if p.parent.name == "checkpoints" else p.name
+    step = f"step-{int(ckpt.step):06d}" if isinstance(ckpt.step, int) else "model"
+    return f"{run}-{step}" if run and run != step else step
+
+
+__all__ = ["ExportError", "ExportWarning", "FORMATS", "export", "scheduler_config"]

@@ -1,0 +1,341 @@
+"""The run folder: everything one training run leaves behind, readable while it is written.
+
+::
+
+    <run>/config.toml                 the Config (Config.save)
+    <run>/metrics.jsonl               one JSON object per line: step, loss, lr, ... (flushed appends)
+    <run>/events.jsonl                optional: start, resume, stop, errors
+    <run>/previews/step-000250.png    sample grids, with an optional step-000250.json of statistics
+    <run>/checkpoints/step-000500/    checkpoint folders (engine/checkpoint.py)
+    <run>/checkpoints/latest          the name of the newest complete checkpoint, one line
+
+Every file is written atomically except the ``.jsonl`` logs, which are appended to; a line torn by
+a crash is skipped on read and a later append starts on a fresh line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffstudio.engine.atomic import atomic_write, atomic_write_text
+from diffstudio.engine.checkpoint import STATE_FILE, remove_dir, save_checkpoint
+
+CONFIG_FILE = "config.toml"
+METRICS_FILE = "metrics.jsonl"
+EVENTS_FILE = "events.jsonl"
+PREVIEWS = "previews"
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+_PREVIEW = re.compile(r"^step-(\d+)\.png$")
+
+
+class RunDirError(ValueError):
+    """A folder is not a run folder, or a run-folder operation cannot be done."""
+
+
+def step_name(step: int) -> str:
+    """``step-000250``: zero-padded so that names sort like steps."""
+    if int(step) < 0:
+        raise ValueError(f"step: must be >= 0, got {step}")
+    return f"step-{int(step):06d}"
+
+
+class RunDir:
+    """A run folder. ``RunDir.create(out_dir, name)`` makes a new one; ``RunDir(path)`` opens one."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.is_run_dir(self.path):
+            why = "does not exist" if not self.path.exists() else "is not a run folder (no config.toml, metrics or checkpoints)"
+            raise RunDirError(f"{self.path} {why}")
+        self._offsets: dict[str, tuple[int, int, int]] = {}  # log file -> (inode, line, byte offset) read up to
+
+    # -- creating and opening ----------------------------------------------------------------
+
+    @staticmethod
+    def is_run_dir(path: str | os.PathLike) -> bool:
+        p = Path(path)
+        return p.is_dir() and ((p / CONFIG_FILE).is_file() or (p / METRICS_FILE).is_file() or (p / CHECKPOINTS).is_dir())
+
+    @classmethod
+    def create(cls, out_dir: str | os.PathLike, name: str = "", config: Any = None) -> "RunDir":
+        """A new run folder ``out_dir/name`` (``name-2``, ``name-3``... when taken; an empty name
+        gets ``run-<date>-<time>``), with its sub-folders and, when given, its config."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        base = _safe_name(name) or time.strftime("run-%Y%m%d-%H%M%S")
+        for i in itertools.count(1):
+            path = out / (base if i == 1 else f"{base}-{i}")
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                continue
+        return cls._lay_out(path, config)
+
+    @classmethod
+    def open_or_create(cls, path: str | os.PathLike, config: Any = None) -> "RunDir":
+        """The run folder at exactly ``path``: opened when it is one, laid out when it is missing
+        or empty. ``config`` is written only into a new folder."""
+        p = Path(path)
+        if cls.is_run_dir(p):
+            return cls(p)
+        if p.exists() and (not p.is_dir() or any(p.iterdir())):
+            raise RunDirError(f"{p} exists and is not a run folder; choose an empty or new folder")
+        p.mkdir(parents=True, exist_ok=True)
+        return cls._lay_out(p, config)
+
+    @classmethod
+    def _lay_out(cls, path: Path, config: Any) -> "RunDir":
+        (path / PREVIEWS).mkdir(exist_ok=True)
+        (path / CHECKPOINTS).mkdir(exist_ok=True)
+        run = cls(path)
+        if config is not None:
+            run.save_config(config)
+        return run
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and self.path.resolve() == other.path.resolve()
+
+    def __hash__(self) -> int:
+        return hash(self.path.resolve())
+
+    # -- config ------------------------------------------------------------------------------
+
+    def config(self):
+        """The run's :class:`~diffstudio.engine.config.Config` (ConfigError when missing or invalid)."""
+        from diffstudio.engine.config import Config
+
+        return Config.load(self.path / CONFIG_FILE)
+
+    def save_config(self, cfg: Any) -> Path:
+        return cfg.save(self.path / CONFIG_FILE)
+
+    # -- metrics and events --------------------------------------------------------------------
+
+    def append_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows (``step``, ``loss`` and any numbers) to ``metrics.jsonl`` and flush."""
+        self._append_jsonl(METRICS_FILE, rows)
+
+    def read_metrics(self, since_line: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Rows from complete line ``since_line`` on, and the line to ask for next time.
+
+        Only newline-terminated lines count: a line still being written is left for the next
+        call; a torn or unparsable line (a crash) is counted but skipped."""
+        return self._read_jsonl(METRICS_FILE, since_line)
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """Drop rows with ``step > after_step`` (a run resumed from an earlier checkpoint)."""
+        rows, _ = self.read_metrics()
+        kept = [r for r in rows if not isinstance(r.get("step"), (int, float)) or r["step"] <= after_step]
+        atomic_write_text(self.path / METRICS_FILE, "".join(_json_line(r) for r in kept))
+        self._offsets.pop(METRICS_FILE, None)
+
+    def append_event(self, kind: str, **data: Any) -> None:
+        """Append ``{"time": ..., "event": kind, **data}`` to ``events.jsonl``."""
+        self._append_jsonl(EVENTS_FILE, [{"time": time.time(), "event": kind, **data}])
+
+    def read_events(self, since_line: int = 0) -> tuple[list[dict[str, Any]], int]:
+        return self._read_jsonl(EVENTS_FILE, since_line)
+
+    def _append_jsonl(self, name: str, rows: list[dict[str, Any]]) -> None:
+        if isinstance(rows, dict):
+            rows = [rows]
+        text = "".join(_json_line(r) for r in rows).encode("utf-8")
+        if not text:
+            return
+        with open(self.path / name, "a+b") as f:
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # a torn line from a crash: start afresh
+                    text = b"\n" + text
+            f.write(text)
+            f.flush()
+
+    def _read_jsonl(self, name: str, since_line: int) -> tuple[list[dict[str, Any]], int]:
+        path = self.path / name
+        if not path.is_file():
+            return [], since_line
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            inode, line, offset = self._offsets.get(name, (st.st_ino, 0, 0))
+            if inode != st.st_ino or line > since_line or offset > st.st_size:  # replaced, shrank, or rewound
+                line, offset = 0, 0
+            f.seek(offset)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        rows: list[dict[str, Any]] = []
+        for raw in complete.splitlines(keepends=True):
+            if line >= since_line:
+                row = _parse(raw)
+                if row is not None:
+                    rows.append(row)
+            line += 1
+            offset += len(raw)
+        self._offsets[name] = (st.st_ino, line, offset)
+        return rows, line
+
+    # -- previews ------------------------------------------------------------------------------
+
+    def save_preview(self, step: int, grid: np.ndarray, stats: dict[str, Any] | None = None) -> Path:
+        """Write ``previews/step-NNNNNN.png`` from a uint8 grid (H, W) or (H, W, C), C in 1, 3, 4,
+        and its statistics to ``step-NNNNNN.json`` first, so a listed preview has its stats."""
+        from PIL import Image
+
+        grid = np.asarray(grid)
+        if grid.dtype != np.uint8:
+            raise ValueError(f"preview grid: expected uint8, got {grid.dtype}")
+        if grid.ndim == 3 and grid.shape[2] == 1:
+            grid = grid[:, :, 0]
+        if not (grid.ndim == 2 or (grid.ndim == 3 and grid.shape[2] in (3, 4))):
+            raise ValueError(f"preview grid: expected (H, W) or (H, W, 1|3|4), got {grid.shape}")
+        folder = self.path / PREVIEWS
+        if stats is not None:
+            atomic_write_text(folder / f"{step_name(step)}.json", json.dumps(stats, default=_json_default))
+        image = Image.fromarray(np.ascontiguousarray(grid))
+        return atomic_write(folder / f"{step_name(step)}.png", lambda tmp: image.save(tmp, format="PNG"))
+
+    def previews(self) -> list[tuple[int, Path]]:
+        """``[(step, png path)]`` in step order."""
+        return _numbered(self.path / PREVIEWS, _PREVIEW, lambda p: p.is_file())
+
+    def preview_stats(self, step: int) -> dict[str, Any] | None:
+        """The statistics saved with a preview, or None."""
+        try:
+            return json.loads((self.path / PREVIEWS / f"{step_name(step)}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def checkpoint_dir(self, step: int) -> Path:
+        return self.path / CHECKPOINTS / step_name(step)
+
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """Complete checkpoints ``[(step, folder)]`` in step order (partial writes are invisible)."""
+        return _numbered(self.path / CHECKPOINTS, _STEP_DIR, lambda p: (p / STATE_FILE).is_file())
+
+    def latest_checkpoint(self) -> Path | None:
+        """The folder ``checkpoints/latest`` names, or (should it be missing or stale) the
+        complete checkpoint with the highest step; None when there is none."""
+        try:
+            name = (self.path / CHECKPOINTS / LATEST).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            name = ""
+        if _STEP_DIR.match(name) and (self.path / CHECKPOINTS / name / STATE_FILE).is_file():
+            return self.path / CHECKPOINTS / name
+        found = self.checkpoints()
+        return found[-1][1] if found else None
+
+    def mark_latest(self, step: int) -> Path:
+        """Point ``checkpoints/latest`` at a complete checkpoint (written atomically)."""
+        folder = self.checkpoint_dir(step)
+        if not (folder / STATE_FILE).is_file():
+            raise RunDirError(f"{folder} is not a complete checkpoint; cannot mark it latest")
+        return atomic_write_text(self.path / CHECKPOINTS / LATEST, folder.name + "\n")
+
+    def save_checkpoint(self, step: int, *, keep: int | None = None, **parts: Any) -> Path:
+        """:func:`~diffstudio.engine.checkpoint.save_checkpoint` into ``checkpoint_dir(step)``, then
+        :meth:`mark_latest`, then (with ``keep``) :meth:`prune_checkpoints`. ``parts``: model,
+        ema, optimizer, meta, rng."""
+        path = save_checkpoint(self.checkpoint_dir(step), **parts)
+        self.mark_latest(step)
+        if keep:
+            self.prune_checkpoints(keep)
+        return path
+
+    def prune_checkpoints(self, keep: int) -> list[Path]:
+        """Delete all but the ``keep`` newest checkpoints, never the latest; returns what went."""
+        if keep < 1:
+            raise ValueError(f"keep: must be at least 1, got {keep}")
+        latest = self.latest_checkpoint()
+        doomed = [p for _, p in self.checkpoints()[:-keep] if p != latest]
+        for p in doomed:
+            remove_dir(p)
+        self.clean_partial()
+        return doomed
+
+    def clean_partial(self, min_age_s: float = 600.0) -> list[Path]:
+        """Remove hidden leftovers of interrupted writes (``.name.*.tmp`` files and folders,
+        ``.name.*.old`` folders being deleted) older than ``min_age_s``: a younger one may belong
+        to a writer still at work."""
+        removed = []
+        now = time.time()
+        for folder in (self.path, self.path / PREVIEWS, self.path / CHECKPOINTS):
+            for p in folder.iterdir() if folder.is_dir() else ():
+                if not (p.name.startswith(".") and p.name.endswith((".tmp", ".old"))):
+                    continue
+                try:
+                    if now - p.lstat().st_mtime < min_age_s:
+                        continue
+                    if p.is_dir() and not p.is_symlink():
+                        shutil.rmtree(p)
+                    else:
+                        p.unlink()
+                except OSError:
+                    continue
+                removed.append(p)
+        return removed
+
+
+def _numbered(folder: Path, pattern: re.Pattern, ok) -> list[tuple[int, Path]]:
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = pattern.match(p.name)
+        if m and ok(p):
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def _safe_name(name: str) -> str:
+    """A folder name from free text: no path separators, control characters or leading dots."""
+    return re.sub(r'[\\/:*?"<>|\x00-\x1f]+', "-", str(name)).strip().lstrip(".").strip()
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item") and tuple(getattr(o, "shape", (1,))) == ():  # numpy / torch scalars
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
+    raise TypeError(f"a {type(o).__name__} cannot be written to a run log")
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    if not isinstance(row, dict):
+        raise TypeError(f"a log row must be a dict, got {type(row).__name__}")
+    return json.dumps(row, default=_json_default) + "\n"
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    try:
+        row = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return row if isinstance(row, dict) else None
+
+
+__all__ = ["RunDir", "RunDirError", "step_name"]

@@ -1,0 +1,44 @@
+"""What a backbone needs to know about its data: kind, channels, resolution, number of classes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+DataKind = Literal["image", "points"]
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """``kind`` "image" (``channels`` x ``resolution`` x ``resolution``) or "points" (vectors of
+    ``channels`` numbers, ``resolution`` 0). ``num_classes`` 0 means unlabelled data."""
+
+    kind: DataKind = "image"
+    channels: int = 1
+    resolution: int = 0
+    num_classes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("image", "points"):
+            raise ValueError(f"kind: expected 'image' or 'points', got {self.kind!r}")
+        if self.channels < 1:
+            raise ValueError(f"channels: must be at least 1, got {self.channels}")
+        if self.kind == "image" and self.resolution < 1:
+            raise ValueError(f"resolution: an image needs a positive resolution, got {self.resolution}")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes: must be >= 0, got {self.num_classes}")
+
+    @classmethod
+    def from_dataset(cls, dataset: Any) -> "DataInfo":
+        """From anything with ``kind``, ``channels``, ``resolution`` and ``num_classes``
+        (an :class:`~diffstudio.data.dataset.InMemoryDataset`)."""
+        return cls(kind=dataset.kind, channels=int(dataset.channels), resolution=int(dataset.resolution or 0),
+                   num_classes=int(dataset.num_classes))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataInfo":
+        return cls(kind=d["kind"], channels=int(d["channels"]), resolution=int(d.get("resolution") or 0),
+                   num_classes=int(d.get("num_classes") or 0))

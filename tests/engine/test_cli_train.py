@@ -1,0 +1,106 @@
+"""Headless training from the command line, Ctrl-C, sampling, export, and torchrun with 2 processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffstudio.cli import main
+from diffstudio.engine.checkpoint import load_checkpoint
+
+
+def cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_json_resume_sample_and_export(tmp_path, capsys):
+    run = tmp_path / "run"
+    code, out, err = cli(capsys, "train", "--preset", "moons-flow", "--steps", "30", "--out", run, "--json")
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["steps"] == 30 and result["run_dir"] == str(run)
+    assert {"final_loss", "images_per_second"} <= set(result) and result["images_per_second"] > 0
+    assert "30/30" in err and "steps/s" in err and "ETA" in err  # the progress bar
+    code, out, _ = cli(capsys, "train", "--resume", run, "--steps", "45", "--json")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["steps"] == 45
+    assert load_checkpoint(run).meta["step"] == 45
+    png, npy = tmp_path / "s.png", tmp_path / "s.npy"
+    code, out, err = cli(capsys, "sample", run, "--sampler", "heun", "--steps", "8", "--n", "64", "--out", png, "--npy", npy)
+    assert code == 0, err
+    assert png.stat().st_size > 0 and np.load(npy).shape == (64, 2)
+    code, out, err = cli(capsys, "export", run, "--format", "safetensors", "--out", tmp_path / "exp")
+    assert code == 0, err
+
+
+def test_train_config_file_and_image_sampling(tmp_path, capsys):
+    from diffstudio.engine.presets import preset
+
+    cfg = preset("quickstart").updated(run={"steps": 4, "preview_every": 4, "checkpoint_every": 4},
+                                       sampling={"num_samples": 4, "steps": 3})
+    path = cfg.save(tmp_path / "cfg.toml")
+    code, out, err = cli(capsys, "train", path, "--out", tmp_path / "r", "--json")
+    assert code == 0, err
+    png = tmp_path / "g.png"
+    code, _, err = cli(capsys, "sample", tmp_path / "r", "--n", "10", "--steps", "2", "--cfg", "2", "--cfg-rescale", "0.7", "--out", png)
+    assert code == 0, err
+    from PIL import Image
+
+    assert Image.open(png).size[0] > 8 * 3
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--preset", "moons-flow", "--steps", "0"], "run.steps"),
+    (["train", "missing.toml"], "does not exist"),
+    (["sample", "/nonexistent/run", "--out", "x.png"], ""),
+    (["train", "--preset", "nope"], "invalid choice"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, argv, needle):
+    code, out, err = cli(capsys, *argv)
+    assert code in (1, 2)
+    assert err.startswith("diffstudio: error:") and needle in err and "Traceback" not in err
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "diffstudio", "train", "--preset", "moons-flow", "--steps", "100000",
+                          "--out", str(run), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["stopped"] is True and 0 < result["steps"] < 100000
+    assert load_checkpoint(run).meta["step"] == result["steps"]
+
+
+def test_torchrun_two_processes(tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "diffstudio", "train", "--preset", "moons-flow", "--steps", "20", "--device", "cpu",
+                        "--out", str(run), "--json"], capture_output=True, text=True, env=env, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = load_checkpoint(run)
+    assert ckpt.meta["step"] == 20 and ckpt.meta["world_size"] == 2
+    assert {"train.rank0", "train.rank1"} <= set(ckpt.rng)
+    assert not torch_equal(ckpt.rng["train.rank0"], ckpt.rng["train.rank1"])  # each rank its own stream
+    rows = [json.loads(line) for line in Path(run, "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 20 and rows[-1]["images_per_s"] > 0
+
+
+def torch_equal(a, b):
+    import torch
+
+    return torch.equal(a, b)
