@@ -11,6 +11,12 @@ from pathlib import Path
 from typing import Callable
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` to fill a temporary file, then move it over ``path``."""
     path = Path(path)
@@ -18,6 +24,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a run folder is meant to be shared
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -44,6 +51,7 @@ def atomic_replace_dir(fill: Callable[[Path], None], target: str | os.PathLike) 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         fill(tmp)
         os.replace(tmp, target)
     except BaseException:

@@ -113,6 +113,7 @@ def save_checkpoint(
         state = {"format": FORMAT, "version": VERSION, "files": sizes, "optimizer": opt_skeleton,
                  "meta": json.loads(meta_json)}
         _write_synced(tmp / STATE_FILE, json.dumps(state, indent=1).encode("utf-8"))
+        os.chmod(tmp, 0o755)  # mkdtemp made it private
         _fsync_dir(tmp)
         if target.exists():  # last moment: move the old one aside so the rename can land
             trash.append(_set_aside(target))

@@ -155,6 +155,7 @@ def export_diffusers(ckpt: Checkpoint, config: Config, spec: dict[str, Any], wei
         scheduler.save_config(tmp / "scheduler")
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
         (tmp / "diffstudio.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o755)  # mkdtemp made it private; an export is meant to be shared
         _clear_target(out_dir)
 
     atomic_replace_dir(fill, out_dir)
@@ -196,12 +197,14 @@ def export_safetensors(ckpt: Checkpoint, config: Config, spec: dict[str, Any], w
     metadata = {"format": "pt", "diffstudio": "1", "weights": "ema" if ckpt.ema else "model",
                 "step": json.dumps(ckpt.step), "config": json.dumps(config.to_dict()), "model_spec": json.dumps(spec)}
     path = out_dir if out_dir.suffix == ".safetensors" else out_dir / f"{_export_name(ckpt)}.safetensors"
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    os.chmod(path, 0o644)  # mkstemp made it private; an export is meant to be shared
+    return path
 
 
 def _export_name(ckpt: Checkpoint) -> str:
     p = ckpt.path
-    run = p.parent.parent.name if p.parent.name == "checkpoints" else p.name
+    run = p.parent.parent.name if p.parent.name == "checkpoints" else p.stem
     step = f"step-{int(ckpt.step):06d}" if isinstance(ckpt.step, int) else "model"
     return f"{run}-{step}" if run and run != step else step
 

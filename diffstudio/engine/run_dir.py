@@ -141,7 +141,8 @@ class RunDir:
         """Rows from complete line ``since_line`` on, and the line to ask for next time.
 
         Only newline-terminated lines count: a line still being written is left for the next
-        call; a torn or unparsable line (a crash) is counted but skipped."""
+        call; a torn or unparsable line (a crash) is counted but skipped. A returned line number
+        below ``since_line`` means the file was rewritten shorter (:meth:`truncate_metrics`)."""
         return self._read_jsonl(METRICS_FILE, since_line)
 
     def truncate_metrics(self, after_step: int) -> None:

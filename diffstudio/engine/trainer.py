@@ -132,7 +132,9 @@ class Trainer:
         if not self.world.is_main:
             return None
         if self._resume:
-            return RunDir(self._resume_run_path)
+            run = RunDir(self._resume_run_path)
+            run.clean_partial(0)  # leftovers of a save that was killed
+            return run
         if self._run_dir_arg:
             path = Path(self._run_dir_arg)
             run = RunDir.create(path.parent, path.name)

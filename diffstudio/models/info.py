@@ -19,6 +19,8 @@ class DataInfo:
     num_classes: int = 0
 
     def __post_init__(self) -> None:
+        if self.resolution is None:  # points have no resolution
+            object.__setattr__(self, "resolution", 0)
         if self.kind not in ("image", "points"):
             raise ValueError(f"kind: expected 'image' or 'points', got {self.kind!r}")
         if self.channels < 1:
