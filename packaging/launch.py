@@ -1,0 +1,5 @@
+"""PyInstaller's entry script: the same dispatch as the `diffstudio` console script."""
+
+from diffstudio.launcher import main
+
+raise SystemExit(main())
