@@ -64,9 +64,10 @@ def oracle_model(x0_fn: Callable[[Tensor, Coefficients], Tensor], schedule: Sche
         else:
             t = schedule.time_of(ts).reshape((x.shape[0],) + (1,) * (x.dim() - 1))
         c = Coefficients.at(schedule, t)
-        x0 = x0_fn(x, c)
+        x64 = x.to(torch.float64)  # the exact answer, rounded once at the end
+        x0 = x0_fn(x64, c).to(torch.float64)
         alpha, sigma = (v.to(device=x.device, dtype=torch.float64) for v in (c.alpha, c.sigma))
-        eps = torch.where(sigma > 0, (x - alpha * x0) / sigma.clamp_min(1e-300), torch.zeros_like(x0))
+        eps = torch.where(sigma > 0, (x64 - alpha * x0) / sigma.clamp_min(1e-300), torch.zeros_like(x0))
         return make_target(param, x0, eps, c).to(x.dtype)
 
     return model

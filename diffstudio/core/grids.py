@@ -25,7 +25,10 @@ def discrete_timesteps(T: int, steps: int, spacing: str, steps_offset: int = 0) 
         return np.linspace(0, T - 1, steps).round()[::-1].astype(np.int64)
     if spacing == "leading":
         ratio = T // steps
-        return (np.arange(0, steps) * ratio).round()[::-1].astype(np.int64) + steps_offset
+        ts = (np.arange(0, steps) * ratio).round()[::-1].astype(np.int64) + steps_offset
+        if ts[-1] < 0 or ts[0] > T - 1:
+            raise ScheduleError(f"steps_offset: {steps_offset} moves leading timesteps outside 0..{T - 1}")
+        return ts
     if spacing == "trailing":
         # diffusers writes np.arange(T, 0, -T / steps), whose float step gives one extra element
         # (timestep -1, i.e. t = 0 twice) for some counts (steps = 61, 103, ...); same values, exact length.
@@ -34,22 +37,43 @@ def discrete_timesteps(T: int, steps: int, spacing: str, steps_offset: int = 0) 
 
 
 def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
-    """SD3's resolution shift (Esser et al. 2024, eq. 23): ``shift t / (1 + (shift - 1) t)``."""
-    return shift * t / (1.0 + (shift - 1.0) * t)
+    """SD3's resolution shift (Esser et al. 2024, eq. 23): ``shift t / (1 + (shift - 1) t)``,
+    with the denominator written ``(1 - t) + shift t`` so that t = 1 maps to exactly 1."""
+    return shift * t / ((1.0 - t) + shift * t)
+
+
+KARRAS_VE_MAX = 1e4  # the largest noise level a karras grid aims at when alpha(1) = 0 (infinite)
+KARRAS_T_MIN = 1.0 / 4096  # the smallest non-zero time of a karras grid (its sigma_min)
+
+
+def _ve(schedule: Schedule, t: torch.Tensor) -> torch.Tensor:
+    """The variance-exploding noise level ``sigma_t / alpha_t`` (inf where alpha = 0)."""
+    return schedule.sigma(t) / schedule.alpha(t)
+
+
+def _time_of_ve(schedule: Schedule, target: torch.Tensor, iterations: int = 64) -> torch.Tensor:
+    """Invert the increasing map ``t -> sigma_t / alpha_t`` by bisection (exact to float64)."""
+    lo, hi = torch.zeros_like(target), torch.ones_like(target)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        below = _ve(schedule, mid) < target
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return 0.5 * (lo + hi)
 
 
 def _karras_times(schedule: Schedule, steps: int, rho: float) -> torch.Tensor:
-    """Times whose VE noise levels ``sigma/alpha`` follow Karras et al. 2022, eq. 5."""
-    dense = torch.linspace(1.0, 0.0, 4097, dtype=torch.float64)[:-1]
-    ve = (schedule.sigma(dense) / schedule.alpha(dense).clamp_min(1e-12)).clamp_max(1e4)
-    hi, lo = float(ve[0]), float(ve[-1])
+    """Times whose VE noise levels ``sigma/alpha`` follow Karras et al. 2022, eq. 5, from
+    ``ve(1)`` (capped at ``KARRAS_VE_MAX``) down to ``ve(KARRAS_T_MIN)``; the first time is 1."""
+    one = torch.ones((), dtype=torch.float64)
+    hi = min(float(_ve(schedule, one)), KARRAS_VE_MAX)
+    lo = float(_ve(schedule, one * KARRAS_T_MIN))
     ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
     target = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
-    # ve decreases along `dense`; interpolate t as a function of log(ve)
-    log_ve = torch.log(ve).flip(0)
-    t = np.interp(torch.log(target).numpy(), log_ve.numpy(), dense.flip(0).numpy())
+    t = _time_of_ve(schedule, target)
     t[0] = 1.0
-    return torch.from_numpy(t)
+    if steps > 1:
+        t[-1] = KARRAS_T_MIN
+    return t
 
 
 def sampling_grid(

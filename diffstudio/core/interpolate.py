@@ -27,7 +27,7 @@ def linear_with_slope(t: Tensor, xs: Tensor, ys: Tensor) -> tuple[Tensor, Tensor
     return y0 * (1.0 - w) + y1 * w, (y1 - y0) / h
 
 
-def _pchip_slopes(xs: Tensor, ys: Tensor) -> Tensor:
+def pchip_slopes(xs: Tensor, ys: Tensor) -> Tensor:
     """Fritsch & Carlson (1980) knot derivatives that keep a monotone cubic monotone."""
     h = xs[1:] - xs[:-1]
     delta = (ys[1:] - ys[:-1]) / h
@@ -53,17 +53,20 @@ def _end_slope(h0: Tensor, h1: Tensor, m0: Tensor, m1: Tensor) -> Tensor:
     return d
 
 
-def monotone_cubic(t: Tensor, xs: Tensor, ys: Tensor) -> tuple[Tensor, Tensor]:
-    """Monotone cubic Hermite interpolation and its derivative; linear beyond the end knots."""
+def monotone_cubic(t: Tensor, xs: Tensor, ys: Tensor, d: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Monotone cubic Hermite interpolation and its derivative; linear beyond the end knots.
+    ``d``: the knot slopes, if already computed (``pchip_slopes(xs, ys)``)."""
     t = torch.as_tensor(t, dtype=xs.dtype)
-    d = _pchip_slopes(xs, ys)
+    d = pchip_slopes(xs, ys) if d is None else d
     k = _segment(t, xs)
     h = xs[k + 1] - xs[k]
     s = ((t - xs[k]) / h).clamp(0.0, 1.0)
-    h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
-    y = h00 * ys[k] + h10 * h * d[k] + h01 * ys[k + 1] + h11 * h * d[k + 1]
-    dy = ((6 * s**2 - 6 * s) * ys[k] + (3 * s**2 - 4 * s + 1) * h * d[k]
-          + (-6 * s**2 + 6 * s) * ys[k + 1] + (3 * s**2 - 2 * s) * h * d[k + 1]) / h
+    y0, y1, m0, m1 = ys[k], ys[k + 1], h * d[k], h * d[k + 1]
+    # Hermite form: y = y0 + s (m0 + s (3 dy - 2 m0 - m1 + s (m0 + m1 - 2 dy))), dy = y1 - y0
+    dy_knots = y1 - y0
+    c2, c3 = 3 * dy_knots - 2 * m0 - m1, m0 + m1 - 2 * dy_knots
+    y = y0 + s * (m0 + s * (c2 + s * c3))
+    dy = (m0 + s * (2 * c2 + 3 * s * c3)) / h
     below, above = t < xs[0], t > xs[-1]
     y = torch.where(below, ys[0] + d[0] * (t - xs[0]), y)
     y = torch.where(above, ys[-1] + d[-1] * (t - xs[-1]), y)

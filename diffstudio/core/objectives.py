@@ -100,11 +100,13 @@ def sample_times(
     s: float = 1.0,
     device: torch.device | str = "cpu",
 ) -> Tensor:
-    """Training times, float64 (B,). Discrete schedules get ``t = (i+1)/T`` for integer i."""
+    """Training times (B,), float64 on the CPU (where schedule arithmetic runs). The random draw
+    happens on ``device`` with ``generator`` (which must live there), in float32 so that every
+    backend can make it. Discrete schedules get ``t = (i+1)/T`` for integer i."""
     if TimeSampling(sampling) is TimeSampling.UNIFORM:
-        u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
+        u = torch.rand(batch, generator=generator, device=device).to("cpu", torch.float64)
     else:
-        n = torch.randn(batch, generator=generator, device=device, dtype=torch.float64)
+        n = torch.randn(batch, generator=generator, device=device).to("cpu", torch.float64)
         u = torch.sigmoid(m + s * n)
     if isinstance(schedule, DiscreteSchedule):
         T = schedule.num_train_timesteps
@@ -165,7 +167,8 @@ def diffusion_loss(
     c = Coefficients.at(schedule, t)
     x_t = add_noise(x0, eps, c)
     target = make_target(objective.parameterization, x0, eps, c)
-    pred = model(x_t, schedule.timestep(t).to(x0.dtype), cond)
+    # float32 whatever x0's dtype: bfloat16 would round timestep 999 to 1000 (8-bit mantissa)
+    pred = model(x_t, schedule.timestep(t).to(device=x0.device, dtype=torch.float32), cond)
     per_sample = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
     weight = loss_weight(objective.weighting, objective.parameterization, c, objective.gamma)
     return (weight.to(per_sample) * per_sample).mean()

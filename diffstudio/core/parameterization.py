@@ -55,9 +55,13 @@ class Coefficients:
 
     @classmethod
     def at(cls, schedule: Schedule, t: Tensor | float) -> "Coefficients":
-        t = torch.as_tensor(t, dtype=torch.float64)
-        alpha, d_alpha = schedule.alpha_and_slope(t)
-        sigma, d_sigma = schedule.sigma_and_slope(t)
+        """Evaluated in float64 on the CPU, where schedules keep their knots, whatever device ``t``
+        is on (consumers move the coefficients to their tensors' device: see ``add_noise``)."""
+        if isinstance(t, torch.Tensor):
+            t = t.detach().to(device="cpu", dtype=torch.float64)
+        else:  # a Python float straight to float64 (as_tensor alone would round it to float32)
+            t = torch.as_tensor(t, dtype=torch.float64)
+        alpha, d_alpha, sigma, d_sigma = schedule.alpha_sigma(t)
         return cls(alpha, sigma, d_alpha, d_sigma)
 
 

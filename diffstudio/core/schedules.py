@@ -16,7 +16,7 @@ from functools import cached_property
 
 import torch
 
-from diffstudio.core.interpolate import linear_with_slope, monotone_cubic
+from diffstudio.core.interpolate import linear_with_slope, monotone_cubic, pchip_slopes
 
 Tensor = torch.Tensor
 F64 = torch.float64
@@ -53,9 +53,14 @@ class Schedule:
 
     def sigma_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """Variance preserving by default: ``sigma = sqrt(1 - alpha^2)``."""
+        return _vp_sigma(*self.alpha_and_slope(t))
+
+    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(alpha, d_alpha, sigma, d_sigma)`` at ``t`` in one evaluation where possible."""
         alpha, d_alpha = self.alpha_and_slope(t)
-        sigma = (1.0 - alpha**2).clamp_min(0.0).sqrt()
-        return sigma, -alpha * d_alpha / sigma.clamp_min(1e-12)
+        if type(self).sigma_and_slope is Schedule.sigma_and_slope:  # variance preserving
+            return (alpha, d_alpha, *_vp_sigma(alpha, d_alpha))
+        return (alpha, d_alpha, *self.sigma_and_slope(t))
 
     def alpha(self, t: Tensor | float) -> Tensor:
         return self.alpha_and_slope(_as_t(t))[0]
@@ -98,6 +103,12 @@ class Schedule:
 
     def describe(self) -> str:
         return type(self).__name__
+
+
+def _vp_sigma(alpha: Tensor, d_alpha: Tensor) -> tuple[Tensor, Tensor]:
+    """``sigma = sqrt(1 - alpha^2)`` and ``d_sigma = -alpha d_alpha / sigma``."""
+    sigma = (1.0 - alpha**2).clamp_min(0.0).sqrt()
+    return sigma, -alpha * d_alpha / sigma.clamp_min(1e-12)
 
 
 def _betas(family: str, T: int, beta_start: float, beta_end: float) -> Tensor:
@@ -210,16 +221,19 @@ class FlowSchedule(Schedule):
         if not self.shift > 0:
             raise ScheduleError(f"shift: must be positive, got {self.shift}")
 
+    def _denominator(self, t: Tensor) -> Tensor:
+        """``1 + (shift - 1) t`` written as ``(1 - t) + shift t``: exactly ``shift`` at t = 1."""
+        return (1.0 - t) + self.shift * t
+
     def _shifted(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        k = self.shift
-        denom = 1.0 + (k - 1.0) * t
-        return k * t / denom, k / denom**2
+        denom = self._denominator(t)
+        return self.shift * t / denom, self.shift / denom**2
 
     def alpha_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        # 1 - s(t) written as (1 - t) / (1 + (shift - 1) t): exactly 0 at t = 1 for every shift
-        # (1 - s(1) can round to -2e-16, e.g. for shift 0.1, and a negative alpha breaks log-SNR)
+        # 1 - s(t) written as (1 - t) / denom: exactly 0 at t = 1 for every shift
+        # (1 - s(1) rounds to -2e-16 for shift 0.1, and a negative alpha breaks log-SNR)
         _, ds = self._shifted(t)
-        return (1.0 - t) / (1.0 + (self.shift - 1.0) * t), -ds
+        return (1.0 - t) / self._denominator(t), -ds
 
     def sigma_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
         return self._shifted(t)
@@ -230,7 +244,7 @@ class FlowSchedule(Schedule):
 
     def time_of(self, timestep: Tensor | float) -> Tensor:
         s = _as_t(timestep) / 1000.0
-        return s / (self.shift - (self.shift - 1.0) * s)
+        return s / (self.shift * (1.0 - s) + s)  # exactly 1 at s = 1
 
     def describe(self) -> str:
         return f"rectified flow (shift {self.shift:g})"
@@ -299,10 +313,15 @@ class CustomSchedule(Schedule):
         if any(not math.isfinite(v) for p in pts for v in p):
             raise ScheduleError("points: control points must be finite numbers")
 
-    def lambda_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
+    @cached_property
+    def _knots(self) -> tuple[Tensor, Tensor, Tensor]:
         xs = torch.tensor([p[0] for p in self.points], dtype=F64)
         ys = torch.tensor([p[1] for p in self.points], dtype=F64)
-        return monotone_cubic(t, xs, ys)
+        return xs, ys, pchip_slopes(xs, ys)
+
+    def lambda_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``lambda(t) = log SNR`` through the control points, and ``d lambda / dt``."""
+        return monotone_cubic(t, *self._knots)
 
     def alpha_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
         lam, dlam = self.lambda_and_slope(t)
@@ -313,6 +332,12 @@ class CustomSchedule(Schedule):
         lam, dlam = self.lambda_and_slope(t)
         sigma = torch.sigmoid(-lam).sqrt()
         return sigma, -0.5 * sigma * torch.sigmoid(lam) * dlam
+
+    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        lam, dlam = self.lambda_and_slope(t)
+        alpha2, sigma2 = torch.sigmoid(lam), torch.sigmoid(-lam)
+        alpha, sigma = alpha2.sqrt(), sigma2.sqrt()
+        return alpha, 0.5 * alpha * sigma2 * dlam, sigma, -0.5 * sigma * alpha2 * dlam
 
     def describe(self) -> str:
         return f"custom ({len(self.points)} log-SNR points)"
