@@ -49,56 +49,67 @@ def has_oracle(source: str) -> bool:
 # --------------------------------------------------------------------------- posterior means
 
 
-def mixture_posterior_mean(x_t: Tensor, alpha: float, sigma: float, means: Tensor, std: float,
-                           weights: Tensor) -> Tensor:
+def _per_sample(v, batch: int) -> Tensor:
+    """A coefficient given as a float, a 0-d tensor or one value per sample -> float64 (B,)."""
+    v = torch.as_tensor(v, dtype=F64).reshape(-1)
+    return v.expand(batch) if v.numel() == 1 else v.reshape(batch)
+
+
+def mixture_posterior_mean(x_t: Tensor, alpha, sigma, means: Tensor, std: float, weights: Tensor) -> Tensor:
     """``E[x0 | x_t]`` for ``x0 ~ sum_k w_k N(mu_k, std^2 I)``, ``x_t = alpha x0 + sigma eps``.
 
-    ``x_t`` (B, D), ``means`` (K, D), ``weights`` (K,); returns (B, D) in ``x_t``'s dtype."""
+    ``x_t`` (B, D); ``alpha``, ``sigma`` floats or one per sample; ``means`` (K, D), ``weights``
+    (K,). Returns (B, D) in ``x_t``'s dtype."""
     x = x_t.to(F64)
+    batch = x.shape[0]
+    a, s = _per_sample(alpha, batch)[:, None, None], _per_sample(sigma, batch)
     mu = means.to(F64)
-    var = alpha**2 * std**2 + sigma**2  # per-axis variance of x_t given the component
-    diff = x[:, None, :] - alpha * mu[None]  # (B, K, D)
+    var = (a[:, 0, 0] ** 2 * std**2 + s**2)[:, None]  # per-axis variance of x_t given a component
+    diff = x[:, None, :] - a * mu[None]  # (B, K, D)
     logits = torch.log(weights.to(F64))[None] - 0.5 * diff.pow(2).sum(-1) / var
     resp = torch.softmax(logits, dim=1)  # p(k | x_t)
-    gain = alpha * std**2 / var
+    gain = (a[:, 0, 0:1] * std**2 / var)[:, :, None]
     cond_mean = mu[None] + gain * diff  # E[x0 | x_t, k]
     return (resp[..., None] * cond_mean).sum(1).to(x_t.dtype)
 
 
-def truncated_normal_mean(mu: Tensor, s: float, low: float, high: float) -> Tensor:
+def truncated_normal_mean(mu: Tensor, s, low: float, high: float) -> Tensor:
     """Mean of ``N(mu, s^2)`` truncated to ``[low, high]``, computed in log space (stable in both
-    tails): ``mu + s (phi(a) - phi(b)) / (Phi(b) - Phi(a))`` with ``a, b = (low|high - mu) / s``."""
-    mu = mu.to(F64)
-    if s <= 0:
-        return mu.clamp(low, high)
-    if s > _NEARLY_FLAT * (high - low):
-        # The likelihood is an almost flat tilt exp(k b) over the interval: mean = mid + k w^2 / 12.
-        mid, width = 0.5 * (low + high), high - low
-        return mid + (mu - mid) / s**2 * width**2 / 12.0
-    a, b = (low - mu) / s, (high - mu) / s
+    tails): ``mu + s (phi(a) - phi(b)) / (Phi(b) - Phi(a))`` with ``a, b = (low|high - mu) / s``.
+    ``s`` is a float or broadcasts against ``mu``; ``s = 0`` gives ``mu`` clamped to the interval."""
+    mu = torch.as_tensor(mu, dtype=F64)
+    s = torch.as_tensor(s, dtype=F64).expand_as(mu)
+    mid, width = 0.5 * (low + high), high - low
+    safe = torch.where(s > 0, s, torch.ones_like(s))
+    a, b = (low - mu) / safe, (high - mu) / safe
     flip = a > 0  # both ends in the right tail: reflect so that a <= 0 and log_ndtr is accurate
     a, b = torch.where(flip, -b, a), torch.where(flip, -a, b)
     log_cdf_a, log_cdf_b = torch.special.log_ndtr(a), torch.special.log_ndtr(b)
     log_z = log_cdf_b + torch.log(-torch.expm1(log_cdf_a - log_cdf_b))
     log_pdf = lambda x: -0.5 * x**2 - 0.5 * math.log(2 * math.pi)  # noqa: E731
     ratio = torch.exp(log_pdf(a) - log_z) - torch.exp(log_pdf(b) - log_z)
-    centred = torch.where(flip, -mu, mu) + s * ratio
-    return torch.where(flip, -centred, centred)
+    centred = torch.where(flip, -mu, mu) + safe * ratio
+    closed = torch.where(flip, -centred, centred)
+    # a nearly flat likelihood is a tilt exp(k b) over the interval: mean = mid + k w^2 / 12
+    tilt = mid + (mu - mid) / safe**2 * width**2 / 12.0
+    out = torch.where(s > _NEARLY_FLAT * width, tilt, closed)
+    return torch.where(s > 0, out, mu.clamp(low, high))
 
 
-def flat_posterior_mean(x_t: Tensor, alpha: float, sigma: float, low: float = -1.0,
-                        high: float = 1.0) -> Tensor:
+def flat_posterior_mean(x_t: Tensor, alpha, sigma, low: float = -1.0, high: float = 1.0) -> Tensor:
     """``E[x0 | x_t]`` for constant images ``x0 = b 1``, ``b ~ U(low, high)``; ``x_t`` (B, ...).
 
     With ``D`` values per image, ``m = mean(x_t) ~ N(alpha b, sigma^2 / D)``; the posterior of ``b``
-    is ``N(m / alpha, sigma^2 / (D alpha^2))`` truncated to the prior's interval. At ``alpha = 0``
-    nothing is known and the answer is the prior mean."""
-    D = x_t[0].numel()
+    is ``N(m / alpha, sigma^2 / (D alpha^2))`` truncated to the prior's interval. Where
+    ``alpha = 0`` nothing is known and the answer is the prior mean. ``alpha``, ``sigma``: floats
+    or one per sample."""
+    batch, D = x_t.shape[0], x_t[0].numel()
     m = x_t.flatten(1).to(F64).mean(1)
-    if alpha <= 0:
-        b = torch.full_like(m, 0.5 * (low + high))
-    else:
-        b = truncated_normal_mean(m / alpha, sigma / (alpha * math.sqrt(D)), low, high)
+    a, s = _per_sample(alpha, batch), _per_sample(sigma, batch)
+    known = a > 0
+    a_safe = torch.where(known, a, torch.ones_like(a))
+    b = truncated_normal_mean(m / a_safe, s / (a_safe * math.sqrt(D)), low, high)
+    b = torch.where(known, b, torch.full_like(b, 0.5 * (low + high)))
     return b.reshape((-1,) + (1,) * (x_t.dim() - 1)).expand_as(x_t).to(x_t.dtype)
 
 
@@ -124,7 +135,7 @@ def oracle_data(source: str, resolution: int | None = None, channels: int | None
         means, std, weights = gaussians8_mixture()
 
         def mixture(x: Tensor, c: Coefficients) -> Tensor:
-            return mixture_posterior_mean(x, float(c.alpha), float(c.sigma), means, std, weights)
+            return mixture_posterior_mean(x, c.alpha, c.sigma, means, std, weights)
 
         return OracleData("gaussians8", "points", (2,), mixture, 1.0)
     if source == "lighting-flat":
@@ -133,7 +144,7 @@ def oracle_data(source: str, resolution: int | None = None, channels: int | None
         ch = channels or FLAT_DEFAULT_CHANNELS
 
         def flat(x: Tensor, c: Coefficients) -> Tensor:
-            return flat_posterior_mean(x, float(c.alpha), float(c.sigma), low, high)
+            return flat_posterior_mean(x, c.alpha, c.sigma, low, high)
 
         return OracleData("lighting-flat", "image", (ch, res, res), flat, (high - low) / math.sqrt(12.0))
     raise ValueError(f"no exact denoiser is known for {source!r}; oracle data sets: {', '.join(ORACLE_SOURCES)}")
