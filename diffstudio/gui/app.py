@@ -1,0 +1,160 @@
+"""Start the desktop app: ``run_app(argv) -> exit code`` (``diffstudio`` with no sub-command).
+
+A splash appears at once; the window is shown as soon as it is built, and work that is not needed
+to draw it waits until the event loop runs: creating the Dataset panel, which loads the default
+dataset on a background thread (or loading it here when that panel is missing), and probing CUDA
+for the status bar. Nothing imports diffusers at start-up. PyTorch itself is imported before the
+window (the config is built on the core math), which is most of the start-up time.
+Set ``DIFFSTUDIO_STARTUP_TIMING=1`` to print the time until the window is on screen."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+_T0 = time.perf_counter()
+
+
+def _timing(label: str, since: float = _T0) -> None:
+    if os.environ.get("DIFFSTUDIO_STARTUP_TIMING"):
+        print(f"[startup] {label}: {time.perf_counter() - since:.3f} s", file=sys.stderr, flush=True)
+
+
+_PADDED = False
+_PAD = 1 << 40
+
+
+def protect_singletons() -> bool:
+    """Work around a reference-count bug of shiboken 6.12 on CPython < 3.12.
+
+    Qt methods that return void or bool hand back ``None`` / ``True`` / ``False`` without a new
+    reference, so every such call (``QLabel.setText``, ``setValue``, pyqtgraph's ``setData`` ...)
+    drops one reference to a singleton. Python 3.12 made them immortal, which hides the bug; on 3.11
+    the count of ``None`` falls by about a hundred per edit in this app, and CPython aborts
+    ("Fatal Python error: none_dealloc" / "bool_dealloc") after a few hundred edits — seconds of
+    dragging a control point — or at exit. Padding their counts by 2**40 keeps the process away
+    from zero for good. Idempotent; True when the pads are in place."""
+    global _PADDED
+    if _PADDED:
+        return True
+    if sys.version_info >= (3, 12) or sys.implementation.name != "cpython" or hasattr(sys, "getobjects"):
+        return False  # immortal singletons, another interpreter, or a trace-refs build (other layout)
+    import ctypes
+
+    for obj in (None, True, False):
+        before = sys.getrefcount(obj)
+        count = ctypes.c_ssize_t.from_address(id(obj))  # ob_refcnt is the first field of PyObject
+        count.value += _PAD
+        if sys.getrefcount(obj) - before != _PAD:  # not the layout we expected: undo, give up
+            count.value -= _PAD
+            return False
+    _PADDED = True
+    return True
+
+
+def create_app(argv: list[str] | None = None):
+    """The QApplication, named for QSettings (organisation and application 'diffstudio')."""
+    protect_singletons()
+    from PySide6.QtWidgets import QApplication
+
+    from diffstudio.gui.help import APP_NAME, ORG_NAME
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(["diffstudio", *(argv or [])])
+    app.setOrganizationName(ORG_NAME)
+    app.setApplicationName(APP_NAME)
+    app.setApplicationDisplayName("diffstudio")
+    app.setStyle("Fusion")
+    return app
+
+
+def show_splash(app):
+    """A splash drawn at once (before PyTorch is imported, which takes seconds on a cold start)."""
+    from PySide6.QtCore import QRect, Qt
+    from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
+    from PySide6.QtWidgets import QLabel
+
+    pixmap = QPixmap(480, 160)
+    pixmap.fill(QColor("#1f2a38"))
+    painter = QPainter(pixmap)
+    painter.setPen(QColor("#ffffff"))
+    font = QFont()
+    font.setPointSize(24)
+    font.setBold(True)
+    painter.setFont(font)
+    painter.drawText(QRect(28, 24, 440, 50), Qt.AlignmentFlag.AlignLeft, "diffstudio")
+    font.setPointSize(10)
+    font.setBold(False)
+    painter.setFont(font)
+    painter.setPen(QColor("#b8c4d4"))
+    painter.drawText(QRect(28, 80, 440, 60), Qt.AlignmentFlag.AlignLeft | Qt.TextFlag.TextWordWrap,
+                     "See why a training choice works.\nLoading PyTorch…")
+    painter.end()
+    # a plain frameless label: QSplashScreen.show() waits up to a second for the window manager
+    splash = QLabel()
+    splash.setWindowFlags(Qt.WindowType.SplashScreen | Qt.WindowType.FramelessWindowHint)
+    splash.setPixmap(pixmap)
+    splash.resize(pixmap.size())
+    screen = app.primaryScreen()
+    if screen is not None:
+        splash.move(screen.availableGeometry().center() - splash.rect().center())
+    splash.show()
+    app.processEvents()
+    return splash
+
+
+def run_app(argv: list[str] | None = None) -> int:
+    """Show the main window and run the event loop; returns the exit code."""
+    start = time.perf_counter()
+    app = create_app(list(argv or []))
+    splash = show_splash(app)
+    _timing("splash shown (from run_app)", start)
+    import torch
+
+    # The UI's own computations (curves, oracle previews) are tiny: one intra-op thread keeps
+    # them fast and leaves the cores to training, whose thread sets its own count.
+    torch.set_num_threads(1)
+    from diffstudio.gui.main_window import MainWindow, start_after_show
+
+    window = MainWindow(defer_dataset=True)
+    window.show()
+    splash.close()
+    _timing("window shown (from run_app)", start)
+
+    def visible() -> None:
+        _timing("window on screen (from run_app)", start)
+        _timing("window on screen (from importing diffstudio.gui.app)")
+
+    from PySide6.QtCore import QTimer
+
+    QTimer.singleShot(0, visible)
+    start_after_show(window)
+    if window._dataset_cls is None:
+        QTimer.singleShot(0, lambda: _load_default_dataset(window))
+    app.aboutToQuit.connect(window.save_layout)
+    return int(app.exec())
+
+
+def _load_default_dataset(window) -> None:
+    """Fallback when the Dataset panel is unavailable: load ``config.data`` in the background."""
+    from diffstudio.gui.worker import TaskThread
+
+    data = window.state.config.data
+
+    def load(progress, cancelled):
+        from diffstudio.data.registry import load_dataset
+
+        return load_dataset(data.source, data.resolution, data.channels, data.labels, data.num_points,
+                            progress=progress, should_cancel=cancelled)
+
+    thread = TaskThread(load)
+    thread.succeeded.connect(window.state.set_dataset)
+    thread.failed.connect(lambda message, _exc: window.statusBar().showMessage(f"Dataset: {message}", 10000))
+    window._dataset_thread = thread
+    thread.start()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(run_app(sys.argv[1:]))

@@ -1,0 +1,500 @@
+"""The main window: dockable panels around the schedule plots, menus, status bar, saved layout.
+
+Default arrangement (1600 x 1000): Schedule and Objective share a tabbed dock down the left side
+(Objective comes forward, marked ⚠, when a choice conflicts), the schedule plots fill the middle
+over a tabbed Dataset / Training dock (Training comes forward when a run starts), and Sampling runs
+down the right side. Every panel is
+a QDockWidget that can be moved, tabbed, floated or hidden (View menu); the arrangement is saved
+with QSettings and restored at the next start. The dataset and training panels are imported
+guardedly so the window still opens when one of them fails to import."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QFrame,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QTabWidget,
+    QWidget,
+)
+
+from diffstudio.engine.config import Config, ConfigError
+from diffstudio.gui import help as H
+from diffstudio.gui.app import protect_singletons
+from diffstudio.gui.panels.objective import ObjectivePanel
+from diffstudio.gui.panels.sampling import SamplingPanel
+from diffstudio.gui.panels.schedule import SchedulePanel
+from diffstudio.gui.state import AppState
+
+log = logging.getLogger(__name__)
+
+LAYOUT_VERSION = 3  # bump when docks are added or renamed: old saved layouts are then ignored
+DEFAULT_SIZE = (1600, 1000)
+PANELS = ("dataset", "schedule", "objective", "sampling", "training")
+
+
+def _optional_panel(module: str, name: str):
+    """Import a panel class owned elsewhere; None (and a log line) when it cannot be imported."""
+    try:
+        mod = __import__(f"diffstudio.gui.panels.{module}", fromlist=[name])
+        return getattr(mod, name)
+    except Exception:  # noqa: BLE001 - a broken optional panel must not stop the app
+        log.warning("the %s panel is unavailable", module, exc_info=True)
+        return None
+
+
+class MainWindow(QMainWindow):
+    layoutRestored = Signal(bool)
+
+    def __init__(self, state: AppState | None = None, settings: QSettings | None = None, parent=None,
+                 *, defer_dataset: bool = False):
+        """``defer_dataset``: create the Dataset panel — which starts loading the data — only in
+        :meth:`finish_startup`, after the window is on screen (what ``run_app`` does)."""
+        protect_singletons()  # also when the window is embedded without run_app
+        super().__init__(parent)
+        self._defer_dataset = defer_dataset
+        self.state = state or AppState(Config())
+        self.settings = settings or QSettings()
+        self.setWindowTitle("diffstudio")
+        self.setObjectName("MainWindow")
+        self.setTabPosition(Qt.DockWidgetArea.AllDockWidgetAreas, QTabWidget.TabPosition.North)
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks
+                            | QMainWindow.DockOption.AllowNestedDocks)
+        self.panels: dict[str, QWidget] = {}
+        self.docks: dict[str, QDockWidget] = {}
+        self._closing = False
+        self._build_panels()
+        self._build_menus()
+        self._build_status_bar()
+        self._connect()
+        self.resize(*DEFAULT_SIZE)
+        self.default_layout()
+        self.restore_layout()
+
+    # ================================================================= panels
+    def _build_panels(self) -> None:
+        state = self.state
+        self.schedule_panel = SchedulePanel(state, embed_view=False)
+        self.objective_panel = ObjectivePanel(state)
+        self.sampling_panel = SamplingPanel(state)
+        dataset_cls = _optional_panel("dataset", "DatasetPanel")
+        training_cls = _optional_panel("training", "TrainingPanel")
+        self._dataset_cls = dataset_cls
+        self.dataset_panel = dataset_cls(state) if dataset_cls and not self._defer_dataset else None
+        self.training_panel = training_cls(state) if training_cls else None
+        self.setCentralWidget(self.schedule_panel.view)
+
+        widgets = {
+            "dataset": self.dataset_panel or _missing("Loading…" if dataset_cls else
+                                                      "The dataset panel could not be loaded (see the log)."),
+            "schedule": self.schedule_panel,
+            "objective": self.objective_panel,
+            "sampling": self.sampling_panel,
+            "training": self.training_panel or _missing("The training panel could not be loaded (see the log)."),
+        }
+        titles = {"dataset": "Dataset", "schedule": "Schedule", "objective": "Objective",
+                  "sampling": "Sampling", "training": "Training"}
+        tips = {
+            "dataset": "What the model learns from: built-in data sets, 2-D toys or a folder of images.",
+            "schedule": "How the image fades into noise over t, and which times the sampler visits.",
+            "objective": "What the network predicts and how each noise level counts in the loss.",
+            "sampling": "How samples are drawn, and what comes out — from the model or a perfect oracle.",
+            "training": "Start, pause and stop training; loss curve, checkpoints and export.",
+        }
+        for key in PANELS:
+            dock = QDockWidget(titles[key], self)
+            dock.setObjectName(f"dock_{key}")
+            dock.setWidget(_scrollable(widgets[key]) if key == "dataset" else widgets[key])
+            dock.setToolTip(tips[key])
+            dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                             | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+            self.panels[key] = widgets[key]
+            self.docks[key] = dock
+
+    def default_layout(self) -> None:
+        """[Schedule, Objective] tabs down the left, the plots in the middle over [Dataset, Training]
+tabs, Sampling down the right."""
+        for dock in self.docks.values():
+            dock.setFloating(False)
+            self.removeDockWidget(dock)
+        d = self.docks
+        # side columns run the full height; the bottom row sits under the plots only
+        self.setCorner(Qt.Corner.TopLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.TopRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, d["schedule"])
+        self.tabifyDockWidget(d["schedule"], d["objective"])
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, d["sampling"])
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, d["dataset"])
+        self.tabifyDockWidget(d["dataset"], d["training"])
+        for dock in d.values():
+            dock.show()
+        d["schedule"].raise_()
+        d["dataset"].raise_()
+        self.resizeDocks([d["schedule"], d["sampling"]], [350, 440], Qt.Orientation.Horizontal)
+        self.resizeDocks([d["dataset"]], [330], Qt.Orientation.Vertical)
+
+    # ================================================================== menus
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.action_new = self._action(file_menu, "&New", self.new_config, QKeySequence.StandardKey.New,
+                                       "Start again from the default settings")
+        self.action_open = self._action(file_menu, "&Open config…", self.open_config_dialog,
+                                        QKeySequence.StandardKey.Open, "Load settings from a TOML or JSON file")
+        self.action_save = self._action(file_menu, "&Save config…", self.save_config_dialog,
+                                        QKeySequence.StandardKey.Save, "Save the settings as TOML or JSON")
+        file_menu.addSeparator()
+        self.action_open_run = self._action(file_menu, "Open &run folder…", self.open_run_dialog, None,
+                                            "View a run folder (loss, previews, config) and load it for sampling")
+        self.action_compare = self._action(file_menu, "&Compare runs…", self.compare_runs, None,
+                                           "Two runs side by side")
+        self.action_export = self._action(file_menu, "&Export checkpoint…", self.export_dialog, None,
+                                          "Write a checkpoint as a diffusers folder or a safetensors file")
+        file_menu.addSeparator()
+        self.examples_menu = file_menu.addMenu("E&xamples")
+        self._fill_examples()
+        file_menu.addSeparator()
+        self.action_quit = self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        view = bar.addMenu("&View")
+        for key in PANELS:
+            action = self.docks[key].toggleViewAction()
+            action.setStatusTip(f"Show or hide the {self.docks[key].windowTitle()} panel")
+            view.addAction(action)
+        view.addSeparator()
+        self.action_flip = QAction("Time axis: noise → data (seed's direction)", self, checkable=True)
+        self.action_flip.setStatusTip("Display time as 1 − t: 0 = noise, 1 = data, as in the seed notes. "
+                                      "Only the plots' axis flips; the numbers never do.")
+        self.action_flip.toggled.connect(self.state.set_flip_time)
+        view.addAction(self.action_flip)
+        view.addSeparator()
+        self._action(view, "Reset layout", self.default_layout, None, "Put every panel back in its place")
+
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Notation", self.show_notation, QKeySequence.StandardKey.HelpContents,
+                     "t = 0 data → t = 1 noise, x_t = αx0 + σε, SNR, terminal signal, predictions")
+        self._action(help_menu, "&About diffstudio", self.show_about)
+
+    def _action(self, menu, text, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(shortcut)
+        if tip:
+            action.setStatusTip(tip)
+            action.setToolTip(tip)
+        action.triggered.connect(lambda _checked=False: slot())
+        menu.addAction(action)
+        return action
+
+    def _fill_examples(self) -> None:
+        try:
+            from diffstudio.engine.presets import PRESETS
+        except Exception:  # noqa: BLE001 - the presets module is optional here
+            log.warning("presets are unavailable", exc_info=True)
+            PRESETS = {}
+        self.example_actions: dict[str, QAction] = {}
+        if not PRESETS:
+            self.examples_menu.addAction("(no examples available)").setEnabled(False)
+            return
+        for name, value in PRESETS.items():
+            description = value[0] if isinstance(value, tuple) else ""
+            action = self._action(self.examples_menu, name, lambda n=name: self.load_example(n), None, description)
+            self.example_actions[name] = action
+
+    # ============================================================= status bar
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.device_label = QLabel("device: …")
+        self.device_label.setToolTip("Where training runs: CUDA when a GPU is available, else the CPU")
+        self.step_label = QLabel("step –")
+        self.rate_label = QLabel("– steps/s")
+        for w in (self.step_label, self.rate_label, self.device_label):
+            w.setContentsMargins(8, 0, 8, 0)
+            bar.addPermanentWidget(w)
+        bar.showMessage("Ready. Hover any control for an explanation; Help ▸ Notation explains the symbols.", 8000)
+
+    def finish_startup(self) -> None:
+        """Create the deferred Dataset panel and probe the device (once the window shows)."""
+        if self.dataset_panel is None and self._dataset_cls is not None:
+            try:
+                self.dataset_panel = self._dataset_cls(self.state)
+            except Exception:  # noqa: BLE001 - the rest of the app stays usable
+                log.warning("the dataset panel failed to start", exc_info=True)
+            else:
+                self.docks["dataset"].setWidget(_scrollable(self.dataset_panel))
+                self.panels["dataset"] = self.dataset_panel
+        self.detect_device()
+
+    def detect_device(self) -> str:
+        """'cuda' (with the GPU's name) or 'cpu'; torch is imported only now, after the window shows."""
+        import torch
+
+        if torch.cuda.is_available():
+            text = f"cuda ({torch.cuda.get_device_name(0)})"
+        else:
+            text = "cpu"
+        self.device_label.setText(f"device: {text}")
+        return text
+
+    def _on_training_status(self, status: dict) -> None:
+        step, total = status.get("step", 0), status.get("total", 0)
+        self.step_label.setText(f"step {int(step):,} / {int(total):,}" if total else f"step {int(step):,}")
+        rate = status.get("steps_per_s", 0.0) or 0.0
+        self.rate_label.setText(f"{rate:.1f} steps/s" if rate else "– steps/s")
+        if status.get("device"):
+            self.device_label.setText(f"device: {status['device']}")
+
+    # ================================================================ wiring
+    def _connect(self) -> None:
+        self.state.flipTimeChanged.connect(self._on_flip)
+        self._objective_warned = bool(self.objective_panel.warnings())
+        self.objective_panel.warningsChanged.connect(self._on_objective_warnings)
+        self._on_objective_warnings(self.objective_panel.warnings())
+        tp = self.training_panel
+        if tp is not None:
+            if hasattr(tp, "previewReady"):
+                tp.previewReady.connect(lambda p: self.sampling_panel.show_preview(p, source="training"))
+            if hasattr(tp, "statusChanged"):
+                tp.statusChanged.connect(self._on_training_status)
+            if hasattr(tp, "runStarted"):
+                tp.runStarted.connect(lambda _path: self.docks["training"].raise_())
+            if hasattr(tp, "runFinished"):
+                tp.runFinished.connect(self._on_run_finished)
+
+    def _on_objective_warnings(self, warnings: list) -> None:
+        """Mark the Objective tab and bring it forward when a choice starts to conflict."""
+        dock = self.docks["objective"]
+        dock.setWindowTitle("Objective ⚠" if warnings else "Objective")
+        if warnings and not self._objective_warned:
+            dock.show()
+            dock.raise_()
+        self._objective_warned = bool(warnings)
+
+    def _on_flip(self, flip: bool) -> None:
+        if self.action_flip.isChecked() != flip:
+            self.action_flip.setChecked(flip)
+
+    def _on_run_finished(self, result) -> None:
+        run_dir = getattr(result, "run_dir", None)
+        if run_dir:
+            self.sampling_panel.load_checkpoint(str(run_dir))
+
+    # ================================================================ actions
+    def new_config(self) -> None:
+        self.state.set_config(Config())
+        self.statusBar().showMessage("Default settings", 4000)
+
+    def load_example(self, name: str) -> None:
+        from diffstudio.engine import presets
+
+        try:
+            cfg = presets.preset(name) if hasattr(presets, "preset") else _preset_value(presets.PRESETS[name])
+        except Exception as exc:  # noqa: BLE001
+            self._error("Example unavailable", f"Could not load the example '{name}': {exc}")
+            return
+        self.state.set_config(cfg)
+        self.statusBar().showMessage(f"Example '{name}' loaded", 5000)
+
+    def open_config_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open config", self._last_dir(),
+                                              "Config files (*.toml *.json);;All files (*)")
+        if path:
+            self.open_config(path)
+
+    def open_config(self, path: str) -> bool:
+        """Load settings from ``path``; problems are shown in a message box (no traceback)."""
+        try:
+            cfg = Config.load(path)
+        except ConfigError as exc:
+            self._error("Could not open the config", "\n".join(f"{f}: {m}" for f, m in exc.errors))
+            return False
+        except Exception as exc:  # noqa: BLE001 - a malformed file must never crash the app
+            self._error("Could not open the config", f"{Path(path).name}: {exc}")
+            return False
+        self.state.set_config(cfg)
+        self._remember_dir(path)
+        problems = self.state.errors
+        note = f" — {len(problems)} setting(s) need fixing (marked in red)" if problems else ""
+        self.statusBar().showMessage(f"Opened {path}{note}", 6000)
+        return True
+
+    def save_config_dialog(self) -> None:
+        path, chosen = QFileDialog.getSaveFileName(self, "Save config", str(Path(self._last_dir()) / "config.toml"),
+                                                   "TOML (*.toml);;JSON (*.json)")
+        if path:
+            if Path(path).suffix not in (".toml", ".json"):
+                path += ".json" if "json" in chosen.lower() else ".toml"
+            self.save_config(path)
+
+    def save_config(self, path: str) -> bool:
+        try:
+            self.state.config.save(path)
+        except Exception as exc:  # noqa: BLE001 - disk full, permissions, unserialisable values
+            self._error("Could not save the config", f"{path}: {exc}")
+            return False
+        self._remember_dir(path)
+        self.statusBar().showMessage(f"Saved {path}", 4000)
+        return True
+
+    def open_run_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a run folder", self.state.config.run.out_dir)
+        if path:
+            self.open_run(path)
+
+    def open_run(self, path: str):
+        """Show the run folder in a viewer window, its checkpoints in the Training panel, and load it
+        for Sample now."""
+        viewer = None
+        try:
+            from diffstudio.gui.runs import open_run
+
+            viewer = open_run(path, self)
+        except Exception as exc:  # noqa: BLE001
+            self._error("Could not open the run", f"{path}: {exc}")
+            return None
+        tp = self.training_panel
+        if tp is not None and hasattr(tp, "load_run") and not getattr(tp, "training", False):
+            tp.load_run(path)
+        self.sampling_panel.load_checkpoint(path)
+        return viewer
+
+    def compare_runs(self):
+        try:
+            from diffstudio.gui.runs import open_compare
+        except Exception as exc:  # noqa: BLE001
+            self._error("Compare runs is unavailable", str(exc))
+            return None
+        return open_compare(parent=self)
+
+    def export_dialog(self) -> None:
+        source = QFileDialog.getExistingDirectory(self, "Export which run or checkpoint folder?",
+                                                  self.state.config.run.out_dir)
+        if not source:
+            return
+        fmt, ok = QInputDialog.getItem(self, "Export format", "Format:", ["diffusers", "safetensors"], 0, False)
+        if not ok:
+            return
+        parent = QFileDialog.getExistingDirectory(self, "Export into which folder?", str(Path(source).parent))
+        if parent:
+            self.export(source, fmt, str(Path(parent) / f"{Path(source).name}-{fmt}"))
+
+    def export(self, source: str, fmt: str, out_dir: str) -> None:
+        tp = self.training_panel
+        if tp is not None and hasattr(tp, "export_checkpoint"):
+            self.docks["training"].show()
+            tp.export_checkpoint(source, fmt, out_dir)
+            return
+        try:
+            from diffstudio.engine.export import export
+
+            path = export(source, fmt, out_dir)
+        except Exception as exc:  # noqa: BLE001
+            self._error("Export failed", str(exc))
+            return
+        self.statusBar().showMessage(f"Exported to {path}", 6000)
+
+    def show_notation(self) -> None:
+        box = QMessageBox(self)
+        box.setWindowTitle("Notation")
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setText(H.NOTATION_HTML)
+        box.setStandardButtons(QMessageBox.StandardButton.Ok)
+        box.setModal(False)
+        box.show()
+        self._notation_box = box
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About diffstudio", H.ABOUT_HTML)
+
+    def _error(self, title: str, text: str) -> None:
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setModal(True)
+        box.open()
+        self._last_error_box = box
+
+    def _last_dir(self) -> str:
+        return str(self.settings.value("paths/last_dir", str(Path.home())))
+
+    def _remember_dir(self, path: str) -> None:
+        self.settings.setValue("paths/last_dir", str(Path(path).parent))
+
+    # ============================================================ persistence
+    def save_layout(self) -> None:
+        s = self.settings
+        s.setValue("window/layout_version", LAYOUT_VERSION)
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState(LAYOUT_VERSION))
+        s.setValue("view/flip_time", bool(self.state.flip_time))
+        s.sync()
+
+    def restore_layout(self) -> bool:
+        s = self.settings
+        ok = False
+        if int(s.value("window/layout_version", 0) or 0) == LAYOUT_VERSION:
+            geometry, state = s.value("window/geometry"), s.value("window/state")
+            if geometry is not None:
+                self.restoreGeometry(geometry)
+            if state is not None:
+                ok = bool(self.restoreState(state, LAYOUT_VERSION))
+        flip = s.value("view/flip_time", False)
+        self.state.set_flip_time(flip in (True, "true", "1", 1))
+        self.layoutRestored.emit(ok)
+        return ok
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        tp = self.training_panel
+        if tp is not None and hasattr(tp, "shutdown"):
+            if not tp.shutdown(ask=not self._closing):
+                event.ignore()
+                return
+        self.save_layout()
+        self.sampling_panel.shutdown()
+        dp = self.dataset_panel
+        if dp is not None and hasattr(dp, "shutdown"):
+            dp.shutdown()
+        super().closeEvent(event)
+
+    def close_without_asking(self) -> bool:
+        """Close as the tests and a second Quit do: stop training without a question."""
+        self._closing = True
+        return self.close()
+
+
+def _scrollable(widget: QWidget) -> QScrollArea:
+    """Let a tall panel shrink below its minimum height in a short dock (it scrolls instead)."""
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    return area
+
+
+def _missing(text: str) -> QWidget:
+    label = QLabel(text)
+    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    label.setWordWrap(True)
+    return label
+
+
+def _preset_value(value) -> Config:
+    cfg = value[1] if isinstance(value, tuple) else value
+    return cfg() if callable(cfg) else cfg
+
+
+def start_after_show(window: MainWindow) -> None:
+    """Work that waits until the window is on screen: the dataset panel (it starts loading the
+    data on a background thread) and the CUDA probe for the status bar."""
+    QTimer.singleShot(0, window.finish_startup)

@@ -1,0 +1,492 @@
+"""The Dataset panel: choose a built-in dataset or a folder, see real samples and what was skipped.
+
+Loading runs on a :class:`~diffstudio.gui.worker.TaskThread` with a progress bar and Cancel; the
+window never freezes. While loading, ``state.dataset`` is None (so Train is disabled); on success
+the panel calls ``state.set_dataset(ds)`` and writes the choice into ``state.config.data``; on
+failure it shows the reason inline, marks the source field and leaves ``state.dataset`` None.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QSplitter,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from diffstudio.data.registry import list_builtin, load_dataset
+from diffstudio.gui.runs_image import GridImageView, PointsView
+from diffstudio.gui.worker import TaskThread
+
+THUMBNAILS = 64
+ERROR_STYLE = "color: #b00020;"
+INVALID_FIELD_STYLE = "border: 1px solid #d62728; border-radius: 2px;"
+RELOAD_DELAY_MS = 400
+
+
+@dataclass(frozen=True)
+class LoadKey:
+    """The settings that decide which tensor is loaded (flip is applied while training)."""
+
+    source: str
+    resolution: int | None
+    channels: int | None
+    labels: bool
+    num_points: int | None
+    seed: int  # generated datasets only (the Trainer draws them with run.seed); 0 for folders
+
+    @classmethod
+    def of(cls, config, builtin_names) -> "LoadKey":
+        data = config.data
+        seed = config.run.seed if data.source in builtin_names else 0
+        return cls(data.source, data.resolution, data.channels, data.labels, data.num_points, seed)
+
+
+class DatasetPanel(QWidget):
+    """Dataset choice, thumbnails / scatter, counts and skipped files; binds to ``state``."""
+
+    validityChanged = Signal(bool)
+    loadFinished = Signal(bool)  # True: a dataset was loaded; False: failed or cancelled
+
+    def __init__(self, state, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self._builtin = {name: (kind, text) for name, kind, text in list_builtin()}
+        self._thread: TaskThread | None = None
+        self._loading_key: LoadKey | None = None
+        self._loaded_key: LoadKey | None = None
+        self._error = ""
+        self._reload_timer = QTimer(self, singleShot=True, interval=RELOAD_DELAY_MS)
+        self._reload_timer.timeout.connect(self.load)
+        self._build()
+        self._show_config(state.config.data)
+        state.configChanged.connect(self._on_config_changed)
+        state.trainingChanged.connect(self._on_training_changed)
+        self.load()
+
+    # ---------------------------------------------------------------- widgets
+    def _build(self) -> None:
+        self.builtin_radio = QRadioButton("Built-in")
+        self.folder_radio = QRadioButton("Folder")
+        group = QButtonGroup(self)
+        group.addButton(self.builtin_radio)
+        group.addButton(self.folder_radio)
+        self.builtin_combo = QComboBox()
+        for name, (kind, text) in self._builtin.items():
+            self.builtin_combo.addItem(f"{name}  ({'2-D points' if kind == 'points' else 'images'})", name)
+            self.builtin_combo.setItemData(self.builtin_combo.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
+        self.folder_edit = QLineEdit()
+        self.folder_edit.setPlaceholderText("a folder of images (sub-folders = classes)")
+        self.browse_button = QPushButton("Browse…")
+        self.description = QLabel()
+        self.description.setWordWrap(True)
+        self.description.setStyleSheet("color: #555;")
+
+        self.resolution_spin = QSpinBox()
+        self.resolution_spin.setRange(0, 1024)
+        self.resolution_spin.setSingleStep(8)
+        self.resolution_spin.setSpecialValueText("native")
+        self.resolution_spin.setSuffix(" px")
+        self.resolution_spin.setToolTip("Images are centre-cropped and resized to this side; "
+                                        "'native' keeps the dataset's own (folders: 64 px)")
+        self.channels_combo = QComboBox()
+        for text, value in (("native", None), ("1 (grey)", 1), ("3 (RGB)", 3)):
+            self.channels_combo.addItem(text, value)
+        self.flip_box = QCheckBox("random horizontal flip")
+        self.labels_box = QCheckBox("use class labels")
+
+        self.load_button = QPushButton("Load")
+        self.load_button.setToolTip("Load the dataset with these settings (done automatically on a change)")
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.status_label = QLabel()
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        source_box = QGroupBox("Source")
+        grid = QFormLayout(source_box)
+        row = QHBoxLayout()
+        row.addWidget(self.builtin_combo, 1)
+        grid.addRow(self.builtin_radio, row)
+        row = QHBoxLayout()
+        row.addWidget(self.folder_edit, 1)
+        row.addWidget(self.browse_button)
+        grid.addRow(self.folder_radio, row)
+        grid.addRow(self.description)
+        options = QHBoxLayout()
+        options.addWidget(QLabel("Resolution"))
+        options.addWidget(self.resolution_spin)
+        options.addWidget(QLabel("Channels"))
+        options.addWidget(self.channels_combo)
+        options.addWidget(self.flip_box)
+        options.addWidget(self.labels_box)
+        options.addStretch(1)
+        grid.addRow(options)
+        actions = QHBoxLayout()
+        actions.addWidget(self.load_button)
+        actions.addWidget(self.progress, 10)
+        actions.addWidget(self.cancel_button)
+        actions.addStretch(1)
+        grid.addRow(actions)
+        grid.addRow(self.status_label)
+
+        self.image_view = GridImageView()
+        self.points_view = PointsView()
+        self.preview_stack = QStackedWidget()
+        self.preview_stack.addWidget(self.image_view)
+        self.preview_stack.addWidget(self.points_view)
+
+        self.skipped_label = QLabel("Skipped files")
+        self.skipped_table = QTableWidget(0, 2)
+        self.skipped_table.setHorizontalHeaderLabels(["File", "Reason"])
+        self.skipped_table.verticalHeader().setVisible(False)
+        self.skipped_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.skipped_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        header = self.skipped_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        skipped = QWidget()
+        skipped_layout = QVBoxLayout(skipped)
+        skipped_layout.setContentsMargins(0, 0, 0, 0)
+        skipped_layout.addWidget(self.skipped_label)
+        skipped_layout.addWidget(self.skipped_table)
+
+        # a wide, short dock: settings and skipped files on the left, the samples on the right
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(source_box)
+        left_layout.addWidget(skipped, 1)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(self.preview_stack)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter, 1)
+        self._set_loading(False)
+
+        self.builtin_radio.toggled.connect(self._on_mode_changed)
+        self.builtin_combo.currentIndexChanged.connect(self._on_source_edited)
+        self.folder_edit.editingFinished.connect(self._on_folder_edited)
+        self.browse_button.clicked.connect(self._browse)
+        self.resolution_spin.valueChanged.connect(self._schedule_reload)
+        self.channels_combo.currentIndexChanged.connect(self._schedule_reload)
+        self.labels_box.toggled.connect(self._schedule_reload)
+        self.flip_box.toggled.connect(self._on_flip)
+        self.load_button.clicked.connect(self.load)
+        self.cancel_button.clicked.connect(self.cancel)
+
+    # ------------------------------------------------------------- public API
+    def isValid(self) -> bool:
+        """A dataset is loaded and matches the settings."""
+        return self.state.dataset is not None and not self.loading
+
+    @property
+    def loading(self) -> bool:
+        return self._thread is not None
+
+    def error_text(self) -> str:
+        return self._error
+
+    def set_folder(self, path: str) -> None:
+        """Choose a folder (as the Browse button does) and load it."""
+        self.folder_edit.setText(str(path))
+        self.folder_radio.setChecked(True)
+        self.load()
+
+    def set_builtin(self, name: str) -> None:
+        self.builtin_radio.setChecked(True)
+        self.builtin_combo.setCurrentIndex(self.builtin_combo.findData(name))
+        self.load()
+
+    def load(self) -> None:
+        """Load what the widgets say, in the background (a load in progress is cancelled)."""
+        self._reload_timer.stop()
+        key = self._key_from_widgets()
+        if key is None:
+            self._fail("Choose a folder of images (Browse…) or a built-in dataset.", [])
+            return
+        self._start(key)
+
+    def cancel(self) -> None:
+        if self._thread is not None:
+            self._thread.cancel()
+            self.status_label.setText("Cancelling…")
+
+    def shutdown(self) -> None:
+        """Cancel a load in progress and wait for its thread to end."""
+        self._reload_timer.stop()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.cancel()
+            thread.wait()
+
+    # ------------------------------------------------------------ config sync
+    def _show_config(self, data) -> None:
+        widgets = (self.builtin_radio, self.folder_radio, self.builtin_combo, self.folder_edit,
+                   self.resolution_spin, self.channels_combo, self.flip_box, self.labels_box)
+        for w in widgets:
+            w.blockSignals(True)
+        if data.source in self._builtin:
+            self.builtin_radio.setChecked(True)
+            self.builtin_combo.setCurrentIndex(self.builtin_combo.findData(data.source))
+        else:
+            self.folder_radio.setChecked(True)
+            self.folder_edit.setText(data.source)
+        self.resolution_spin.setValue(data.resolution or 0)
+        self.channels_combo.setCurrentIndex(max(0, self.channels_combo.findData(data.channels)))
+        self.flip_box.setChecked(bool(data.hflip))
+        self.labels_box.setChecked(bool(data.labels))
+        for w in widgets:
+            w.blockSignals(False)
+        self._update_enabled()
+
+    def _on_config_changed(self, section: str) -> None:
+        if section not in ("data", "run", "all"):
+            return
+        data = self.state.config.data
+        key = LoadKey.of(self.state.config, self._builtin)
+        if key in (self._loaded_key, self._loading_key) and self._widgets_match(data):
+            return
+        self._show_config(data)
+        if key not in (self._loaded_key, self._loading_key):
+            self._start(key)
+
+    def _widgets_match(self, data) -> bool:
+        return (self._key_from_widgets() == LoadKey.of(self.state.config, self._builtin)
+                and self.flip_box.isChecked() == data.hflip)
+
+    def _key_from_widgets(self) -> LoadKey | None:
+        if self.builtin_radio.isChecked():
+            source = self.builtin_combo.currentData()
+        else:
+            source = self.folder_edit.text().strip()
+        if not source:
+            return None
+        points = self._is_points(source)
+        current = self.state.config.data
+        return LoadKey(source, None if points else (self.resolution_spin.value() or None),
+                       None if points else self.channels_combo.currentData(),
+                       self.labels_box.isChecked(),
+                       current.num_points if points and current.source == source else None,
+                       self.state.config.run.seed if source in self._builtin else 0)
+
+    def _is_points(self, source: str) -> bool:
+        return self._builtin.get(source, ("image", ""))[0] == "points"
+
+    def _update_enabled(self) -> None:
+        builtin = self.builtin_radio.isChecked()
+        self.builtin_combo.setEnabled(builtin)
+        self.folder_edit.setEnabled(not builtin)
+        self.browse_button.setEnabled(not builtin)
+        source = self.builtin_combo.currentData() if builtin else None
+        images = not (source and self._is_points(source))
+        for w in (self.resolution_spin, self.channels_combo, self.flip_box):
+            w.setEnabled(images)
+        self.description.setText(self._builtin[source][1] if builtin and source in self._builtin
+                                 else "Every image under the folder is used; files that cannot be "
+                                      "read are listed below with the reason.")
+
+    # ------------------------------------------------------------ user edits
+    def _on_mode_changed(self) -> None:
+        self._update_enabled()
+        self._schedule_reload()
+
+    def _on_source_edited(self) -> None:
+        self._update_enabled()
+        self._schedule_reload()
+
+    def _on_folder_edited(self) -> None:
+        if self.folder_radio.isChecked():
+            self.load()
+
+    def _on_flip(self, on: bool) -> None:
+        self.state.update("data", hflip=bool(on))
+
+    def _schedule_reload(self, *_) -> None:
+        self._reload_timer.start()
+
+    def _browse(self) -> None:
+        start = self.folder_edit.text() or ""
+        path = QFileDialog.getExistingDirectory(self, "Choose a folder of images", start)
+        if path:
+            self.set_folder(path)
+
+    def _on_training_changed(self, training: bool) -> None:
+        self.load_button.setToolTip("Changes apply to the next run" if training else "")
+
+    # ---------------------------------------------------------------- loading
+    def _start(self, key: LoadKey) -> None:
+        if self._thread is not None:
+            self._thread.cancel()  # its late result is ignored (see _finish)
+        self._loading_key = key
+        self._error = ""
+        self._mark_invalid(False)
+        self.progress.setRange(0, 0)
+        self.status_label.setStyleSheet("")
+        self.status_label.setText(f"Loading {key.source}…")
+        self.state.set_dataset(None)
+
+        def job(progress, should_cancel):
+            return load_dataset(key.source, resolution=key.resolution, channels=key.channels,
+                                labels=key.labels, n=key.num_points, seed=key.seed, progress=progress,
+                                should_cancel=should_cancel)
+
+        thread = TaskThread(job)
+        thread.key = key
+        thread.progressed.connect(self._on_progress)
+        thread.succeeded.connect(self._on_loaded)
+        thread.failed.connect(self._on_load_failed)
+        self._thread = thread
+        self._set_loading(True)
+        self.validityChanged.emit(False)
+        thread.start()
+
+    def _on_progress(self, done: int, total: int) -> None:
+        if self._thread is None:
+            return
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{done} / {total} files")
+
+    def _on_loaded(self, dataset) -> None:
+        self._finish(self.sender(), dataset, None)
+
+    def _on_load_failed(self, message: str, exc) -> None:
+        self._finish(self.sender(), None, (message, exc))
+
+    def _finish(self, thread: TaskThread, dataset, error) -> None:
+        if thread is None or thread is not self._thread:
+            return  # superseded by a newer load
+        key = thread.key
+        self._thread = None
+        self._loading_key = None
+        self._set_loading(False)
+        if error is not None:
+            message, exc = error
+            cancelled = thread.cancelled
+            self._loaded_key = None
+            self._fail("Loading cancelled — press Load to try again." if cancelled else message,
+                       getattr(exc, "skipped", []), mark=not cancelled)
+            self.loadFinished.emit(False)
+            return
+        try:
+            self._show_dataset(dataset)
+        except Exception as exc:  # never leave the panel half-updated
+            self._loaded_key = None
+            self._fail(f"Cannot show the dataset: {exc}", dataset.skipped)
+            self.loadFinished.emit(False)
+            return
+        self._loaded_key = key
+        self.state.set_dataset(dataset)
+        self.state.update("data", source=key.source, resolution=key.resolution, channels=key.channels,
+                          labels=key.labels, num_points=key.num_points, hflip=self.flip_box.isChecked())
+        self.validityChanged.emit(True)
+        self.loadFinished.emit(True)
+
+    def _set_loading(self, loading: bool) -> None:
+        self.progress.setVisible(loading)
+        self.cancel_button.setVisible(loading)
+        self.load_button.setEnabled(not loading)
+
+    def _fail(self, message: str, skipped, mark: bool = True) -> None:
+        self._error = message
+        self.status_label.setStyleSheet(ERROR_STYLE)
+        self.status_label.setText(message)
+        self._mark_invalid(mark)
+        self._show_skipped(skipped)
+        self.image_view.set_image(None, "")
+        self.points_view.set_points(None, caption="")
+        self.state.set_dataset(None)
+        self.validityChanged.emit(False)
+
+    def _mark_invalid(self, invalid: bool) -> None:
+        field = self.folder_edit if self.folder_radio.isChecked() else self.builtin_combo
+        for w in (self.folder_edit, self.builtin_combo):
+            w.setStyleSheet(INVALID_FIELD_STYLE if invalid and w is field else "")
+
+    # ---------------------------------------------------------------- display
+    def _show_dataset(self, ds) -> None:
+        self.status_label.setStyleSheet("")
+        self.status_label.setText(describe_dataset(ds))
+        self._show_skipped(ds.skipped)
+        if ds.kind == "points":
+            labels = None if ds.labels is None else ds.labels[:4000].numpy()
+            self.points_view.set_points(ds.preview(4000).numpy(), labels,
+                                        caption=f"first {min(len(ds), 4000)} of {len(ds)} points")
+            self.preview_stack.setCurrentWidget(self.points_view)
+        else:
+            from diffstudio.engine.sampling import to_grid
+
+            n = min(len(ds), THUMBNAILS if (ds.resolution or 0) <= 64 else 16)
+            self.image_view.set_image(to_grid(ds.preview(n)), caption=f"first {n} of {len(ds)} images")
+            self.preview_stack.setCurrentWidget(self.image_view)
+
+    def _show_skipped(self, skipped) -> None:
+        self.skipped_table.setRowCount(len(skipped))
+        root = self.folder_edit.text().strip() if self.folder_radio.isChecked() else ""
+        for row, item in enumerate(skipped):
+            cell = QTableWidgetItem(_relative(str(item.file), root))
+            cell.setToolTip(str(item.file))
+            self.skipped_table.setItem(row, 0, cell)
+            reason = QTableWidgetItem(str(item.reason))
+            reason.setToolTip(str(item.reason))
+            self.skipped_table.setItem(row, 1, reason)
+        self.skipped_table.resizeColumnToContents(0)
+        self.skipped_label.setText(f"Skipped files: {len(skipped)}" if skipped else "Skipped files: none")
+
+    def skipped_rows(self) -> list[tuple[str, str]]:
+        """(file, reason) rows of the skipped-files table (full paths)."""
+        t = self.skipped_table
+        return [(t.item(r, 0).toolTip(), t.item(r, 1).text()) for r in range(t.rowCount())]
+
+
+def _relative(path: str, root: str) -> str:
+    """``path`` relative to the folder ``root`` when inside it (shorter rows), else as is."""
+    if root:
+        try:
+            rel = os.path.relpath(path, os.path.realpath(os.path.expanduser(root)))
+        except ValueError:
+            return path
+        if not rel.startswith(".."):
+            return rel
+    return path
+
+
+def describe_dataset(ds) -> str:
+    """'1797 usable images · 8×8 px · grey · 10 classes · 2 files skipped'."""
+    if ds.kind == "points":
+        parts = [f"{len(ds)} points (2-D)"]
+    else:
+        colour = "grey" if ds.channels == 1 else "RGB"
+        parts = [f"{len(ds)} usable images", f"{ds.resolution}×{ds.resolution} px", colour]
+    if ds.num_classes:
+        parts.append(f"{ds.num_classes} classes")
+    if ds.skipped:
+        parts.append(f"{len(ds.skipped)} file{'s' if len(ds.skipped) != 1 else ''} skipped (see below)")
+    return " · ".join(parts)

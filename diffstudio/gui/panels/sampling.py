@@ -1,0 +1,620 @@
+"""The sampling panel: sampler, steps and spacing, guidance, seed — and what comes out.
+
+Two previews side by side in tabs: **Model** shows the latest preview of the run being trained
+(``show_preview``, fed by ``TrainingPanel.previewReady``) or of a loaded checkpoint ("Sample now",
+computed on a background thread with :func:`diffstudio.engine.sampling.generate`); **Oracle** shows
+what a *perfect* model would produce under the current settings, for data whose exact denoiser is
+known (:mod:`diffstudio.engine.oracle`), recomputed in the background after every edit.
+Each preview has a sample grid (or, for 2-D toys, a scatter over the data) and a trajectory strip
+of x_t and the predicted x0 across the steps for one sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QStandardItemModel
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from diffstudio.core.grids import CONTINUOUS_SPACINGS, DISCRETE_SPACINGS
+from diffstudio.core.samplers import SAMPLERS
+from diffstudio.core.schedules import DISCRETE_FAMILIES
+from diffstudio.engine.oracle import ORACLE_SOURCES, has_oracle, oracle_preview
+from diffstudio.gui import help as H
+from diffstudio.gui.widgets.background import LatestRunner
+from diffstudio.gui.widgets.field import FieldMarker, NumberBox, set_tooltip
+from diffstudio.gui.widgets.image_view import ImageView, unit_to_uint8
+from diffstudio.gui.widgets.plots import EDITED, MARKER, POINT, pen, plot_widget
+
+ORACLE_DELAY_MS = 120  # debounce: recompute the oracle this long after the last edit
+TRAJECTORY_FRAMES = 8
+DATA_POINTS_SHOWN = 2000
+WARNING_STYLE = "QLabel { color: #8a3b00; background: #fff4e5; border: 1px solid #f0b070; border-radius: 4px; padding: 4px; }"
+
+
+def oracle_counts(num_samples: int, kind: str) -> tuple[int, int]:
+    """(samples computed, samples shown in the grid): enough samples for a stable spread."""
+    shown = max(1, min(int(num_samples), 64))
+    if kind == "points":
+        return min(max(int(num_samples), 512), 4096), shown
+    return max(shown, 64), shown
+
+
+def trajectory_strip(trajectory, frames: int = TRAJECTORY_FRAMES, gap: int = 2) -> tuple[np.ndarray, list[float]] | None:
+    """Two rows of images — x_t on top, predicted x0 below — at ``frames`` steps spread over an
+    image trajectory ``[(t, x_t, x0_hat), ...]`` (C, H, W each). Returns (uint8 image, times)."""
+    if not trajectory or np.asarray(trajectory[0][1]).ndim != 3:
+        return None
+    picks = sorted(set(np.linspace(0, len(trajectory) - 1, min(frames, len(trajectory))).round().astype(int)))
+    tiles_top = [unit_to_uint8(trajectory[i][1]) for i in picks]
+    tiles_bottom = [unit_to_uint8(trajectory[i][2]) for i in picks]
+    h, w, _ = tiles_top[0].shape
+    out = np.full((2 * h + 3 * gap, len(picks) * (w + gap) + gap, 3), 255, dtype=np.uint8)
+    for k, (top, bottom) in enumerate(zip(tiles_top, tiles_bottom)):
+        x = gap + k * (w + gap)
+        out[gap:gap + h, x:x + w] = top
+        out[2 * gap + h:2 * gap + 2 * h, x:x + w] = bottom
+    return out, [float(trajectory[i][0]) for i in picks]
+
+
+class PreviewView(QWidget):
+    """One preview: a title, the sample grid or a scatter over the data, a trajectory strip."""
+
+    def __init__(self, placeholder: str, parent=None):
+        super().__init__(parent)
+        self.preview = None
+        self.title = QLabel()
+        self.title.setWordWrap(True)
+        self.title.setStyleSheet("font-weight: bold;")
+        self.grid_view = ImageView(placeholder)
+        self.points_plot = plot_widget("", "", "")
+        self.points_plot.setAspectLocked(True)
+        self.data_scatter = pg.ScatterPlotItem(size=3, pen=None, brush=pg.mkBrush(150, 150, 150, 90))
+        self.sample_scatter = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(EDITED))
+        self.path_xt = self.points_plot.plot([], [], pen=pen(MARKER, 1.5), symbol="o", symbolSize=4,
+                                             symbolBrush=MARKER, symbolPen=None)
+        self.path_x0 = self.points_plot.plot([], [], pen=pen(POINT, 1.5, dashed=True))
+        for item in (self.data_scatter, self.sample_scatter):
+            self.points_plot.addItem(item)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.grid_view)
+        self.stack.addWidget(self.points_plot)
+        self.strip = ImageView("", min_size=40)
+        self.strip.setMinimumHeight(70)
+        self.strip.setMaximumHeight(130)
+        self.strip_caption = QLabel()
+        self.strip_caption.setWordWrap(True)
+        self.strip_caption.setStyleSheet("color: #555; font-size: 9pt;")
+        self.stats = QLabel()
+        self.stats.setWordWrap(True)
+        self.stats.setTextFormat(Qt.TextFormat.RichText)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.title)
+        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.strip)
+        layout.addWidget(self.strip_caption)
+        layout.addWidget(self.stats)
+
+    def set_data_points(self, points: np.ndarray | None) -> None:
+        if points is None:
+            self.data_scatter.clear()
+        else:
+            self.data_scatter.setData(points[:DATA_POINTS_SHOWN, 0], points[:DATA_POINTS_SHOWN, 1])
+
+    def show_preview(self, preview, title: str, stats: str = "") -> None:
+        self.preview = preview
+        self.title.setText(title)
+        self.stats.setText(stats)
+        if getattr(preview, "kind", "image") == "points":
+            self._show_points(preview)
+        else:
+            self._show_images(preview)
+
+    def clear(self, placeholder: str) -> None:
+        self.preview = None
+        self.title.setText("")
+        self.stats.setText("")
+        self.stack.setCurrentWidget(self.grid_view)
+        self.grid_view.clear(placeholder)
+        self.strip.clear("")
+        self.strip_caption.setText("")
+
+    def _show_images(self, preview) -> None:
+        self.stack.setCurrentWidget(self.grid_view)
+        self.grid_view.set_image(preview.grid)
+        strip = trajectory_strip(preview.trajectory)
+        if strip is None:
+            self.strip.clear("")
+            self.strip_caption.setText("")
+            return
+        image, times = strip
+        self.strip.setVisible(True)
+        self.strip.set_image(image)
+        self.strip_caption.setText("Sample 1 across the steps — top: x_t, bottom: the predicted clean image x̂0; "
+                                   "t = " + ", ".join(f"{t:.2f}" for t in times))
+
+    def _show_points(self, preview) -> None:
+        self.stack.setCurrentWidget(self.points_plot)
+        pts = np.asarray(preview.samples if getattr(preview, "points", None) is None else preview.points)
+        self.sample_scatter.setData(pts[:, 0], pts[:, 1])
+        traj = getattr(preview, "trajectory", None) or []
+        if traj:
+            xt = np.array([np.asarray(f[1]).reshape(-1)[:2] for f in traj] + [pts[0]])
+            x0 = np.array([np.asarray(f[2]).reshape(-1)[:2] for f in traj])
+            self.path_xt.setData(xt[:, 0], xt[:, 1])
+            self.path_x0.setData(x0[:, 0], x0[:, 1])
+        else:
+            self.path_xt.setData([], [])
+            self.path_x0.setData([], [])
+        self.strip.clear("")
+        self.strip.setVisible(False)
+        self.strip_caption.setText("Grey: the data. Blue: samples. Red: the path x_t of sample 1; "
+                                   "dashed green: its predicted x̂0 at each step.")
+
+
+class SamplingPanel(QWidget):
+    oracleUpdated = Signal(object)  # the OraclePreview shown
+    previewShown = Signal(object)  # a model Preview shown
+    checkpointLoaded = Signal(str)
+
+    def __init__(self, state, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.loaded = None  # engine.sampling.Loaded
+        self.last_oracle = None
+        self.last_preview = None
+        self.marker = FieldMarker()
+        self._data_brightness_std: float | None = None
+        self._oracle_stats_source: str | None = None
+        self.oracle_runner = LatestRunner(self)
+        self.sample_runner = LatestRunner(self)
+        self.load_runner = LatestRunner(self)
+        self._oracle_timer = QTimer(self, singleShot=True, interval=ORACLE_DELAY_MS)
+        self._oracle_timer.timeout.connect(self.refresh_oracle)
+        self._build()
+        self.oracle_runner.finished.connect(self._on_oracle)
+        self.oracle_runner.failed.connect(self._on_oracle_failed)
+        self.sample_runner.finished.connect(lambda p: self.show_preview(p, source="checkpoint"))
+        self.sample_runner.failed.connect(lambda m: self._set_model_status(f"Sampling failed: {m}", error=True))
+        self.sample_runner.busyChanged.connect(lambda _b: self._update_buttons())
+        self.load_runner.finished.connect(self._on_loaded)
+        self.load_runner.failed.connect(lambda m: self._set_model_status(f"Could not load the checkpoint: {m}", error=True))
+        state.configChanged.connect(self._on_config_changed)
+        state.validityChanged.connect(self.marker.apply)
+        state.datasetChanged.connect(self._on_dataset)
+        self._sync()
+        self.marker.apply(state.errors)
+        self._on_dataset(state.dataset)
+        self._schedule_oracle()
+
+    # ================================================================ widgets
+    def _build(self) -> None:
+        self.sampler_combo = QComboBox()
+        model = QStandardItemModel(self.sampler_combo)
+        self.sampler_combo.setModel(model)
+        for kind, header in (("ODE", "ODE — deterministic"), ("SDE", "SDE — adds noise each step")):
+            self.sampler_combo.addItem(header, None)
+            model.item(self.sampler_combo.count() - 1).setEnabled(False)
+            for name, info in SAMPLERS.items():
+                if info.kind == kind:
+                    self.sampler_combo.addItem(f"    {info.label}", name)
+                    self.sampler_combo.setItemData(self.sampler_combo.count() - 1, H.SAMPLER_TIPS.get(name, ""),
+                                                   Qt.ItemDataRole.ToolTipRole)
+        set_tooltip(self.sampler_combo, "How to walk from noise to data. ODE samplers are deterministic; SDE "
+                                        "samplers add fresh noise. Any of them works with any prediction.")
+        self.eta = NumberBox(0.0, 10.0, digits=4)
+        set_tooltip(self.eta, "η: how much fresh noise DDIM adds (0 = deterministic DDIM, 1 = DDPM).")
+        self.eta_label = QLabel("η")
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(0, 100_000)
+        set_tooltip(self.steps_spin, H.FIELD_TIPS["steps"])
+        self.spacing_combo = QComboBox()
+        set_tooltip(self.spacing_combo, H.FIELD_TIPS["spacing"] + " Shared with the Schedule panel.")
+        self.guidance = NumberBox(0.0, 100.0, digits=4)
+        set_tooltip(self.guidance, H.CFG_TIP)
+        self.rescale = NumberBox(0.0, 1.0, digits=4)
+        set_tooltip(self.rescale, H.RESCALE_TIP)
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        set_tooltip(self.seed_spin, "The same seed gives the same start noise, so previews are comparable "
+                                    "from step to step and between settings.")
+        self.count_spin = QSpinBox()
+        self.count_spin.setRange(0, 4096)
+        set_tooltip(self.count_spin, "How many samples to draw.")
+        self.cfg_note = QLabel()
+        self.cfg_note.setWordWrap(True)
+        self.cfg_note.setStyleSheet("color: #555; font-size: 9pt;")
+
+        form = QFormLayout()
+        form.addRow("Sampler", self.sampler_combo)
+        form.addRow(self.eta_label, self.eta)
+        steps_row = QHBoxLayout()
+        steps_row.addWidget(self.steps_spin, 1)
+        steps_row.addWidget(QLabel("spacing"))
+        steps_row.addWidget(self.spacing_combo, 2)
+        form.addRow("Steps", steps_row)
+        cfg_row = QHBoxLayout()
+        cfg_row.addWidget(self.guidance, 1)
+        cfg_row.addWidget(QLabel("rescale φ"))
+        cfg_row.addWidget(self.rescale, 1)
+        form.addRow("CFG scale", cfg_row)
+        form.addRow(self.cfg_note)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed_spin, 1)
+        seed_row.addWidget(QLabel("samples"))
+        seed_row.addWidget(self.count_spin, 1)
+        form.addRow("Seed", seed_row)
+        box = QGroupBox("Sampler")
+        box.setLayout(form)
+
+        # ---- model tab
+        self.model_view = PreviewView("No samples yet. Start training (previews appear here as it runs), "
+                                      "or load a checkpoint and press Sample now.")
+        self.checkpoint_label = QLabel("No checkpoint loaded.")
+        self.checkpoint_label.setWordWrap(True)
+        self.checkpoint_label.setStyleSheet("color: #555;")
+        self.load_button = QPushButton("Load checkpoint…")
+        self.load_button.setToolTip("A run folder or one of its checkpoint folders")
+        self.sample_button = QPushButton("Sample now")
+        self.sample_button.setToolTip("Sample from the loaded checkpoint with the settings above (in the background)")
+        self.load_button.clicked.connect(self._browse_checkpoint)
+        self.sample_button.clicked.connect(self.sample_now)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.load_button)
+        buttons.addWidget(self.sample_button)
+        buttons.addStretch(1)
+        model_tab = QWidget()
+        mv = QVBoxLayout(model_tab)
+        mv.setContentsMargins(2, 2, 2, 2)
+        mv.addLayout(buttons)
+        mv.addWidget(self.checkpoint_label)
+        self.model_stats = _stats_view(self.state)
+        mv.addWidget(_with_stats(self.model_view, self.model_stats), 1)
+
+        # ---- oracle tab
+        self.oracle_view = PreviewView("Computing…")
+        self.oracle_live = QCheckBox("Live")
+        self.oracle_live.setChecked(True)
+        self.oracle_live.setToolTip("Recompute after every edit. " + H.ORACLE_TIP)
+        self.oracle_live.toggled.connect(lambda on: on and self._schedule_oracle())
+        self.oracle_info = QLabel()
+        self.oracle_info.setWordWrap(True)
+        self.oracle_info.setStyleSheet("color: #444;")
+        self.oracle_info.setToolTip(H.ORACLE_TIP)
+        self.oracle_warning = QLabel()
+        self.oracle_warning.setWordWrap(True)
+        self.oracle_warning.setStyleSheet(WARNING_STYLE)
+        self.oracle_warning.setVisible(False)
+        self.use_buttons = {}
+        use_row = QHBoxLayout()
+        for source in ORACLE_SOURCES:
+            b = QPushButton(f"Use {source}")
+            b.setToolTip(f"Switch the dataset to '{source}', whose exact denoiser is known")
+            b.clicked.connect(lambda _c=False, s=source: self.state.update("data", source=s))
+            self.use_buttons[source] = b
+            use_row.addWidget(b)
+        use_row.addStretch(1)
+        use_row.insertWidget(0, self.oracle_live)
+        oracle_tab = QWidget()
+        ov = QVBoxLayout(oracle_tab)
+        ov.setContentsMargins(2, 2, 2, 2)
+        ov.addWidget(self.oracle_info)
+        ov.addLayout(use_row)
+        ov.addWidget(self.oracle_warning)
+        self.oracle_stats = _stats_view(None)
+        ov.addWidget(_with_stats(self.oracle_view, self.oracle_stats), 1)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(model_tab, "Model")
+        self.tabs.addTab(oracle_tab, "Oracle (perfect model)")
+        self.tabs.setTabToolTip(1, H.ORACLE_TIP)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(box)
+        layout.addWidget(self.tabs, 1)
+
+        self.marker.add("sampling.sampler", self.sampler_combo)
+        self.marker.add("sampling.steps", self.steps_spin)
+        self.marker.add("sampling.spacing", self.spacing_combo)
+        self.marker.add("sampling.eta", self.eta)
+        self.marker.add("sampling.guidance_scale", self.guidance)
+        self.marker.add("sampling.guidance_rescale", self.rescale)
+        self.marker.add("sampling.num_samples", self.count_spin)
+
+        self.sampler_combo.currentIndexChanged.connect(self._sampler_chosen)
+        self.eta.valueChanged.connect(lambda v: self._set(eta=float(v)))
+        self.steps_spin.valueChanged.connect(lambda v: self._set(steps=int(v)))
+        self.spacing_combo.currentIndexChanged.connect(
+            lambda _i: self.spacing_combo.currentData() and self._set(spacing=self.spacing_combo.currentData()))
+        self.guidance.valueChanged.connect(lambda v: self._set(guidance_scale=float(v)))
+        self.rescale.valueChanged.connect(lambda v: self._set(guidance_rescale=float(v)))
+        self.seed_spin.valueChanged.connect(lambda v: self._set(seed=int(v)))
+        self.count_spin.valueChanged.connect(lambda v: self._set(num_samples=int(v)))
+
+    def _set(self, **values) -> None:
+        self.state.update("sampling", **values)
+
+    def _sampler_chosen(self, _index: int) -> None:
+        name = self.sampler_combo.currentData()
+        if name:
+            self._set(sampler=name)
+
+    # ================================================================== sync
+    def _on_config_changed(self, section: str) -> None:
+        if section in ("sampling", "schedule", "all"):
+            self._sync()
+        elif section in ("data", "model"):
+            self._update_guidance()
+        if section in ("sampling", "schedule", "objective", "data", "all"):
+            self._schedule_oracle()
+        self._update_buttons()
+
+    def _sync(self) -> None:
+        cfg = self.state.config
+        s = cfg.sampling
+        widgets = (self.sampler_combo, self.eta, self.steps_spin, self.spacing_combo, self.guidance,
+                   self.rescale, self.seed_spin, self.count_spin)
+        for w in widgets:
+            w.blockSignals(True)
+        try:
+            index = self.sampler_combo.findData(s.sampler)
+            if index < 0:
+                self.sampler_combo.addItem(f"{s.sampler} (unknown)", s.sampler)
+                index = self.sampler_combo.count() - 1
+            self.sampler_combo.setCurrentIndex(index)
+            self.sampler_combo.setToolTip(H.SAMPLER_TIPS.get(s.sampler, ""))
+            has_eta = s.sampler in SAMPLERS and SAMPLERS[s.sampler].has_eta
+            self.eta.setVisible(has_eta)
+            self.eta_label.setVisible(has_eta)
+            for box, value in ((self.eta, s.eta), (self.guidance, s.guidance_scale), (self.rescale, s.guidance_rescale)):
+                if isinstance(value, (int, float)) and abs(box.value() - value) > 1e-12:
+                    box.setValue(value)
+            for spin, value in ((self.steps_spin, s.steps), (self.seed_spin, s.seed), (self.count_spin, s.num_samples)):
+                if isinstance(value, int) and spin.value() != value:
+                    spin.setValue(value)
+            options = DISCRETE_SPACINGS if cfg.schedule.family in DISCRETE_FAMILIES else CONTINUOUS_SPACINGS
+            if [self.spacing_combo.itemData(i) for i in range(self.spacing_combo.count())] != list(options):
+                self.spacing_combo.clear()
+                for name in options:
+                    self.spacing_combo.addItem(name, name)
+                    self.spacing_combo.setItemData(self.spacing_combo.count() - 1, H.SPACING_TIPS.get(name, ""),
+                                                   Qt.ItemDataRole.ToolTipRole)
+            index = self.spacing_combo.findData(s.spacing)
+            if index < 0:
+                self.spacing_combo.addItem(f"{s.spacing} (invalid here)", s.spacing)
+                index = self.spacing_combo.count() - 1
+            self.spacing_combo.setCurrentIndex(index)
+        finally:
+            for w in widgets:
+                w.blockSignals(False)
+        self._update_guidance()
+
+    def has_classes(self) -> bool:
+        ds = self.state.dataset
+        cfg = self.state.config
+        return (ds is not None and getattr(ds, "num_classes", 0) > 0 and bool(cfg.data.labels)
+                and bool(cfg.model.class_conditional))
+
+    def _update_guidance(self) -> None:
+        on = self.has_classes()
+        self.guidance.setEnabled(on)
+        self.rescale.setEnabled(on)
+        self.cfg_note.setText("" if on else "Guidance needs a dataset with classes and a class-conditional "
+                                            "model (Dataset panel: 'use class labels').")
+        self.cfg_note.setVisible(not on)
+
+    def _on_dataset(self, dataset) -> None:
+        self._update_guidance()
+        points = None
+        self._data_brightness_std = None
+        if dataset is not None and getattr(dataset, "kind", "") == "points":
+            points = dataset.x[:DATA_POINTS_SHOWN].numpy()
+        elif dataset is not None and getattr(dataset, "kind", "") == "image" and len(dataset) > 1:
+            self._data_brightness_std = float(dataset.x[:4096].flatten(1).mean(1).std())  # bounded work
+        self.model_view.set_data_points(points)
+        if self.model_stats is not None:
+            self.model_stats.setVisible(dataset is None or getattr(dataset, "kind", "image") == "image")
+        self._update_buttons()
+
+    # ================================================================ oracle
+    def _oracle_source(self) -> str | None:
+        source = self.state.config.data.source
+        return source if has_oracle(source) else None
+
+    def _schedule_oracle(self) -> None:
+        source = self._oracle_source()
+        for name, button in self.use_buttons.items():
+            button.setVisible(name != source)
+        if source is None:
+            self._oracle_timer.stop()
+            self.last_oracle = None
+            self.oracle_info.setText(
+                "The exact denoiser is known for 'gaussians8' (a Gaussian mixture) and 'lighting-flat' "
+                "(flat images of every brightness). With one of them, this tab shows — instantly, before "
+                "any training — what a perfect model would produce under the current schedule, spacing, "
+                "prediction and steps.")
+            self.oracle_view.clear("Choose gaussians8 or lighting-flat to see the oracle.")
+            self.oracle_warning.setVisible(False)
+            return
+        self.oracle_info.setText(f"What a perfect model of '{source}' samples with these settings "
+                                 "(exact denoiser, no training).")
+        if self.last_preview is None:
+            self.tabs.setCurrentIndex(1)  # nothing from a model yet: show the oracle
+        if self.oracle_live.isChecked():
+            self._oracle_timer.start()
+
+    def refresh_oracle(self) -> None:
+        """Recompute the oracle preview in the background (the newest request wins)."""
+        self._oracle_timer.stop()
+        source = self._oracle_source()
+        if source is None:
+            return
+        config = self.state.config
+        if any(f.startswith(("schedule.", "sampling.", "objective.")) for f, _ in self.state.errors):
+            self.oracle_view.title.setText("Fix the marked settings to see the oracle preview.")
+            return
+        kind = "points" if source == "gaussians8" else "image"
+        n, shown = oracle_counts(config.sampling.num_samples, kind)
+        seed = int(config.sampling.seed)
+        self.oracle_runner.submit(lambda: oracle_preview(config, n=n, seed=seed, grid_count=shown))
+
+    def _on_oracle(self, preview) -> None:
+        self.last_oracle = preview
+        if self._oracle_source() is None:
+            return
+        what = "brightness" if preview.kind == "image" else "per-axis position"
+        stats = (f"Spread of the samples' {what}: <b>{preview.spread:.2f}</b> × the data's "
+                 f"(1.00 = the full range; {len(preview.samples)} samples).")
+        if preview.kind == "image" and preview.spread < 0.8:
+            stats += " Squeezed toward mid-grey: the 'uniform lighting' problem."
+        self.oracle_view.show_preview(preview, preview.title, stats)
+        if self.oracle_stats is not None:
+            self.oracle_stats.setVisible(preview.kind == "image")
+            self._oracle_stats_data(config_source=self._oracle_source())
+            self.oracle_stats.update_preview(preview)
+        if preview.kind == "points":
+            self.oracle_view.set_data_points(_gaussians8_reference())
+        self.oracle_warning.setText("\n".join("⚠ " + w for w in preview.warnings))
+        self.oracle_warning.setVisible(bool(preview.warnings))
+        self.oracleUpdated.emit(preview)
+
+    def _oracle_stats_data(self, config_source: str | None) -> None:
+        """The oracle's histogram compares with the exact data distribution (not the loaded set)."""
+        if config_source != "lighting-flat" or self._oracle_stats_source == config_source:
+            return
+        from diffstudio.data.registry import load_dataset
+
+        self.oracle_stats.set_dataset(load_dataset("lighting-flat", resolution=4, n=4096))
+        self._oracle_stats_source = config_source
+
+    def _on_oracle_failed(self, message: str) -> None:
+        self.oracle_view.title.setText(f"No oracle preview: {message}")
+
+    # ================================================================= model
+    def show_preview(self, preview, source: str = "training") -> None:
+        """Show an engine Preview (from training, or sampled from a checkpoint)."""
+        if self.last_preview is None:
+            self.tabs.setCurrentIndex(0)  # the first model result comes forward (later ones: the user's tab)
+        self.last_preview = preview
+        step = getattr(preview, "step", 0)
+        title = {"training": f"Training preview at step {step:,}",
+                 "checkpoint": f"Sampled from the checkpoint (step {step:,})"}.get(source, source)
+        stats = ""
+        means = getattr(preview, "mean_brightness", None)
+        if means is not None and len(means) > 1:
+            stats = f"Brightness spread (std) of the samples: <b>{np.std(means):.3f}</b>"
+            if self._data_brightness_std:
+                stats += f" vs the data's {self._data_brightness_std:.3f}"
+        warns = getattr(preview, "warnings", None) or []
+        if warns:
+            stats += "<br><span style='color:#8a3b00'>⚠ " + "<br>⚠ ".join(warns) + "</span>"
+        self.model_view.show_preview(preview, title, stats)
+        if self.model_stats is not None:
+            self.model_stats.setVisible(getattr(preview, "kind", "image") == "image")
+            self.model_stats.update_preview(preview)
+        self.previewShown.emit(preview)
+
+    def load_checkpoint(self, path: str) -> None:
+        """Load a run or checkpoint folder for Sample now (in the background)."""
+        self._set_model_status(f"Loading {path}…")
+
+        def load():
+            from diffstudio.engine.sampling import load_for_sampling
+
+            return load_for_sampling(path, device="cpu")
+
+        self.load_runner.submit(load)
+
+    def _on_loaded(self, loaded) -> None:
+        self.loaded = loaded
+        self._set_model_status(f"Checkpoint: {loaded.path} (step {loaded.step:,}); its schedule and "
+                               "prediction are used, with the sampler settings above.")
+        self._update_buttons()
+        self.checkpointLoaded.emit(str(loaded.path))
+
+    def _browse_checkpoint(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Load a run or checkpoint folder",
+                                                self.state.config.run.out_dir)
+        if path:
+            self.load_checkpoint(path)
+
+    def sample_now(self) -> None:
+        if self.loaded is None:
+            return
+        loaded, sampling = self.loaded, self.state.config.sampling
+
+        def run():
+            from diffstudio.engine.sampling import generate
+
+            return generate(loaded.model, loaded.config, loaded.data_info, n=sampling.num_samples,
+                            seed=sampling.seed, sampling=sampling, step=loaded.step)
+
+        self._set_model_status("Sampling…")
+        self.sample_runner.submit(run)
+        self._update_buttons()
+
+    def _set_model_status(self, text: str, error: bool = False) -> None:
+        self.checkpoint_label.setText(text)
+        self.checkpoint_label.setStyleSheet("color: #b00020;" if error else "color: #555;")
+
+    def _update_buttons(self) -> None:
+        self.sample_button.setEnabled(self.loaded is not None and not self.sample_runner.busy)
+
+    def shutdown(self) -> None:
+        """Wait for background work (closing the window)."""
+        self._oracle_timer.stop()
+        for runner in (self.oracle_runner, self.sample_runner, self.load_runner):
+            runner.shutdown()
+
+
+_G8_CACHE: list = []
+
+
+def _gaussians8_reference() -> np.ndarray:
+    """Points of the gaussians8 data for the oracle's scatter (when no dataset is loaded)."""
+    if not _G8_CACHE:
+        from diffstudio.data.toys import make_toy
+
+        _G8_CACHE.append(make_toy("gaussians8", DATA_POINTS_SHOWN, seed=1).x.numpy())
+    return _G8_CACHE[0]
+
+
+def _stats_view(state):
+    """The runs module's brightness histogram (samples over data), if it can be imported."""
+    try:
+        from diffstudio.gui.runs import SampleStatsView
+    except Exception:  # noqa: BLE001 - optional
+        return None
+    view = SampleStatsView(state)
+    view.setMinimumHeight(90)
+    return view
+
+
+def _with_stats(preview: QWidget, stats: QWidget | None) -> QWidget:
+    if stats is None:
+        return preview
+    splitter = QSplitter(Qt.Orientation.Vertical)
+    splitter.addWidget(preview)
+    splitter.addWidget(stats)
+    splitter.setStretchFactor(0, 3)
+    splitter.setStretchFactor(1, 1)
+    splitter.setChildrenCollapsible(True)
+    splitter.setSizes([3000, 2000])
+    return splitter

@@ -1,0 +1,530 @@
+"""The Training panel: Start / Pause / Stop, progress, the live loss curve, checkpoints and export.
+
+Training runs on a :class:`~diffstudio.gui.worker.TrainingThread`; the buttons only set flags on
+it, so the UI thread never waits on training. :meth:`TrainingPanel.shutdown` is the one place that
+joins the thread (the main window calls it when it closes).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from diffstudio.gui.runs_curve import LossCurve, loss_rows
+from diffstudio.gui.runs_data import (
+    checkpoint_step,
+    list_checkpoints,
+    read_all_metrics,
+    run_config,
+    run_data_kind,
+)
+from diffstudio.gui.worker import TaskThread, TrainingThread
+
+ERROR_STYLE = "color: #b00020;"
+WARNING_STYLE = "color: #a05a00;"
+NOTE_STYLE = "color: #555;"
+EXPORT_FORMATS = (("diffusers folder", "diffusers"), ("safetensors file", "safetensors"))
+
+
+def format_duration(seconds: float) -> str:
+    """'0:42', '12:05', '1:02:03'; '–' when unknown."""
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        return "–"
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def device_choices() -> list[tuple[str, str]]:
+    """(label, run.device value): Auto and CPU always, each CUDA device when there is one."""
+    choices = [("Auto (CUDA if available)", "auto"), ("CPU", "cpu")]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            choices.append((f"CUDA {i}: {torch.cuda.get_device_name(i)}", f"cuda:{i}"))
+    return choices
+
+
+class TrainingPanel(QWidget):
+    """Controls, progress, loss curve and checkpoints of the run being trained."""
+
+    previewReady = Signal(object)  # an engine Preview, each time the run makes one
+    statusChanged = Signal(dict)  # {"state", "device", "step", "total", "steps_per_s", "eta_s"}
+    runStarted = Signal(str)  # the run folder
+    runFinished = Signal(object)  # TrainResult, or None when it failed or was aborted
+    exportFinished = Signal(str)  # the exported path, or "" on failure
+
+    def __init__(self, state, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.thread: TrainingThread | None = None
+        self.run_dir: str | None = None
+        self.last_preview = None
+        self.last_metrics: dict = {}
+        self._export_threads: list[TaskThread] = []
+        self._status = {"state": "idle", "device": "", "step": 0, "total": state.config.run.steps,
+                        "steps_per_s": 0.0, "eta_s": float("nan")}
+        self._build()
+        self._show_config()
+        state.configChanged.connect(self._on_config_changed)
+        state.validityChanged.connect(self._update_buttons)
+        state.datasetChanged.connect(self._update_buttons)
+        self._update_buttons()
+
+    # ---------------------------------------------------------------- widgets
+    def _build(self) -> None:
+        self.start_button = QPushButton("Start")
+        self.start_button.setToolTip("Train with the current settings in a new run folder")
+        self.pause_button = QPushButton("Pause")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Save a checkpoint and stop")
+        self.device_combo = QComboBox()
+        for label, value in device_choices():
+            self.device_combo.addItem(label, value)
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(1, 10_000_000)
+        self.steps_spin.setSingleStep(100)
+        self.steps_spin.setGroupSeparatorShown(True)
+
+        controls = QHBoxLayout()
+        for w in (self.start_button, self.pause_button, self.stop_button):
+            controls.addWidget(w)
+        controls.addSpacing(16)
+        controls.addWidget(QLabel("Device"))
+        controls.addWidget(self.device_combo)
+        controls.addWidget(QLabel("Total steps"))
+        controls.addWidget(self.steps_spin)
+        controls.addStretch(1)
+
+        self.reason_label = QLabel()
+        self.reason_label.setWordWrap(True)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setFormat("step %v / %m")
+        self.rate_label = QLabel("")
+        self.rate_label.setMinimumWidth(220)
+        progress = QHBoxLayout()
+        progress.addWidget(self.progress_bar, 1)
+        progress.addWidget(self.rate_label)
+        self.message_label = QLabel("")
+        self.message_label.setWordWrap(True)
+        self.message_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.run_label = QLabel("")
+        self.run_label.setStyleSheet(NOTE_STYLE)
+        self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.curve = LossCurve()
+
+        self.checkpoint_list = QListWidget()
+        self.format_combo = QComboBox()
+        for label, value in EXPORT_FORMATS:
+            self.format_combo.addItem(label, value)
+        self.export_button = QPushButton("Export…")
+        self.resume_button = QPushButton("Resume from here")
+        self.resume_button.setToolTip("Continue training from this checkpoint (up to Total steps)")
+        self.export_label = QLabel("")
+        self.export_label.setWordWrap(True)
+        self.export_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        ckpt_box = QGroupBox("Checkpoints of this run")
+        ckpt_layout = QVBoxLayout(ckpt_box)
+        ckpt_layout.addWidget(self.checkpoint_list, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.format_combo, 1)
+        row.addWidget(self.export_button)
+        ckpt_layout.addLayout(row)
+        ckpt_layout.addWidget(self.resume_button)
+        ckpt_layout.addWidget(self.export_label)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.curve)
+        splitter.addWidget(ckpt_box)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(controls)
+        layout.addWidget(self.reason_label)
+        layout.addLayout(progress)
+        layout.addWidget(self.message_label)
+        layout.addWidget(splitter, 1)
+        layout.addWidget(self.run_label)
+
+        self.start_button.clicked.connect(self.start)
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.stop_button.clicked.connect(self.stop)
+        self.device_combo.currentIndexChanged.connect(self._on_device_edited)
+        self.steps_spin.valueChanged.connect(self._on_steps_edited)
+        self.checkpoint_list.currentItemChanged.connect(self._on_checkpoint_selected)
+        self.export_button.clicked.connect(self._export_clicked)
+        self.resume_button.clicked.connect(self._resume_clicked)
+
+    # ------------------------------------------------------------ config sync
+    def _show_config(self) -> None:
+        run = self.state.config.run
+        for w in (self.device_combo, self.steps_spin):
+            w.blockSignals(True)
+        index = self.device_combo.findData(run.device)
+        if index < 0:  # e.g. "cuda" or a device this machine lacks: show it as asked
+            self.device_combo.addItem(run.device, run.device)
+            index = self.device_combo.count() - 1
+        self.device_combo.setCurrentIndex(index)
+        self.steps_spin.setValue(int(run.steps))
+        for w in (self.device_combo, self.steps_spin):
+            w.blockSignals(False)
+
+    def _on_device_edited(self, _index: int) -> None:
+        self.state.update("run", device=self.device_combo.currentData())
+
+    def _on_steps_edited(self, value: int) -> None:
+        self.state.update("run", steps=int(value))
+
+    def _on_config_changed(self, section: str) -> None:
+        if section in ("run", "all"):
+            self._show_config()
+        self._update_buttons()
+
+    # ---------------------------------------------------------------- actions
+    @property
+    def training(self) -> bool:
+        return self.thread is not None and self.thread.isRunning()
+
+    def start_reason(self) -> str:
+        """Why Start is disabled; '' when a run may start."""
+        if self.thread is not None:
+            return "Training — edits apply to the next run."
+        if self.state.errors:
+            field, message = self.state.errors[0]
+            more = f" (and {len(self.state.errors) - 1} more)" if len(self.state.errors) > 1 else ""
+            return f"Fix the settings first: {field}: {message}{more}"
+        if self.state.dataset is None:
+            return "No dataset loaded yet: choose one on the Dataset panel (or wait for it to load)."
+        return ""
+
+    def start(self) -> bool:
+        """Start a new run with the current settings; False (and the reason shown) if it cannot."""
+        reason = self.start_reason()
+        if reason:
+            self._update_buttons()
+            return False
+        self.curve.clear()
+        self.checkpoint_list.clear()
+        self.run_dir = None
+        self._launch(self.state.config, resume=None, dataset=self.state.dataset)
+        return True
+
+    def resume_from(self, checkpoint: str) -> bool:
+        """Continue the run that ``checkpoint`` belongs to, up to the Total steps set here."""
+        if self.thread is not None:
+            return False
+        step = checkpoint_step(checkpoint)
+        run_path = Path(checkpoint).parent.parent
+        try:
+            config = run_config(run_path)
+        except Exception as exc:  # noqa: BLE001 - shown, never raised into Qt
+            self._show_message(f"Cannot resume: the run's config cannot be read ({exc})", ERROR_STYLE)
+            return False
+        steps = self.state.config.run.steps
+        if step is not None and steps <= step:
+            self._show_message(f"Cannot resume: the checkpoint is at step {step}; set Total steps above "
+                               f"{step} to continue.", ERROR_STYLE)
+            return False
+        config = config.updated(run={"steps": steps, "device": self.state.config.run.device})
+        self.curve.clear()
+        self.load_history(run_path, up_to=step)
+        self.run_dir = str(run_path)
+        self._launch(config, resume=str(checkpoint), dataset=None)
+        return True
+
+    def _launch(self, config, resume: str | None, dataset) -> None:
+        self.last_metrics = {}
+        self._show_message("", "")
+        thread = TrainingThread(config, resume=resume, dataset=dataset)
+        thread.started_run.connect(self._on_started)
+        thread.progress.connect(self._on_progress)
+        thread.metrics.connect(self._on_metrics)
+        thread.preview.connect(self._on_preview)
+        thread.checkpoint.connect(self._on_checkpoint)
+        thread.message.connect(self._on_message)
+        thread.pausedChanged.connect(self._on_paused)
+        thread.succeeded.connect(self._on_succeeded)
+        thread.failed.connect(self._on_failed)
+        thread.finished.connect(self._on_thread_finished)
+        self.thread = thread
+        total = int(config.run.steps)
+        self.progress_bar.setRange(0, total)
+        self.progress_bar.setValue(0)
+        self.rate_label.setText("starting…")
+        self._set_status(state="starting", step=0, total=total, steps_per_s=0.0, eta_s=float("nan"))
+        self.state.set_training(True)
+        thread.start()
+        self._update_buttons()
+
+    def toggle_pause(self) -> None:
+        t = self.thread
+        if t is None or t.stopping:
+            return
+        if t.paused:
+            t.unpause()
+            self._set_status(state="training")
+        else:
+            t.pause()
+            self.rate_label.setText("pausing…")
+        self._update_buttons()
+
+    def stop(self) -> None:
+        """Ask the run to save a checkpoint and stop (returns at once)."""
+        if self.thread is None or self.thread.stopping:
+            return
+        self.thread.request_stop()
+        self.rate_label.setText("stopping — saving a checkpoint…")
+        self._set_status(state="stopping")
+        self._update_buttons()
+
+    def shutdown(self, ask: bool = True) -> bool:
+        """Stop and join every thread of this panel; False when the user cancels.
+
+        ask=True while training: "Save a checkpoint and stop?" Yes: stop with a checkpoint;
+        No: stop without one; Cancel: keep training and return False.
+        """
+        thread = self.thread
+        save = True
+        if thread is not None and thread.isRunning() and ask:
+            answer = QMessageBox.question(
+                self, "Training is running", "Save a checkpoint and stop training?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+                | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Yes)
+            if answer == QMessageBox.StandardButton.Cancel:
+                return False
+            save = answer == QMessageBox.StandardButton.Yes
+        if thread is not None:
+            if not save:
+                thread.abort()
+            thread.join()
+        for export in self._export_threads:
+            export.wait()
+        self._export_threads.clear()
+        return True
+
+    # ------------------------------------------------------- training signals
+    def _on_started(self, info: dict) -> None:
+        self.run_dir = info.get("run_dir") or self.run_dir
+        total = int(info.get("total_steps", self.progress_bar.maximum()))
+        start = int(info.get("start_step", 0))
+        self.progress_bar.setRange(0, total)
+        self.progress_bar.setValue(start)
+        params = info.get("num_params")
+        self.run_label.setText(f"Run folder: {self.run_dir}   ·   device {info.get('device', '?')}"
+                               + (f"   ·   {params:,} parameters" if isinstance(params, int) else ""))
+        self._set_status(state="training", device=str(info.get("device", "")), step=start, total=total)
+        self.refresh_checkpoints()
+        if self.run_dir:
+            self.runStarted.emit(self.run_dir)
+
+    def _on_progress(self, step: int, total: int, steps_per_s: float, eta_s: float) -> None:
+        self.progress_bar.setMaximum(max(1, total))
+        self.progress_bar.setValue(min(step, total))
+        self.rate_label.setText(f"{steps_per_s:,.1f} steps/s · ETA {format_duration(eta_s)}")
+        self._set_status(step=step, total=total, steps_per_s=steps_per_s, eta_s=eta_s)
+
+    def _on_metrics(self, batch: list) -> None:
+        steps, losses = loss_rows(m for _, m in batch)
+        self.curve.add(steps, losses)
+        self.last_metrics = dict(batch[-1][1])
+
+    def _on_preview(self, preview) -> None:
+        self.last_preview = preview
+        for warning in getattr(preview, "warnings", []) or []:
+            self._show_message(f"Preview: {warning}", WARNING_STYLE)
+        self.previewReady.emit(preview)
+
+    def _on_checkpoint(self, step: int, path: str) -> None:
+        self.refresh_checkpoints()
+
+    def _on_message(self, level: str, text: str) -> None:
+        style = {"error": ERROR_STYLE, "warning": WARNING_STYLE}.get(level, NOTE_STYLE)
+        self._show_message(text, style)
+
+    def _on_paused(self, paused: bool) -> None:
+        if paused:
+            self.rate_label.setText("paused")
+        self._set_status(state="paused" if paused else "training")
+        self._update_buttons()
+
+    def _on_succeeded(self, result) -> None:
+        if result is None:
+            self._show_message("Training aborted; no checkpoint saved.", NOTE_STYLE)
+        else:
+            how = "Stopped" if result.stopped else "Finished"
+            loss = f", final loss {result.final_loss:.4g}" if math.isfinite(result.final_loss) else ""
+            self._show_message(f"{how} at step {result.steps}{loss}. Checkpoint saved in {result.run_dir}",
+                               NOTE_STYLE)
+            self.progress_bar.setValue(min(result.steps, self.progress_bar.maximum()))
+        self.runFinished.emit(result)
+
+    def _on_failed(self, message: str) -> None:
+        self._show_message(message, ERROR_STYLE)
+        self.runFinished.emit(None)
+
+    def _on_thread_finished(self) -> None:
+        if self.sender() is not self.thread:
+            return
+        self.thread = None
+        self.curve.redraw()
+        self.refresh_checkpoints()
+        self.state.set_training(False)
+        self.rate_label.setText("")
+        self._set_status(state="idle", steps_per_s=0.0, eta_s=float("nan"))
+        self._update_buttons()
+
+    # ------------------------------------------------------------ run folder
+    def load_run(self, path: str) -> None:
+        """Show a run folder's loss history and checkpoints (to resume or export them)."""
+        if self.thread is not None:
+            return
+        self.run_dir = str(path)
+        self.curve.clear()
+        self.load_history(path)
+        self.run_label.setText(f"Run folder: {path}")
+        self.refresh_checkpoints()
+
+    def load_history(self, path, up_to: int | None = None) -> None:
+        """Add the loss history of ``metrics.jsonl`` (up to step ``up_to``) to the curve."""
+        try:
+            rows = read_all_metrics(path)
+        except Exception:  # noqa: BLE001 - a missing or partial log just shows no history
+            return
+        steps, losses = loss_rows(r for r in rows if up_to is None or r.get("step", 0) <= up_to)
+        self.curve.add(steps, losses)
+        self.curve.redraw()
+
+    def refresh_checkpoints(self) -> None:
+        """List the run's checkpoints; the selection follows the newest unless an older one was picked."""
+        current = self.selected_checkpoint()
+        if self.checkpoint_list.currentRow() == self.checkpoint_list.count() - 1:
+            current = None  # the newest was selected: select the new newest
+        self.checkpoint_list.blockSignals(True)
+        self.checkpoint_list.clear()
+        for step, path in list_checkpoints(self.run_dir) if self.run_dir else []:
+            item = QListWidgetItem(f"step {step:,}" if step is not None else Path(path).name)
+            item.setData(Qt.ItemDataRole.UserRole, str(path))
+            item.setToolTip(str(path))
+            self.checkpoint_list.addItem(item)
+            if str(path) == current:
+                self.checkpoint_list.setCurrentItem(item)
+        if self.checkpoint_list.currentItem() is None and self.checkpoint_list.count():
+            self.checkpoint_list.setCurrentRow(self.checkpoint_list.count() - 1)
+        self.checkpoint_list.blockSignals(False)
+        self._on_checkpoint_selected()
+
+    def _on_checkpoint_selected(self, *_items) -> None:
+        self._update_export_formats()
+        self._update_buttons()
+
+    def selected_checkpoint(self) -> str | None:
+        item = self.checkpoint_list.currentItem()
+        return None if item is None else item.data(Qt.ItemDataRole.UserRole)
+
+    # ----------------------------------------------------------------- export
+    def _export_clicked(self) -> None:
+        checkpoint = self.selected_checkpoint()
+        if checkpoint is None:
+            return
+        fmt = self.format_combo.currentData()
+        parent = QFileDialog.getExistingDirectory(self, f"Export ({fmt}) into which folder?",
+                                                  str(Path(checkpoint).parent.parent))
+        if not parent:
+            return
+        if fmt == "diffusers":  # a pipeline folder; safetensors picks "<run>-step-N.safetensors" itself
+            parent = str(Path(parent) / f"{Path(checkpoint).parent.parent.name}-{Path(checkpoint).name}-diffusers")
+        self.export_checkpoint(checkpoint, fmt, parent)
+
+    def export_checkpoint(self, checkpoint: str, fmt: str, out_dir: str) -> None:
+        """Export in the background; the result (or the reason it failed) is shown inline."""
+        from diffstudio.engine.export import export
+
+        self.export_label.setStyleSheet(NOTE_STYLE)
+        self.export_label.setText(f"Exporting {fmt}…")
+        thread = TaskThread(lambda _progress, _cancel: export(checkpoint, fmt, out_dir),
+                            describe=lambda e: f"Export failed: {e}")
+        thread.succeeded.connect(self._on_exported)
+        thread.failed.connect(self._on_export_failed)
+        thread.finished.connect(self._forget_export)
+        self._export_threads.append(thread)
+        self._update_buttons()
+        thread.start()
+
+    def _on_exported(self, path) -> None:
+        self.export_label.setStyleSheet(NOTE_STYLE)
+        self.export_label.setText(f"Exported to {path}")
+        self.exportFinished.emit(str(path))
+
+    def _on_export_failed(self, message: str, _exc) -> None:
+        self.export_label.setStyleSheet(ERROR_STYLE)
+        self.export_label.setText(message)
+        self.exportFinished.emit("")
+
+    def _forget_export(self) -> None:
+        thread = self.sender()
+        if thread in self._export_threads:
+            self._export_threads.remove(thread)
+        self._update_buttons()
+
+    def _resume_clicked(self) -> None:
+        checkpoint = self.selected_checkpoint()
+        if checkpoint is not None:
+            self.resume_from(checkpoint)
+
+    # ------------------------------------------------------------------ state
+    def _update_buttons(self, *_changed) -> None:
+        running = self.thread is not None
+        stopping = running and self.thread.stopping
+        reason = self.start_reason()
+        self.start_button.setEnabled(not reason)
+        self.pause_button.setEnabled(running and not stopping)
+        self.pause_button.setText("Resume" if running and self.thread.paused else "Pause")
+        self.stop_button.setEnabled(running and not stopping)
+        has_ckpt = self.selected_checkpoint() is not None
+        self.export_button.setEnabled(has_ckpt and not self._export_threads)
+        self.resume_button.setEnabled(has_ckpt and not running)
+        self.reason_label.setText(reason)
+        self.reason_label.setStyleSheet(NOTE_STYLE if running or not reason else ERROR_STYLE)
+
+    def _update_export_formats(self) -> None:
+        """The 2-D MLP has no diffusers format: offer safetensors only for a points run."""
+        checkpoint = self.selected_checkpoint()
+        points = checkpoint is not None and run_data_kind(Path(checkpoint).parent.parent) == "points"
+        item = self.format_combo.model().item(self.format_combo.findData("diffusers"))
+        item.setEnabled(not points)
+        item.setToolTip("2-D point models have no diffusers format" if points else "")
+        if points and self.format_combo.currentData() == "diffusers":
+            self.format_combo.setCurrentIndex(self.format_combo.findData("safetensors"))
+
+    def _show_message(self, text: str, style: str) -> None:
+        self.message_label.setStyleSheet(style)
+        self.message_label.setText(text)
+
+    def _set_status(self, **changes) -> None:
+        self._status.update(changes)
+        self.statusChanged.emit(dict(self._status))
+
+    @property
+    def status(self) -> dict:
+        return dict(self._status)

@@ -1,0 +1,210 @@
+"""The live loss curve: a bounded history (raw and EMA-smoothed) and its pyqtgraph plot.
+
+Plot items are created once; points are appended to a :class:`LossHistory` and the plot calls
+``setData`` from a timer (10 Hz) only when something changed, so a fast run cannot flood the UI.
+Memory stays bounded: past ``max_points`` the history halves its resolution (pairs are averaged)
+and later points are averaged in buckets of the same width.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from diffstudio.gui.widgets.plots import plot_widget
+
+EMA_BETA = 0.9
+"""Smoothing of the EMA curve per logged point (debiased, as TensorBoard does)."""
+
+REDRAW_MS = 100
+
+
+class LossHistory:
+    """(step, loss) points and their debiased EMA; at most ``max_points`` stored."""
+
+    def __init__(self, max_points: int = 4000, beta: float = EMA_BETA):
+        self.max_points = max(2, int(max_points))
+        self.beta = beta
+        self.clear()
+
+    def clear(self) -> None:
+        self._steps: list[float] = []
+        self._raw: list[float] = []
+        self._ema: list[float] = []
+        self._stride = 1  # raw points per stored point
+        self._bucket: list[tuple[float, float, float]] = []
+        self._ema_value = 0.0
+        self._ema_weight = 0.0
+        self.count = 0  # raw points seen
+        self.last_step: float | None = None
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def add(self, step: float, loss: float) -> None:
+        loss = float(loss)
+        if not math.isfinite(loss):
+            return
+        if self.last_step is not None and step <= self.last_step:
+            # the log went back in steps: a run resumed from an earlier checkpoint appends to the
+            # same metrics file; the abandoned branch beyond the checkpoint is dropped
+            self.truncate_after(step - 1)
+        self._ema_value = self.beta * self._ema_value + (1 - self.beta) * loss
+        self._ema_weight = self.beta * self._ema_weight + (1 - self.beta)
+        self._bucket.append((float(step), loss, self._ema_value / self._ema_weight))
+        self.count += 1
+        self.last_step = float(step)
+        if len(self._bucket) >= self._stride:
+            self._store(*np.mean(self._bucket, axis=0))
+            self._bucket = []
+
+    def extend(self, steps: Iterable[float], losses: Iterable[float]) -> None:
+        for step, loss in zip(steps, losses):
+            self.add(step, loss)
+
+    def _store(self, step: float, raw: float, ema: float) -> None:
+        self._steps.append(step)
+        self._raw.append(raw)
+        self._ema.append(ema)
+        if len(self._steps) > self.max_points:
+            self._steps, self._raw, self._ema = (_halve(a) for a in (self._steps, self._raw, self._ema))
+            self._stride *= 2
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(steps, raw, ema) float64 arrays, the unfinished bucket included."""
+        rows = list(zip(self._steps, self._raw, self._ema))
+        if self._bucket:
+            rows.append(tuple(np.mean(self._bucket, axis=0)))
+        if not rows:
+            empty = np.zeros(0)
+            return empty, empty, empty
+        a = np.asarray(rows, dtype=np.float64)
+        return a[:, 0], a[:, 1], a[:, 2]
+
+    def truncate_after(self, step: float) -> None:
+        """Forget points past ``step`` (a run resumed from an earlier checkpoint)."""
+        steps, raw, _ = self.arrays()
+        keep = steps <= step
+        self.clear()
+        self.extend(steps[keep].tolist(), raw[keep].tolist())
+
+
+def _halve(values: list[float]) -> list[float]:
+    a = np.asarray(values, dtype=np.float64)
+    n = len(a) // 2 * 2
+    merged = a[:n].reshape(-1, 2).mean(axis=1).tolist()
+    return merged + a[n:].tolist()
+
+
+def loss_rows(rows: Iterable[dict]) -> tuple[list[float], list[float]]:
+    """Steps and losses of the metrics rows that carry a finite loss."""
+    steps, losses = [], []
+    for row in rows:
+        loss, step = row.get("loss"), row.get("step")
+        if isinstance(loss, (int, float)) and isinstance(step, (int, float)) and math.isfinite(loss):
+            steps.append(float(step))
+            losses.append(float(loss))
+    return steps, losses
+
+
+class _Series:
+    def __init__(self, plot: pg.PlotItem, name: str, color, max_points: int):
+        self.history = LossHistory(max_points)
+        qcolor = pg.mkColor(color)
+        faint = pg.mkColor(color)
+        faint.setAlpha(90)
+        label = f"{name} " if name else ""
+        self.raw_item = plot.plot([], [], pen=pg.mkPen(faint, width=1), name=f"{label}loss")
+        self.ema_item = plot.plot([], [], pen=pg.mkPen(qcolor, width=2), name=f"{label}loss (EMA)")
+        self.dirty = False
+
+    def redraw(self) -> None:
+        steps, raw, ema = self.history.arrays()
+        self.raw_item.setData(steps, raw)
+        # a line needs two points: mark the first ones so a slow run shows something at once
+        self.ema_item.setData(steps, ema, symbol="o" if len(steps) < 3 else None, symbolSize=6,
+                              symbolBrush=self.ema_item.opts["pen"].color())
+        self.dirty = False
+
+
+class LossCurve(QWidget):
+    """A loss plot with one or more named series (raw thin, EMA bold) and a log-scale toggle."""
+
+    COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+
+    def __init__(self, series: Iterable[str] = ("",), max_points: int = 4000, parent=None):
+        super().__init__(parent)
+        self.plot_widget = plot_widget(left="loss", bottom="step")
+        self.plot = self.plot_widget.getPlotItem()
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        names = list(series)
+        if len(names) > 1 or names[0]:
+            self.plot.addLegend(offset=(-10, 10))
+        self.series = {name: _Series(self.plot, name, self.COLORS[i % len(self.COLORS)], max_points)
+                       for i, name in enumerate(names)}
+        self.log_box = QCheckBox("log scale")
+        self.log_box.toggled.connect(self.set_log_scale)  # a bound method: see RunViewer
+        self.info = QLabel("")
+        bar = QHBoxLayout()
+        bar.addWidget(self.info, 1)
+        bar.addWidget(self.log_box)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot_widget, 1)
+        layout.addLayout(bar)
+        self._timer = QTimer(self)
+        self._timer.setInterval(REDRAW_MS)
+        self._timer.timeout.connect(self.redraw)
+        self._timer.start()
+
+    def set_log_scale(self, on: bool) -> None:
+        self.plot.setLogMode(y=bool(on))
+
+    def history(self, name: str = "") -> LossHistory:
+        return self.series[name].history
+
+    def add(self, steps: Iterable[float], losses: Iterable[float], name: str = "") -> None:
+        """Append points; the plot catches up on the next redraw tick."""
+        s = self.series[name]
+        s.history.extend(steps, losses)
+        s.dirty = True
+
+    def clear(self, name: str | None = None) -> None:
+        for key, s in self.series.items():
+            if name is None or key == name:
+                s.history.clear()
+                s.dirty = True
+
+    def truncate_after(self, step: float, name: str = "") -> None:
+        s = self.series[name]
+        s.history.truncate_after(step)
+        s.dirty = True
+
+    def point_count(self, name: str = "") -> int:
+        """Points currently drawn (after the last redraw)."""
+        x, _ = self.series[name].raw_item.getData()
+        return 0 if x is None else len(x)
+
+    def redraw(self) -> None:
+        """setData on the series that changed (called by the timer; call it to force a redraw)."""
+        changed = False
+        for s in self.series.values():
+            if s.dirty:
+                s.redraw()
+                changed = True
+        if changed:
+            self._update_info()
+
+    def _update_info(self) -> None:
+        parts = []
+        for name, s in self.series.items():
+            _, raw, ema = s.history.arrays()
+            if len(ema):
+                label = f"{name}: " if name else ""
+                parts.append(f"{label}loss {ema[-1]:.4g} (EMA), last {raw[-1]:.4g}")
+        self.info.setText("   ".join(parts))

@@ -1,0 +1,319 @@
+"""Background threads for the GUI: the training run, and short tasks (dataset loading, export).
+
+The Trainer is plain Python with hooks; :class:`TrainingThread` only turns those hooks into Qt
+signals and the buttons into flags. Signals carry numbers, numpy arrays and engine ``Preview``
+objects, never widgets; the UI thread never waits on training except in :meth:`join`, which the
+app calls once, when it closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from PySide6.QtCore import QCoreApplication, QThread, Signal
+
+log = logging.getLogger(__name__)
+
+METRICS_INTERVAL_S = 0.05
+"""Metrics are batched and emitted at most this often (20 emits per second)."""
+
+PROGRESS_INTERVAL_S = 0.05
+
+
+def training_threads(cores: int | None = None) -> int:
+    """Torch intra-op threads for training: leave one core to the UI.
+
+    Measured on 2 cores (benchmarks/gui_responsiveness.py): 1 thread trains moons-flow at
+    ~230 steps/s with the UI timer's lateness p50 0.2 ms / p99 ~20 ms; 2 threads trained 5-10x
+    slower (OpenMP workers fighting the UI and other processes for the cores). The count is
+    per thread (OpenMP), so it does not change the UI thread's own count."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-paragraph, traceback-free message for an engine error."""
+    from diffstudio.data.errors import DatasetError
+    from diffstudio.engine.config import ConfigError
+
+    name = type(exc).__name__
+    text = str(exc).strip() or name
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+        return ("Out of memory: the model or batch does not fit on this device. "
+                f"Try a smaller batch size, a smaller model preset or a lower resolution. ({text})")
+    if isinstance(exc, DatasetError):
+        return f"Dataset problem: {text}"
+    if isinstance(exc, ConfigError):
+        return "Invalid settings: " + "; ".join(f"{f}: {m}" for f, m in exc.errors)
+    if name == "TrainingError":
+        return f"Training failed: {text}"
+    return f"Training failed ({name}): {text}"
+
+
+class _Throttle:
+    """True at most once per ``interval`` seconds."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self.last = 0.0
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            return True
+        return False
+
+
+class TrainingThread(QThread):
+    """Runs ``Trainer(config, hooks, run_dir, resume).run()`` on its own thread.
+
+    Signals (all queued to the receiver's thread):
+    ``started_run(dict)`` on_start's info; ``progress(step, total, steps_per_s, eta_s)``;
+    ``metrics(list[(step, dict)])`` batched, at most 20 per second; ``preview(Preview)``;
+    ``checkpoint(step, path)``; ``message(level, text)``; ``pausedChanged(bool)`` once the
+    training loop has actually stopped (True) or gone on (False); ``succeeded(TrainResult)``
+    (None after :meth:`abort`); ``failed(str)`` with a readable message. Exactly one of
+    succeeded / failed is emitted, before ``finished``.
+    """
+
+    started_run = Signal(dict)
+    progress = Signal(int, int, float, float)
+    metrics = Signal(object)
+    preview = Signal(object)
+    checkpoint = Signal(int, str)
+    message = Signal(str, str)
+    pausedChanged = Signal(bool)
+    succeeded = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, config, resume: str | None = None, run_dir: str | None = None,
+                 dataset=None, num_threads: int | None = None, parent=None):
+        super().__init__(parent)
+        self.config = config
+        self.resume_from = resume
+        self.run_dir = run_dir
+        self.dataset = dataset  # an already loaded InMemoryDataset matching config.data, or None
+        self.num_threads = num_threads or training_threads()
+        self._stop = threading.Event()
+        self._abort = threading.Event()  # stop without the final checkpoint
+        self._running = threading.Event()  # cleared while paused
+        self._running.set()
+        self._lock = threading.Lock()
+        self._pending: list[tuple[int, dict]] = []
+        self._throttle = _Throttle(METRICS_INTERVAL_S)
+        self.total_steps = int(config.run.steps)
+        self.last_step = 0
+        _register(self)
+
+    # ---- buttons -> flags (called on the UI thread; never block) ----
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._running.set()  # a paused run must wake up to stop
+
+    def abort(self) -> None:
+        """Stop at the next step without saving a checkpoint (closing the app: "don't save")."""
+        self._abort.set()
+        self.request_stop()
+
+    def pause(self) -> None:
+        if not self._stop.is_set():
+            self._running.clear()
+
+    def unpause(self) -> None:
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def join(self, timeout_ms: int | None = None) -> bool:
+        """Ask the run to stop and wait for the thread to end; True when it has ended."""
+        self.request_stop()
+        return self.wait() if timeout_ms is None else self.wait(timeout_ms)
+
+    # ---- the training thread ----
+    def run(self) -> None:  # noqa: D102 - QThread entry point
+        try:
+            import torch
+
+            torch.set_num_threads(self.num_threads)
+            from diffstudio.engine.trainer import Trainer
+
+            trainer = Trainer(self.config, hooks=self._make_hooks(), run_dir=self.run_dir,
+                              resume=self.resume_from, dataset=self.dataset)
+            result = trainer.run()
+        except _Aborted:
+            self._flush_metrics()
+            self.message.emit("info", f"training aborted at step {self.last_step}; no checkpoint saved")
+            self.succeeded.emit(None)
+            return
+        except BaseException as exc:  # everything must reach the UI, never kill the app
+            log.exception("training failed")
+            self._flush_metrics()
+            self.failed.emit(describe_error(exc))
+            return
+        self._flush_metrics()
+        self.succeeded.emit(result)
+
+    def _make_hooks(self):
+        from diffstudio.engine.trainer import TrainerHooks
+
+        thread = self
+
+        class QtHooks(TrainerHooks):
+            def on_start(self, info: dict) -> None:
+                thread.total_steps = int(info.get("total_steps", thread.total_steps))
+                thread.last_step = int(info.get("start_step", 0))
+                thread.started_run.emit(dict(info))
+
+            def on_metrics(self, step: int, metrics: dict) -> None:
+                thread._add_metrics(step, metrics)
+
+            def on_preview(self, step: int, preview: Any) -> None:
+                thread._flush_metrics()
+                thread.preview.emit(preview)
+
+            def on_checkpoint(self, step: int, path: str) -> None:
+                thread._flush_metrics()
+                thread.checkpoint.emit(int(step), str(path))
+
+            def on_message(self, level: str, text: str) -> None:
+                thread.message.emit(str(level), str(text))
+
+            def should_stop(self) -> bool:
+                thread._check_abort()
+                return thread._stop.is_set()
+
+            def wait_if_paused(self) -> None:
+                thread._wait_if_paused()
+                thread._check_abort()
+
+        return QtHooks()
+
+    def _add_metrics(self, step: int, metrics: dict) -> None:
+        self.last_step = int(step)
+        with self._lock:
+            self._pending.append((int(step), {k: _plain(v) for k, v in metrics.items()}))
+        if self._throttle.ready():
+            self._flush_metrics()
+
+    def _flush_metrics(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        step, last = batch[-1]
+        self.metrics.emit(batch)
+        self.progress.emit(step, self.total_steps, float(last.get("steps_per_s", 0.0) or 0.0),
+                           float(last.get("eta_s", 0.0) or 0.0))
+
+    def _check_abort(self) -> None:
+        if self._abort.is_set():
+            raise _Aborted()
+
+    def _wait_if_paused(self) -> None:
+        if self._running.is_set():
+            return
+        self._flush_metrics()
+        self.pausedChanged.emit(True)
+        while not self._running.wait(0.1):
+            pass
+        self.pausedChanged.emit(False)
+
+
+class _Aborted(BaseException):
+    """Raised from a hook to leave the training loop without its final checkpoint."""
+
+
+def _plain(value: Any) -> Any:
+    """Numbers as Python floats (tensors and numpy scalars become float)."""
+    if isinstance(value, (int, float, str)) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+class TaskThread(QThread):
+    """Runs ``fn(progress, should_cancel)`` once, off the UI thread.
+
+    ``progress(done, total)`` may be called from the task as often as it likes: it reaches the UI
+    as ``progressed(done, total)`` at most 20 times a second (and always at the end).
+    ``succeeded(result)`` or ``failed(message, exception)`` follows; a cancelled task reports its
+    exception through ``failed`` too, and ``cancelled`` is True.
+    """
+
+    progressed = Signal(int, int)
+    succeeded = Signal(object)
+    failed = Signal(str, object)
+
+    def __init__(self, fn: Callable[[Callable[[int, int], None], Callable[[], bool]], Any],
+                 parent=None, describe: Callable[[BaseException], str] | None = None):
+        super().__init__(parent)
+        self._fn = fn
+        self._cancel = threading.Event()
+        self._throttle = _Throttle(PROGRESS_INTERVAL_S)
+        self._describe = describe or (lambda e: str(e) or type(e).__name__)
+        _register(self)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def run(self) -> None:  # noqa: D102 - QThread entry point
+        try:
+            result = self._fn(self._progress, self._cancel.is_set)
+        except BaseException as exc:
+            if not self.cancelled:
+                log.info("background task failed", exc_info=True)
+            self.failed.emit(self._describe(exc), exc)
+            return
+        self.succeeded.emit(result)
+
+    def _progress(self, done: int, total: int) -> None:
+        if done >= total or self._throttle.ready():
+            self.progressed.emit(int(done), int(total))
+
+
+# Every background thread is kept alive until it ends, and all are cancelled and joined when the
+# application quits: a QThread destroyed while running aborts the process.
+_LIVE: set[QThread] = set()
+_hooked_quit = False
+
+
+def _register(thread: QThread) -> None:
+    """Hold ``thread`` until it has finished (pruned here, on the UI thread, never from the
+    thread itself: dropping the last reference there would destroy a running QThread)."""
+    global _hooked_quit
+    for done in [t for t in _LIVE if t.isFinished()]:
+        _LIVE.discard(done)
+    _LIVE.add(thread)
+    app = QCoreApplication.instance()
+    if app is not None and not _hooked_quit:
+        app.aboutToQuit.connect(stop_all_tasks)
+        _hooked_quit = True
+
+
+def stop_all_tasks(timeout_ms: int = 60000) -> None:
+    """Cancel every running background thread (training included) and wait for each to end."""
+    for thread in list(_LIVE):
+        if isinstance(thread, TaskThread):
+            thread.cancel()
+        elif isinstance(thread, TrainingThread):
+            thread.request_stop()
+    for thread in list(_LIVE):
+        if thread.wait(timeout_ms):
+            _LIVE.discard(thread)

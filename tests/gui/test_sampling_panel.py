@@ -1,0 +1,171 @@
+"""The sampling panel: shared steps / spacing, guidance gating, model previews, Sample now, and the
+oracle preview that shows what a perfect model would produce under the current settings."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from diffstudio.data.dataset import InMemoryDataset
+from diffstudio.engine.sampling import Preview
+from diffstudio.gui.panels.sampling import SamplingPanel, trajectory_strip
+from diffstudio.gui.panels.schedule import SchedulePanel
+
+ORACLE_TIMEOUT_MS = 60000
+
+
+@pytest.fixture
+def panel(qtbot, state):
+    panel = SamplingPanel(state)
+    panel.resize(460, 900)
+    qtbot.addWidget(panel)
+    panel.show()
+    yield panel
+    panel.shutdown()
+
+
+def wait_oracle(qtbot, panel):
+    """Wait for the oracle preview of the current settings."""
+    panel._oracle_timer.stop()
+    with qtbot.waitSignal(panel.oracleUpdated, timeout=ORACLE_TIMEOUT_MS) as blocker:
+        panel.refresh_oracle()
+    return blocker.args[0]
+
+
+def lighting(state, *, ztsnr, param, spacing):
+    state.set_config(state.config.updated(
+        data={"source": "lighting-flat"}, schedule={"family": "scaled_linear", "ztsnr": ztsnr},
+        objective={"parameterization": param}, sampling={"sampler": "ddim", "steps": 50, "spacing": spacing}))
+
+
+def test_oracle_lighting_flawed_vs_fixed(panel, qtbot):
+    """Lin et al.'s fix, with no training: SD + eps + leading squeezes brightness (~0.66 of the data's
+    spread); ZTSNR + v + trailing keeps nearly all of it (~0.95)."""
+    state = panel.state
+    lighting(state, ztsnr=False, param="eps", spacing="leading")
+    flawed = wait_oracle(qtbot, panel)
+    lighting(state, ztsnr=True, param="v", spacing="trailing")
+    fixed = wait_oracle(qtbot, panel)
+    assert flawed.spread < 0.78 and fixed.spread > 0.85
+    assert panel.oracle_view.grid_view.image is not None
+    assert panel.oracle_view.strip.image is not None  # the x_t / x0 trajectory strip
+    assert f"{fixed.spread:.2f}" in panel.oracle_view.stats.text()
+    # leading -> trailing alone already changes what comes out
+    lighting(state, ztsnr=False, param="eps", spacing="trailing")
+    trailing = wait_oracle(qtbot, panel)
+    assert not np.allclose(trailing.samples, flawed.samples, atol=1e-3)
+
+
+def test_oracle_surfaces_the_singular_eps_warning(panel, qtbot):
+    state = panel.state
+    lighting(state, ztsnr=True, param="eps", spacing="trailing")
+    state.update("sampling", steps=10)
+    preview = wait_oracle(qtbot, panel)
+    assert preview.warnings
+    assert panel.tabs.currentIndex() == 1  # data with an oracle and no model preview yet: oracle tab
+    assert panel.oracle_warning.isVisible() and "cannot recover the image" in panel.oracle_warning.text()
+    state.update("objective", parameterization="v")
+    wait_oracle(qtbot, panel)
+    assert not panel.oracle_warning.isVisible()
+
+
+def test_oracle_gaussians8_scatter_changes_with_spacing(panel, qtbot):
+    state = panel.state
+    state.set_config(state.config.updated(data={"source": "gaussians8"}, schedule={"family": "scaled_linear", "ztsnr": False},
+                                          objective={"parameterization": "eps"},
+                                          sampling={"steps": 10, "spacing": "leading"}))
+    leading = wait_oracle(qtbot, panel)
+    state.update("sampling", spacing="trailing")
+    trailing = wait_oracle(qtbot, panel)
+    assert leading.kind == trailing.kind == "points"
+    assert not np.allclose(leading.points, trailing.points, atol=1e-3)
+    x, y = panel.oracle_view.sample_scatter.getData()
+    assert np.allclose(x, trailing.points[:, 0])
+    assert len(panel.oracle_view.data_scatter.getData()[0]) > 0  # the data drawn underneath
+    assert len(panel.oracle_view.path_xt.getData()[0]) == len(trailing.trajectory) + 1
+
+
+def test_no_oracle_for_other_data(panel, qtbot):
+    assert panel.state.config.data.source == "digits"
+    assert panel.last_oracle is None
+    assert "gaussians8" in panel.oracle_info.text()
+    with qtbot.waitSignal(panel.oracleUpdated, timeout=ORACLE_TIMEOUT_MS):
+        panel.use_buttons["lighting-flat"].click()
+    assert panel.state.config.data.source == "lighting-flat"
+
+
+def test_steps_and_spacing_are_shared_with_the_schedule_panel(panel, qtbot):
+    schedule_panel = SchedulePanel(panel.state)
+    qtbot.addWidget(schedule_panel)
+    panel.steps_spin.setValue(12)
+    assert schedule_panel.steps_spin.value() == 12 and len(schedule_panel.marker_times()) == 12
+    panel.spacing_combo.setCurrentIndex(panel.spacing_combo.findData("leading"))
+    assert schedule_panel.spacing_combo.currentData() == "leading"
+    schedule_panel.spacing_combo.setCurrentIndex(schedule_panel.spacing_combo.findData("linspace"))
+    assert panel.spacing_combo.currentData() == "linspace"
+
+
+def test_sampler_choice_and_eta(panel):
+    state = panel.state
+    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddim_eta"))
+    assert state.config.sampling.sampler == "ddim_eta" and panel.eta.isVisible()
+    panel.eta.setValue(0.5)
+    assert state.config.sampling.eta == 0.5
+    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("heun"))
+    assert not panel.eta.isVisible()
+    headers = [panel.sampler_combo.itemText(i) for i in range(panel.sampler_combo.count())
+               if panel.sampler_combo.itemData(i) is None]
+    assert len(headers) == 2 and headers[0].startswith("ODE")
+
+
+def test_guidance_only_with_classes(panel):
+    state = panel.state
+    assert not panel.guidance.isEnabled()
+    x = torch.zeros(4, 1, 8, 8)
+    state.set_dataset(InMemoryDataset(x=x, labels=torch.tensor([0, 1, 0, 1]), class_names=["a", "b"], name="t"))
+    assert panel.guidance.isEnabled() and panel.rescale.isEnabled()
+    state.update("data", labels=False)
+    assert not panel.guidance.isEnabled()
+
+
+def test_model_preview_images_and_points(panel):
+    traj = [(1.0 - k / 4, np.zeros((1, 8, 8), np.float32), np.full((1, 8, 8), 0.5, np.float32)) for k in range(4)]
+    grid = np.zeros((19, 19, 3), np.uint8)
+    samples = np.zeros((4, 1, 8, 8), np.float32)
+    preview = Preview(step=250, kind="image", samples=samples, grid=grid,
+                      mean_brightness=np.array([-0.5, 0.5, 0.0, 0.1]), trajectory=traj)
+    panel.show_preview(preview)
+    view = panel.model_view
+    assert view.grid_view.image.shape == (19, 19, 3)
+    assert "step 250" in view.title.text() and "Brightness spread" in view.stats.text()
+    strip, times = trajectory_strip(traj)
+    assert np.array_equal(view.strip.image, strip) and times == [1.0, 0.75, 0.5, 0.25]
+    points = Preview(step=10, kind="points", samples=np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32))
+    panel.show_preview(points)
+    assert np.allclose(view.sample_scatter.getData()[0], points.samples[:, 0])
+
+
+class _Zero(torch.nn.Module):
+    def forward(self, x, t, cond=None):
+        return torch.zeros_like(x)
+
+
+def test_sample_now_runs_in_the_background(panel, qtbot):
+    from diffstudio.engine.config import Config
+    from diffstudio.models.info import DataInfo
+
+    assert not panel.sample_button.isEnabled()
+    cfg = Config().updated(data={"source": "gaussians8"}, schedule={"family": "cosine"},
+                           objective={"parameterization": "v"}, sampling={"spacing": "uniform"})
+    panel._on_loaded(SimpleNamespace(model=_Zero(), config=cfg, data_info=DataInfo("points", 2, 0, 0),
+                                     step=7, path="memory"))
+    assert panel.sample_button.isEnabled()
+    panel.state.set_config(cfg.updated(sampling={"num_samples": 32, "steps": 5}))
+    with qtbot.waitSignal(panel.previewShown, timeout=ORACLE_TIMEOUT_MS) as blocker:
+        panel.sample_button.click()
+    preview = blocker.args[0]
+    assert preview.kind == "points" and preview.samples.shape == (32, 2)
+    assert "checkpoint" in panel.model_view.title.text()

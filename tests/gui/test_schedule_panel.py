@@ -1,0 +1,251 @@
+"""The schedule editor shows exactly the core's numbers: terminal signal, curves, sampler timesteps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtTest import QTest
+
+from diffstudio.core.grids import discrete_timesteps, sampling_grid
+from diffstudio.core.schedules import make_schedule
+from diffstudio.gui.panels.schedule import SchedulePanel, format_percent
+
+
+@pytest.fixture
+def panel(qtbot, state):
+    panel = SchedulePanel(state)
+    panel.resize(1200, 800)
+    qtbot.addWidget(panel)
+    panel.show()
+    return panel
+
+
+def choose(combo, data) -> None:
+    index = combo.findData(data)
+    assert index >= 0, data
+    combo.setCurrentIndex(index)
+
+
+def test_scaled_linear_terminal_signal_and_ztsnr_toggle(panel):
+    choose(panel.family_combo, "linear")
+    choose(panel.family_combo, "scaled_linear")
+    panel.ztsnr_check.setChecked(False)
+    core = make_schedule("scaled_linear").terminal_signal
+    assert core == pytest.approx(0.068265, abs=1e-6)
+    assert panel.state.config.schedule.family == "scaled_linear"
+    assert panel.terminal_signal == pytest.approx(core, abs=1e-12)
+    assert "6.83 %" in panel.terminal_text()
+    panel.ztsnr_check.setChecked(True)
+    assert panel.state.config.schedule.ztsnr is True
+    assert panel.terminal_signal == 0.0
+    assert panel.terminal_text().startswith("0 %")
+    assert "zero terminal SNR" in panel.snr_label.text()
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(family="scaled_linear", ztsnr=False),
+    dict(family="scaled_linear", ztsnr=True),
+    dict(family="linear", ztsnr=False, beta_end=0.03),
+    dict(family="flow", shift=3.0),
+    dict(family="edm", ztsnr=True),
+    dict(family="custom", points=[[0.0, 8.0], [0.4, 1.0], [1.0, -9.0]]),
+])
+def test_plotted_curves_equal_the_core_arrays(panel, kwargs):
+    state = panel.state
+    kwargs = {"ztsnr": False, **kwargs}
+    state.set_config(state.config.updated(schedule={"beta_start": None, "beta_end": None, **kwargs},
+                                          sampling={"spacing": "trailing" if kwargs["family"] in
+                                                    ("scaled_linear", "linear") else "uniform"}))
+    pts = kwargs.get("points")
+    core = make_schedule(**{**kwargs, "points": tuple(map(tuple, pts)) if pts else None})
+    t = torch.linspace(0, 1, 1001, dtype=torch.float64)
+    x, y = panel.curves["alpha"].getData()
+    assert np.array_equal(x, t.numpy())
+    assert np.allclose(y, core.alpha(t).numpy(), rtol=0, atol=1e-12)
+    assert np.allclose(panel.curves["sigma"].getData()[1], core.sigma(t).numpy(), rtol=0, atol=1e-12)
+    lam = core.log_snr(t).numpy()
+    finite = np.isfinite(lam)
+    x, y = panel.curves["log_snr"].getData()
+    assert np.array_equal(x, t.numpy()[finite])
+    assert np.allclose(y, lam[finite], rtol=1e-12, atol=1e-9)
+    assert panel.terminal_signal == core.terminal_signal
+
+
+def test_markers_follow_the_spacing_and_match_diffusers(panel):
+    state = panel.state
+    state.update("schedule", family="scaled_linear", ztsnr=False)
+    state.update("sampling", steps=10)
+    for spacing in ("leading", "linspace", "trailing"):
+        choose(panel.spacing_combo, spacing)
+        assert state.config.sampling.spacing == spacing
+        expected = discrete_timesteps(1000, 10, spacing)
+        assert np.array_equal(panel.marker_timesteps(), expected)
+        x, y = panel.markers["alpha"].getData()
+        assert np.allclose(x, (expected + 1) / 1000)
+        core = make_schedule("scaled_linear")
+        assert np.allclose(y, core.alpha(torch.tensor(np.array(x, dtype=np.float64))).numpy())
+        lam_x, lam_y = panel.markers["log_snr"].getData()
+        assert np.allclose(lam_y, core.log_snr(torch.tensor(np.array(lam_x, dtype=np.float64))).numpy())
+    from diffusers import DDIMScheduler
+
+    reference = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+                              beta_end=0.012, timestep_spacing="trailing")
+    reference.set_timesteps(10)
+    assert np.array_equal(panel.marker_timesteps(), reference.timesteps.numpy())
+    choose(panel.spacing_combo, "leading")
+    reference = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", timestep_spacing="leading")
+    reference.set_timesteps(10)
+    assert np.array_equal(panel.marker_timesteps(), reference.timesteps.numpy())
+    assert "starts at t = 0.901" in panel.start_label.text()  # leading never reaches t = 1
+
+
+def test_family_kind_switch_keeps_a_valid_spacing(panel):
+    state = panel.state
+    choose(panel.family_combo, "flow")
+    assert state.config.sampling.spacing == "uniform"
+    assert [panel.spacing_combo.itemData(i) for i in range(panel.spacing_combo.count())] == ["uniform", "shifted", "karras"]
+    choose(panel.spacing_combo, "karras")
+    grid = sampling_grid(make_schedule("flow"), state.config.sampling.steps, "karras")
+    assert np.allclose(panel.marker_times(), grid[:-1].numpy())
+    assert not panel.ztsnr_check.isEnabled()  # flow is zero terminal SNR by construction
+    choose(panel.family_combo, "squaredcos_cap_v2")
+    assert state.config.sampling.spacing == "trailing"
+    assert not state.errors
+
+
+def test_time_axis_flip_changes_only_the_display(panel):
+    t = np.linspace(0, 1, 1001)
+    y_before = panel.curves["alpha"].getData()[1].copy()
+    panel.state.set_flip_time(True)
+    x, y = panel.curves["alpha"].getData()
+    assert np.allclose(x, 1 - t) and np.array_equal(y, y_before)
+    assert "seed" in panel.log_snr_plot.getPlotItem().getAxis("bottom").labelText
+    assert np.allclose(panel.markers["alpha"].getData()[0], 1 - panel.marker_times())
+    panel.state.set_flip_time(False)
+    assert np.allclose(panel.curves["alpha"].getData()[0], t)
+
+
+def test_invalid_beta_range_marks_the_field(panel):
+    state = panel.state
+    state.update("schedule", family="scaled_linear")
+    panel.beta_end.setValue(0.0005)
+    assert state.errors and state.errors[0][0] == "schedule.beta_end"
+    assert panel.beta_end.property("error") is True
+    assert "must be greater than beta_start" in panel.beta_end.toolTip()
+    assert "beta_end" in panel.error_label.text()
+    assert panel.terminal_text() == "invalid schedule"
+    panel.beta_end.setValue(0.012)
+    assert not state.errors
+    assert panel.beta_end.property("error") is False
+    assert "6.83 %" in panel.terminal_text() or panel.terminal_text().startswith("0 %")
+
+
+def test_zero_steps_marks_the_steps_field(panel):
+    panel.steps_spin.setValue(0)
+    assert ("sampling.steps", "must be > 0, got 0") in panel.state.errors
+    assert panel.steps_spin.property("error") is True
+    assert len(panel.markers["alpha"].getData()[0]) == 0
+    panel.steps_spin.setValue(30)
+    assert panel.steps_spin.property("error") is False
+    assert len(panel.markers["alpha"].getData()[0]) == 30
+
+
+def test_dragging_a_custom_point_changes_the_config_and_curve(panel):
+    state = panel.state
+    choose(panel.family_combo, "custom")
+    assert panel.control_points.isVisible()
+    before = panel.curves["log_snr"].getData()[1].copy()
+    t, lam = panel.move_control_point(1, 0.3, 2.0)  # off the default straight line 10 - 20 t
+    assert (t, lam) == (0.3, 2.0)
+    assert state.config.schedule.points == [[0.0, 10.0], [0.3, 2.0], [1.0, -10.0]]
+    after = panel.curves["log_snr"].getData()[1]
+    assert not np.allclose(before, after)
+    core = make_schedule("custom", ztsnr=state.config.schedule.ztsnr, points=((0.0, 10.0), (0.3, 2.0), (1.0, -10.0)))
+    tt = torch.linspace(0, 1, 1001, dtype=torch.float64)
+    lam_core = core.log_snr(tt).numpy()
+    assert np.allclose(after, lam_core[np.isfinite(lam_core)])
+    # the constraint keeps the curve monotone: above the first point is not allowed
+    t, lam = panel.move_control_point(1, 0.3, 25.0)
+    assert lam < 10.0 and not state.errors
+    t, lam = panel.move_control_point(1, 1.5, 0.0)
+    assert t < 1.0 and not state.errors
+
+
+def test_dragging_with_the_mouse(panel, qtbot, monkeypatch):
+    import pyqtgraph as pg
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    monkeypatch.setitem(pg.CONFIG_OPTIONS, "mouseRateLimit", -1)  # deliver every synthetic move
+    choose(panel.family_combo, "custom")
+    qtbot.waitExposed(panel)
+    plot = panel.log_snr_plot
+    vb = plot.getPlotItem().getViewBox()
+
+    def widget_pos(x, y):
+        return QPointF(plot.mapFromScene(vb.mapViewToScene(QPointF(x, y))))
+
+    start = widget_pos(0.5, 0.0)  # the middle control point
+    end = widget_pos(0.6, -3.0)
+    viewport = plot.viewport()
+    QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start.toPoint())
+    for k in range(1, 11):  # moves with the left button held
+        pos = start + (end - start) * (k / 10)
+        move = QMouseEvent(QEvent.Type.MouseMove, pos, QPointF(viewport.mapToGlobal(pos.toPoint())),
+                           Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(viewport, move)
+    QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end.toPoint())
+    t, lam = panel.state.config.schedule.points[1]
+    assert t == pytest.approx(0.6, abs=0.02) and lam == pytest.approx(-3.0, abs=0.3)
+    assert panel.control_points.dragging is None  # released
+
+
+def test_add_and_remove_custom_points(panel):
+    choose(panel.family_combo, "custom")
+    panel.add_point()
+    pts = panel.state.config.schedule.points
+    assert len(pts) == 4 and not panel.state.errors
+    assert all(b[0] > a[0] and b[1] < a[1] for a, b in zip(pts, pts[1:]))
+    panel.remove_point()
+    assert len(panel.state.config.schedule.points) == 3
+
+
+def test_thumbnail_shows_what_is_left_at_t1(panel):
+    state = panel.state
+    state.update("schedule", family="scaled_linear", ztsnr=False)
+    leaky, leaky_low = panel.thumbs["noised"].image.copy(), panel.thumbs["low"].image.copy()
+    state.update("schedule", ztsnr=True)
+    pure, pure_low = panel.thumbs["noised"].image, panel.thumbs["low"].image
+    assert leaky.shape == pure.shape and not np.array_equal(leaky, pure)
+    clean = panel.thumbs["clean"].image.astype(float)
+    # at 6.83 % the block averages still show the picture; at zero terminal SNR only noise is left
+    corr = lambda a: np.corrcoef(a.astype(float).ravel(), clean.ravel())[0, 1]  # noqa: E731
+    assert corr(leaky_low) > 0.3 > abs(corr(pure_low))
+
+
+def test_reference_is_drawn_dashed_and_selectable(panel):
+    x, y = panel.curves["ref_alpha"].getData()
+    assert np.allclose(y, make_schedule("scaled_linear").alpha(torch.tensor(np.array(x, dtype=np.float64))).numpy())
+    assert "6.83 %" in panel.reference_label.text()
+    choose(panel.reference_combo, "none")
+    assert len(panel.curves["ref_alpha"].getData()[0] or []) == 0
+
+
+def test_format_percent():
+    assert format_percent(0.068265) == "6.83 %"
+    assert format_percent(0.0) == "0 %"
+    assert format_percent(4.93e-5) == "0.00493 %"
+
+
+def test_redraw_time_is_reported(panel, capsys):
+    """Prints the redraw time per edit (a figure, not an assertion: the machine is shared)."""
+    times = []
+    for k in range(20):
+        panel.state.update("schedule", beta_end=0.012 + 1e-4 * k)
+        times.append(panel.last_redraw_ms)
+    with capsys.disabled():
+        print(f"\n[schedule panel] redraw per edit, T=1000: median {np.median(times):.1f} ms")
+    assert all(t > 0 for t in times)
