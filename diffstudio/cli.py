@@ -56,6 +56,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--out", default=None, help="the run folder to create")
     p.add_argument("--resume", default=None, help="a run folder or checkpoint to continue")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for PyTorch (0: PyTorch's default; 1 is fastest on a busy machine)")
     p.add_argument("--json", action="store_true", help="end with one JSON line of results")
 
 

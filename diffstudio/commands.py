@@ -117,6 +117,8 @@ def _train_config(args):
         cfg = cfg.updated(run={"steps": args.steps})
     if args.device:
         cfg = cfg.updated(run={"device": args.device})
+    if getattr(args, "threads", None) is not None:
+        cfg = cfg.updated(run={"threads": args.threads})
     return cfg
 
 

@@ -8,6 +8,7 @@
     <run>/previews/step-000250.png    sample grids, with an optional step-000250.json of statistics
     <run>/checkpoints/step-000500/    checkpoint folders (engine/checkpoint.py)
     <run>/checkpoints/latest          the name of the newest complete checkpoint, one line
+    <run>/abandoned/<time>/           checkpoints and previews past the step a run was resumed from
 
 Every file is written atomically except the ``.jsonl`` logs, which are appended to; a line torn by
 a crash is skipped on read and a later append starts on a fresh line.
@@ -35,6 +36,7 @@ EVENTS_FILE = "events.jsonl"
 PREVIEWS = "previews"
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
+ABANDONED = "abandoned"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 _PREVIEW = re.compile(r"^step-(\d+)\.png$")
 
@@ -275,6 +277,25 @@ class RunDir:
             remove_dir(p)
         self.clean_partial()
         return doomed
+
+    def set_aside_after(self, step: int) -> list[Path]:
+        """Resuming from ``step`` abandons what came after it: move later checkpoints and previews
+        into ``abandoned/<time>/`` (nothing is deleted), drop later metrics rows, and point
+        ``latest`` at ``step`` when it is a checkpoint of this run. Returns the moved paths."""
+        later = [p for s, p in self.checkpoints() if s > step]
+        later += [p for s, png in self.previews() if s > step for p in (png, png.with_suffix(".json")) if p.exists()]
+        if later:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for p in later:
+                target = self.path / ABANDONED / f"{stamp}-from-{step_name(step)}" / p.parent.name / p.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(p, target)
+        if (self.checkpoint_dir(step) / STATE_FILE).is_file():
+            self.mark_latest(step)
+        rows, _ = self.read_metrics()
+        if any(isinstance(r.get("step"), (int, float)) and r["step"] > step for r in rows):
+            self.truncate_metrics(step)
+        return later
 
     def clean_partial(self, min_age_s: float = 600.0) -> list[Path]:
         """Remove hidden leftovers of interrupted writes (``.name.*.tmp`` files and folders,

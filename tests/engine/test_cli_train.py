@@ -46,8 +46,9 @@ def test_train_config_file_and_image_sampling(tmp_path, capsys):
     cfg = preset("quickstart").updated(run={"steps": 4, "preview_every": 4, "checkpoint_every": 4},
                                        sampling={"num_samples": 4, "steps": 3})
     path = cfg.save(tmp_path / "cfg.toml")
-    code, out, err = cli(capsys, "train", path, "--out", tmp_path / "r", "--json")
+    code, out, err = cli(capsys, "train", path, "--out", tmp_path / "r", "--threads", "1", "--json")
     assert code == 0, err
+    assert load_checkpoint(tmp_path / "r").meta["config"]["run"]["threads"] == 1
     png = tmp_path / "g.png"
     code, _, err = cli(capsys, "sample", tmp_path / "r", "--n", "10", "--steps", "2", "--cfg", "2", "--cfg-rescale", "0.7", "--out", png)
     assert code == 0, err
@@ -59,6 +60,7 @@ def test_train_config_file_and_image_sampling(tmp_path, capsys):
 @pytest.mark.parametrize("argv,needle", [
     (["train", "--preset", "moons-flow", "--steps", "0"], "run.steps"),
     (["train", "missing.toml"], "does not exist"),
+    (["train", "--preset", "moons-flow", "--threads", "-1"], "run.threads"),
     (["sample", "/nonexistent/run", "--out", "x.png"], ""),
     (["train", "--preset", "nope"], "invalid choice"),
 ])

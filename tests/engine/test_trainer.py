@@ -135,6 +135,33 @@ def test_interrupted_cosine_run_resumes_bit_identically(tmp_path):
     _assert_same_weights(whole.run_dir, part.run_dir, 12)
 
 
+def test_resuming_from_an_earlier_checkpoint_sets_the_later_branch_aside(tmp_path):
+    """Resume a 12-step run from its step-4 checkpoint with another learning rate: the later
+    checkpoints, previews and metrics move to abandoned/ (nothing deleted), and the new branch's
+    step-12 checkpoint holds the new weights, not the stale ones that were at that path."""
+    from diffstudio.engine.run_dir import RunDir
+
+    cfg = _base(tmp_path, "quickstart", "constant").updated(
+        run={"steps": 12, "checkpoint_every": 4, "preview_every": 4, "keep_checkpoints": 10})
+    run = RunDir(Trainer(cfg).run().run_dir)
+    assert [s for s, _ in run.checkpoints()] == [4, 8, 12]
+    stale = _weights(run.checkpoint_dir(12))[1]
+    hooks = Recorder()
+    Trainer(cfg.updated(optim={"lr": 0.05}), hooks=hooks, resume=run.checkpoint_dir(4)).run()
+    assert [s for s, _ in run.checkpoints()] == [4, 8, 12]
+    assert any("abandoned" in text for _, text in hooks.messages)
+    moved = {p.name: p for p in (run.path / "abandoned").rglob("step-*")}
+    assert {"step-000008", "step-000012", "step-000008.png", "step-000012.png"} <= set(moved)
+    kept = _weights(moved["step-000012"])[1]
+    assert (run.path / "previews" / "step-000012.png").is_file()  # written again by the new branch
+    new_step, new = _weights(run.path)
+    assert new_step == 12
+    assert all(torch.equal(kept[k], stale[k]) for k in stale)  # the old branch is kept intact
+    assert any(not torch.equal(new[k], stale[k]) for k in stale)  # and step 12 holds the new one
+    steps = [r["step"] for r in run.read_metrics()[0] if "loss" in r]
+    assert steps == list(range(1, 13))  # one history, no rows of the abandoned branch
+
+
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     import diffstudio.engine.trainer as trainer_mod
 
