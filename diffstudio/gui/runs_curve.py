@@ -1,9 +1,15 @@
 """The live loss curve: a bounded history (raw and EMA-smoothed) and its pyqtgraph plot.
 
 Plot items are created once; points are appended to a :class:`LossHistory` and the plot calls
-``setData`` from a timer (10 Hz) only when something changed, so a fast run cannot flood the UI.
-Memory stays bounded: past ``max_points`` the history halves its resolution (pairs are averaged)
-and later points are averaged in buckets of the same width.
+``setData`` from a timer (4 Hz) only when something changed,
+so a fast run cannot flood the UI. Memory stays bounded: past ``max_points`` the history halves its
+resolution (pairs are averaged) and later points are averaged in buckets of the same width.
+
+The view follows the data with ranges that change rarely (:func:`follow_range`): the step axis
+grows in nice steps and the loss axis only when the curve leaves it or shrinks well inside it. The
+axes are cached as pixmaps, so a redraw repaints the curves, not the tick labels (most of a
+repaint's cost; benchmarks/gui_responsiveness.py). Zooming or panning by hand stops the following
+until "Fit" is pressed.
 """
 
 from __future__ import annotations
@@ -14,14 +20,35 @@ from collections.abc import Iterable
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QGraphicsItem, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from diffstudio.gui.widgets.plots import plot_widget
 
 EMA_BETA = 0.9
 """Smoothing of the EMA curve per logged point (debiased, as TensorBoard does)."""
 
-REDRAW_MS = 100
+REDRAW_MS = 250
+_NICE = (1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0)
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 1.5, 2, 3, 5, 7.5 x 10^k that is >= ``value`` (> 0)."""
+    if value <= 0:
+        return 1.0
+    base = 10.0 ** math.floor(math.log10(value))
+    return next(base * m for m in _NICE if base * m >= value * (1 - 1e-12))
+
+
+def follow_range(current: tuple[float, float] | None, lo: float, hi: float,
+                 slack: float = 0.1, shrink: float = 3.0) -> tuple[float, float]:
+    """A y-range holding ``[lo, hi]`` that keeps ``current`` unless the data left it, or the data
+    fill less than ``1/shrink`` of it; a new range has ``slack`` of the span added on both sides."""
+    span = max(hi - lo, 1e-12 * max(1.0, abs(hi)), 1e-30)
+    if current is not None:
+        c_lo, c_hi = current
+        if c_lo <= lo and hi <= c_hi and (c_hi - c_lo) <= shrink * span:
+            return current
+    return lo - slack * span, hi + slack * span
 
 
 class LossHistory:
@@ -125,11 +152,21 @@ class _Series:
 
     def redraw(self) -> None:
         steps, raw, ema = self.history.arrays()
-        self.raw_item.setData(steps, raw)
+        self.raw_item.setData(steps, raw, skipFiniteCheck=True)  # LossHistory keeps finite points only
         # a line needs two points: mark the first ones so a slow run shows something at once
         self.ema_item.setData(steps, ema, symbol="o" if len(steps) < 3 else None, symbolSize=6,
-                              symbolBrush=self.ema_item.opts["pen"].color())
+                              symbolBrush=self.ema_item.opts["pen"].color(), skipFiniteCheck=True)
         self.dirty = False
+
+    def bounds(self, log: bool) -> tuple[float, float, float] | None:
+        """(last step, lowest, highest loss) in view coordinates (log10 in log mode), or None."""
+        steps, raw, _ = self.history.arrays()
+        values = np.asarray(raw, dtype=float)
+        if log:
+            values = np.log10(values[values > 0])
+        if not len(steps) or not len(values):
+            return None
+        return float(steps[-1]), float(values.min()), float(values.max())
 
 
 class LossCurve(QWidget):
@@ -149,14 +186,28 @@ class LossCurve(QWidget):
                        for i, name in enumerate(names)}
         self.log_box = QCheckBox("log scale")
         self.log_box.toggled.connect(self.set_log_scale)  # a bound method: see RunViewer
+        self.fit_button = QPushButton("Fit")
+        self.fit_button.setToolTip("Follow the whole curve again (after zooming or panning by hand)")
+        self.fit_button.clicked.connect(self.fit)
         self.info = QLabel("")
+        # a longer text must not re-lay out the panel on every redraw
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         bar = QHBoxLayout()
         bar.addWidget(self.info, 1)
+        bar.addWidget(self.fit_button)
         bar.addWidget(self.log_box)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot_widget, 1)
         layout.addLayout(bar)
+        self.following = True
+        self._y_range: tuple[float, float] | None = None
+        self._x_end = 0.0
+        box = self.plot.getViewBox()
+        box.disableAutoRange()
+        box.sigRangeChangedManually.connect(self._on_manual_range)
+        for name in ("left", "bottom"):
+            self.plot.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self._timer = QTimer(self)
         self._timer.setInterval(REDRAW_MS)
         self._timer.timeout.connect(self.redraw)
@@ -164,6 +215,30 @@ class LossCurve(QWidget):
 
     def set_log_scale(self, on: bool) -> None:
         self.plot.setLogMode(y=bool(on))
+        self.fit()
+
+    def fit(self) -> None:
+        """Follow the data again: show every point, keep following as the curve grows."""
+        self.following = True
+        self._y_range, self._x_end = None, 0.0
+        self._follow()
+
+    def _on_manual_range(self, *_args) -> None:
+        self.following = False
+
+    def _follow(self) -> None:
+        """Move the view only when the data need it (see :func:`follow_range`)."""
+        if not self.following:
+            return
+        found = [b for s in self.series.values() if (b := s.bounds(self.log_box.isChecked())) is not None]
+        if not found:
+            return
+        last = max(b[0] for b in found)
+        y = follow_range(self._y_range, min(b[1] for b in found), max(b[2] for b in found))
+        x_end = self._x_end if last <= self._x_end else nice_ceiling(1.25 * max(last, 1.0))
+        if (x_end, y) != (self._x_end, self._y_range):
+            self._x_end, self._y_range = x_end, y
+            self.plot.getViewBox().setRange(xRange=(0.0, x_end), yRange=y, padding=0.0)
 
     def history(self, name: str = "") -> LossHistory:
         return self.series[name].history
@@ -179,6 +254,7 @@ class LossCurve(QWidget):
             if name is None or key == name:
                 s.history.clear()
                 s.dirty = True
+        self._y_range, self._x_end = None, 0.0
 
     def truncate_after(self, step: float, name: str = "") -> None:
         s = self.series[name]
@@ -198,6 +274,7 @@ class LossCurve(QWidget):
                 s.redraw()
                 changed = True
         if changed:
+            self._follow()
             self._update_info()
 
     def _update_info(self) -> None:
