@@ -152,6 +152,7 @@ def main(argv=None) -> int:
     except Exception as e:  # the main window is owned elsewhere; report, do not fail
         out["in_main_window"] = {"error": f"{type(e).__name__}: {e}"}
     out["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    out["load_average_at_end"] = C._loadavg()  # the machine is shared: how busy it was
 
     for where in ("panel_alone", "in_main_window"):
         m = out[where]
@@ -170,6 +171,8 @@ def main(argv=None) -> int:
               f"{m['to_painted_cpu_all_edits_ms']['median']} ms median, "
               f"{100 * m['share_of_edits_within_target_cpu']:.0f} % within); baseline repaint() "
               f"(no edit) median {m['baseline_repaint_ms']['median']} ms")
+    print(f"load average (1, 5, 15 min): at start {out['machine']['load_average_at_start']}, "
+          f"at end {out['load_average_at_end']}")
     path = C.save_json(args.out, "schedule_redraw", out)
     print(f"wrote {path}")
     return 0

@@ -7,10 +7,12 @@ import pytest
 import torch
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
 
 from diffstudio.core.grids import discrete_timesteps, sampling_grid
 from diffstudio.core.schedules import make_schedule
-from diffstudio.gui.panels.schedule import SchedulePanel, format_percent
+from diffstudio.gui.panels.schedule import SchedulePanel, format_percent, nice_range
+from diffstudio.gui.widgets.plots import SIMPLIFY_TOLERANCE, simplify_polyline
 
 
 @pytest.fixture
@@ -71,6 +73,66 @@ def test_plotted_curves_equal_the_core_arrays(panel, kwargs):
     assert np.array_equal(x, t.numpy()[finite])
     assert np.allclose(y, lam[finite], rtol=1e-12, atol=1e-9)
     assert panel.terminal_signal == core.terminal_signal
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(family="scaled_linear", ztsnr=True),
+    dict(family="linear", ztsnr=False),
+    dict(family="edm"),
+    dict(family="custom", points=((0.0, 8.0), (0.4, 1.0), (1.0, -9.0))),
+])
+def test_the_stroked_curve_stays_within_the_tolerance_of_every_point(kwargs):
+    """The edited curves hold every point but stroke fewer: none dropped strays from the line."""
+    core = make_schedule(**kwargs)
+    t = torch.linspace(0, 1, 1001, dtype=torch.float64)
+    lam = core.log_snr(t).numpy()
+    finite = np.isfinite(lam)
+    for x, y in ((t.numpy(), core.alpha(t).numpy()), (t.numpy(), core.sigma(t).numpy()),
+                 (t.numpy()[finite], lam[finite])):
+        xs, ys = simplify_polyline(x, y)
+        assert xs[0] == x[0] and xs[-1] == x[-1] and len(xs) < len(x) // 2
+        assert np.all(np.isin(xs, x)) and np.all(np.isin(ys, y))  # a subset of the data, nothing made up
+        gap = np.abs(np.interp(x, xs, ys) - y).max()
+        assert gap <= SIMPLIFY_TOLERANCE * (y.max() - y.min()) * (1 + 1e-9)
+        flipped_x, flipped_y = simplify_polyline(1.0 - x, y)  # the seed's direction: x decreasing
+        assert len(flipped_x) == len(xs)
+
+
+def test_panel_curves_hold_all_points_and_stroke_fewer(panel):
+    curve = panel.curves["alpha"]
+    assert len(curve.getData()[0]) == 1001
+    assert 2 < curve.getPath().elementCount() < 400
+
+
+def test_log_snr_axis_is_explicit_round_and_steady_under_ztsnr(panel):
+    state = panel.state
+    box = panel.log_snr_plot.getPlotItem().getViewBox()
+    assert box.autoRangeEnabled() == [False, False]
+    assert nice_range(-15.44, 7.07) == (-16.0, 8.0)
+    state.update("schedule", family="scaled_linear", ztsnr=True)
+    shown = box.viewRange()[1]
+    for ztsnr in (False, True, False):
+        state.update("schedule", ztsnr=ztsnr)
+        lam = panel.curves["log_snr"].getData()[1]
+        assert shown[0] <= lam.min() and lam.max() <= shown[1]  # every point inside the axis
+        assert box.viewRange()[1] == shown  # toggling ZTSNR keeps the axis (and the curves comparable)
+    state.update("schedule", family="flow")
+    lam = panel.curves["log_snr"].getData()[1]
+    low, high = box.viewRange()[1]
+    assert low <= lam.min() and lam.max() <= high
+
+
+def test_edits_do_not_resize_the_plots(panel, qtbot):
+    """Readout texts of different lengths must not re-lay out (and so fully repaint) the plots."""
+    qtbot.waitExposed(panel)
+    for on in (False, True):  # the readout may grow once, to the longer of the two texts
+        panel.ztsnr_check.setChecked(on)
+        QApplication.processEvents()
+    size = panel.log_snr_plot.size()
+    for on in (False, True, False, True):
+        panel.ztsnr_check.setChecked(on)
+        QApplication.processEvents()
+        assert panel.log_snr_plot.size() == size
 
 
 def test_markers_follow_the_spacing_and_match_diffusers(panel):

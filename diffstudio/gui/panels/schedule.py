@@ -9,12 +9,13 @@ All numbers come from :mod:`diffstudio.core` (``make_schedule`` via the config, 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -49,7 +50,18 @@ from diffstudio.gui import help as H
 from diffstudio.gui.widgets.draggable import DraggablePoints
 from diffstudio.gui.widgets.field import FieldMarker, NumberBox, set_tooltip
 from diffstudio.gui.widgets.image_view import ImageView, unit_to_uint8
-from diffstudio.gui.widgets.plots import EDITED, MARKER, REFERENCE, SIGMA, pen, plot_widget
+from diffstudio.gui.widgets.plots import (
+    EDITED,
+    MARKER,
+    REFERENCE,
+    SIGMA,
+    SimplifiedCurve,
+    cache_axes,
+    cache_rendering,
+    fix_range,
+    pen,
+    plot_widget,
+)
 
 CURVE_POINTS = 1000  # the fixed t-grid has CURVE_POINTS + 1 points, 0 and 1 included
 THUMB_SEED = 0
@@ -57,6 +69,8 @@ MIN_GAP_T = 0.01  # custom points: closest two control points may come in t
 MIN_GAP_LAMBDA = 0.05  # ... and in log-SNR
 LAMBDA_LIMIT = 20.0  # custom points stay within +-20 log-SNR
 PAGES = {"beta": 0, "flow": 1, "cosine": 2, "edm": 3, "custom": 4}
+RANGE_PADDING = 0.04  # plots: room around the data for the markers
+RANGE_SLACK = 1.5  # the log-SNR axis keeps its range while the data span at least 1/RANGE_SLACK of it
 
 
 def page_of(family: str) -> int:
@@ -79,6 +93,26 @@ def format_percent(fraction: float) -> str:
     return f"{pct:.3g} %"
 
 
+def nice_range(lo: float, hi: float) -> tuple[float, float]:
+    """[lo, hi] widened to multiples of a round step (1, 2 or 5 times a power of ten, the finest
+    that makes at most twelve steps): -15.44, 7.07 -> -16, 8."""
+    span = max(hi - lo, 1e-9)
+    step = 10.0 ** np.floor(np.log10(span))
+    for factor in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0):
+        if span / (factor * step) <= 12:
+            step *= factor
+            break
+    return float(np.floor(lo / step) * step), float(np.ceil(hi / step) * step)
+
+
+def keeps_range(current: tuple[float, float] | None, lo: float, hi: float) -> bool:
+    """Whether an axis showing ``current`` can stay as it is for data in [lo, hi]: the data fit
+    and fill enough of it (small edits then leave the axis, and its tick labels, alone)."""
+    if current is None or lo < current[0] or hi > current[1]:
+        return False
+    return (current[1] - current[0]) <= RANGE_SLACK * max(hi - lo, 1e-9)
+
+
 def test_image(size: int = 64) -> torch.Tensor:
     """A built-in RGB test picture in [-1, 1], (3, size, size): a black-to-white gradient with a
     red disc on the dark side and a blue one on the bright side (brightness is what leaks)."""
@@ -99,6 +133,25 @@ def block_average(x: torch.Tensor, k: int) -> torch.Tensor:
     return blocks.repeat_interleave(k, 1).repeat_interleave(k, 2)
 
 
+class HeightHold(QObject):
+    """Keeps a widget from shrinking in height while its texts change: each shrink and regrow of
+    the readout would resize, and so fully repaint, the plots below it. A new width releases it."""
+
+    def __init__(self, widget: QWidget):
+        super().__init__(widget)
+        self.widget = widget
+        widget.installEventFilter(self)
+
+    def hold(self) -> None:
+        if self.widget.isVisible():
+            self.widget.setMinimumHeight(max(self.widget.minimumHeight(), self.widget.height()))
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.Resize and event.oldSize().width() != event.size().width():
+            self.widget.setMinimumHeight(0)
+        return False
+
+
 class SchedulePanel(QWidget):
     """Controls (``self.controls``) and plots (``self.view``); with ``embed_view=False`` the view is
     left for the main window to place (e.g. as its central widget)."""
@@ -117,6 +170,9 @@ class SchedulePanel(QWidget):
         self._reference_cache: dict[str, tuple | None] = {}  # key -> (alpha, sigma, log-SNR, terminal)
         self._thumb_source: torch.Tensor | None = None
         self._thumb_noise: torch.Tensor | None = None
+        self._drawn: dict[str, object] = {}  # what each part was last drawn from (skip unchanged)
+        self._lambda_range: tuple[float, float] | None = None  # the log-SNR axis, set explicitly
+        self._lambda_bounds: dict[str, tuple[float, float] | None] = {}  # repr(schedule config) -> bounds
         self._selected_point: int | None = None
         self.marker = FieldMarker()
         self.controls = self._build_controls()
@@ -392,6 +448,7 @@ class SchedulePanel(QWidget):
         self._thumb_source = source if source is not None else test_image()
         gen = torch.Generator().manual_seed(THUMB_SEED)
         self._thumb_noise = torch.randn(self._thumb_source.shape, generator=gen, dtype=torch.float64)
+        self._drawn.pop("thumbnails", None)
         if redraw:
             self.redraw()
 
@@ -425,6 +482,8 @@ class SchedulePanel(QWidget):
         grid.addLayout(top)
         grid.addWidget(self.snr_label)
         grid.addWidget(self.start_label)
+        grid.addStretch(1)
+        self.readout_hold = HeightHold(readout)
 
         self.log_snr_plot = plot_widget("log-SNR  λ(t) = log(α²/σ²)", "λ(t)")
         self.alpha_plot = plot_widget("signal α(t) and noise σ(t)", "α, σ")
@@ -440,13 +499,13 @@ class SchedulePanel(QWidget):
             f"<span style='color:#2ca02c'>●</span> custom points (drag)")
         self.legend.setWordWrap(True)
         self.legend.setStyleSheet("font-size: 9pt; color: #444;")
-        self.curves = {
+        self.curves = {  # the edited curves redraw on every edit: stroked through fewer vertices
             "ref_log_snr": self.log_snr_plot.plot([], [], pen=pen(REFERENCE, 1.5, dashed=True)),
-            "log_snr": self.log_snr_plot.plot([], [], pen=pen(EDITED, 2.5)),
+            "log_snr": _add_curve(self.log_snr_plot, pen(EDITED, 2.5)),
             "ref_alpha": self.alpha_plot.plot([], [], pen=pen(REFERENCE, 1.5, dashed=True)),
             "ref_sigma": self.alpha_plot.plot([], [], pen=pen(REFERENCE, 1.5, dashed=True)),
-            "alpha": self.alpha_plot.plot([], [], pen=pen(EDITED, 2.5)),
-            "sigma": self.alpha_plot.plot([], [], pen=pen(SIGMA, 2.5)),
+            "alpha": _add_curve(self.alpha_plot, pen(EDITED, 2.5)),
+            "sigma": _add_curve(self.alpha_plot, pen(SIGMA, 2.5)),
         }
         marker_style = dict(size=7, pen=pg.mkPen("w", width=0.8), brush=pg.mkBrush(MARKER))
         self.markers = {
@@ -464,7 +523,10 @@ class SchedulePanel(QWidget):
         self.log_snr_plot.addItem(snr_one)
         self.control_points = DraggablePoints(self._constrain_point, self._point_moved, self._point_released)
         self.log_snr_plot.addItem(self.control_points)
-        self.alpha_plot.setYRange(0.0, 1.0, padding=0.02)
+        self._fix_plot_ranges()
+        cache_axes(self.log_snr_plot)
+        cache_axes(self.alpha_plot)
+        cache_rendering(*(self.curves[name].curve for name in ("ref_log_snr", "ref_alpha", "ref_sigma")))
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.log_snr_plot)
@@ -512,6 +574,12 @@ class SchedulePanel(QWidget):
         layout.addWidget(body, 1)
         return view
 
+    def _fix_plot_ranges(self) -> None:
+        """t always spans [0, 1] and alpha, sigma [0, 1]; log-SNR gets an explicit range per schedule
+        (:meth:`_fit_lambda_range`). No auto-range: an edit then re-lays out no axis."""
+        fix_range(self.log_snr_plot, x=(0.0, 1.0), y=(-10.0, 10.0), padding=RANGE_PADDING)
+        fix_range(self.alpha_plot, x=(0.0, 1.0), y=(0.0, 1.0), padding=RANGE_PADDING)
+
     # ---------------------------------------------------------------- drawing
     @property
     def flipped(self) -> bool:
@@ -543,10 +611,11 @@ class SchedulePanel(QWidget):
         alpha, sigma, lam = c.alpha.numpy(), c.sigma.numpy(), schedule.log_snr(every_t).numpy()
         x = self.display_x(self.t_grid.numpy())
         finite = np.isfinite(lam[:n])
-        self.curves["log_snr"].setData(x[finite], lam[:n][finite])
-        self.curves["alpha"].setData(x, alpha[:n])
-        self.curves["sigma"].setData(x, sigma[:n])
+        _set_curve(self.curves["log_snr"], x[finite], lam[:n][finite])
+        _set_curve(self.curves["alpha"], x, alpha[:n])
+        _set_curve(self.curves["sigma"], x, sigma[:n])
         self._draw_reference(x)
+        self._fit_lambda_range(lam[:n][finite])
         self._draw_markers(self.display_x(ts.numpy()), alpha[n:], sigma[n:], lam[n:], lam[:n][finite])
         self._draw_readout(schedule)
         self._draw_control_points(schedule)
@@ -565,16 +634,21 @@ class SchedulePanel(QWidget):
             w.getPlotItem().setLabel("bottom", label)
 
     def _show_invalid(self, message: str) -> None:
+        self.readout_hold.hold()
         self.schedule = None
         self.terminal_signal = None
         self.terminal_label.setText("invalid schedule")
-        self.terminal_label.setStyleSheet("color: #b00020;")
+        _set_style(self.terminal_label, "color: #b00020;")
         self.snr_label.setText(message)
         self.start_label.setText("Fix the marked field; the plots show the last valid schedule.")
 
-    def _draw_reference(self, x: np.ndarray) -> None:
-        key = self.reference_combo.currentData() or "none"
-        if key not in self._reference_cache:  # references never change: computed once each
+    def _reference_key(self) -> str:
+        return self.reference_combo.currentData() or "none"
+
+    def _reference_data(self, key: str) -> tuple | None:
+        """(alpha, sigma, log-SNR, terminal signal) of a reference schedule; computed once each
+        (references never change)."""
+        if key not in self._reference_cache:
             kwargs = H.REFERENCES.get(key, ("", None))[1]
             if kwargs is None:
                 self._reference_cache[key] = None
@@ -583,7 +657,15 @@ class SchedulePanel(QWidget):
                 c = Coefficients.at(ref, self.t_grid)
                 self._reference_cache[key] = (c.alpha.numpy(), c.sigma.numpy(), ref.log_snr(self.t_grid).numpy(),
                                               ref.terminal_signal)
-        data = self._reference_cache[key]
+        return self._reference_cache[key]
+
+    def _draw_reference(self, x: np.ndarray) -> None:
+        """The dashed curves; set again only when the reference or the time direction changes."""
+        key = self._reference_key()
+        if self._drawn.get("reference") == (key, self.flipped):
+            return
+        self._drawn["reference"] = (key, self.flipped)
+        data = self._reference_data(key)
         if data is None:
             for name in ("ref_log_snr", "ref_alpha", "ref_sigma"):
                 self.curves[name].setData([], [])
@@ -591,11 +673,47 @@ class SchedulePanel(QWidget):
             return
         alpha, sigma, lam, terminal = data
         finite = np.isfinite(lam)
-        self.curves["ref_log_snr"].setData(x[finite], lam[finite])
-        self.curves["ref_alpha"].setData(x, alpha)
-        self.curves["ref_sigma"].setData(x, sigma)
+        _set_curve(self.curves["ref_log_snr"], x[finite], lam[finite])
+        _set_curve(self.curves["ref_alpha"], x, alpha)
+        _set_curve(self.curves["ref_sigma"], x, sigma)
         label = H.REFERENCES[key][0]
         self.reference_label.setText(f"dashed: {label}\n{format_percent(float(terminal))} left at t = 1")
+
+    def _fit_lambda_range(self, finite_lam: np.ndarray) -> None:
+        """Give the log-SNR axis a round range holding this schedule, its twin with zero terminal
+        SNR toggled (so the toggle leaves the axis in place and the curves comparable), the
+        reference and the custom points; keep the current range while it still fits well."""
+        cfg = self.state.config.schedule
+        if len(self._lambda_bounds) > 16:
+            self._lambda_bounds.clear()
+        self._lambda_bounds[repr(cfg)] = _bounds(finite_lam)
+        bounds = [self._lambda_bounds[repr(cfg)], self._ztsnr_twin_bounds(cfg)]
+        data = self._reference_data(self._reference_key())
+        if data is not None:
+            bounds.append(_bounds(data[2][np.isfinite(data[2])]))
+        if cfg.family == "custom":
+            bounds.append(_bounds(np.array([lam for _t, lam in self.current_points()])))
+        bounds = [b for b in bounds if b is not None]
+        if not bounds:
+            return
+        lo, hi = min(b[0] for b in bounds), max(b[1] for b in bounds)
+        if keeps_range(self._lambda_range, lo, hi):
+            return
+        self._lambda_range = nice_range(lo, hi)
+        self.log_snr_plot.setYRange(*self._lambda_range, padding=RANGE_PADDING)
+
+    def _ztsnr_twin_bounds(self, cfg) -> tuple[float, float] | None:
+        """log-SNR bounds of the same schedule with ``ztsnr`` toggled (cached: a toggle back and
+        forth computes nothing)."""
+        twin = dataclasses.replace(cfg, ztsnr=not cfg.ztsnr)
+        key = repr(twin)
+        if key not in self._lambda_bounds:
+            try:
+                lam = twin.build().log_snr(self.t_grid).numpy()
+                self._lambda_bounds[key] = _bounds(lam[np.isfinite(lam)])
+            except (ScheduleError, ValueError, TypeError):
+                self._lambda_bounds[key] = None
+        return self._lambda_bounds[key]
 
     def _sampling_grid(self, schedule: Schedule) -> torch.Tensor | None:
         s = self.state.config.sampling
@@ -627,14 +745,15 @@ class SchedulePanel(QWidget):
         return np.zeros(0) if self.grid is None else self.grid[:-1].numpy()
 
     def _draw_readout(self, schedule: Schedule) -> None:
+        self.readout_hold.hold()
         self.terminal_signal = schedule.terminal_signal
         self.terminal_snr = schedule.terminal_snr
         where = "at the noise end (seed's t = 0)" if self.flipped else "at t=1"
         text = f"{format_percent(self.terminal_signal)} of the image left {where}"
         ztsnr = self.terminal_signal == 0.0
         self.terminal_label.setText(text)
-        self.terminal_label.setStyleSheet("color: #2ca02c;" if ztsnr else
-                                          ("color: #d62728;" if self.terminal_signal >= 1e-3 else "color: #a05a00;"))
+        _set_style(self.terminal_label, "color: #2ca02c;" if ztsnr else
+                   ("color: #d62728;" if self.terminal_signal >= 1e-3 else "color: #a05a00;"))
         lam1 = float(schedule.log_snr(1.0))
         lam_text = "−∞" if lam1 == -np.inf else f"{lam1:.2f}"
         if ztsnr:
@@ -672,8 +791,13 @@ class SchedulePanel(QWidget):
             self.control_points.set_points([(float(self.display_x(t)), lam) for t, lam in pts])
 
     def _draw_thumbnails(self, schedule: Schedule) -> None:
+        """x at t = 1 depends on alpha_1 and sigma_1 only: recomputed when they (or the image) change."""
         x0, eps = self._thumb_source, self._thumb_noise
         c = Coefficients.at(schedule, 1.0)
+        key = (float(c.alpha), float(c.sigma))
+        if self._drawn.get("thumbnails") == key:
+            return
+        self._drawn["thumbnails"] = key
         x1 = add_noise(x0[None], eps[None], c)[0]
         k = max(2, x0.shape[-1] // 4)  # 4 x 4 blocks: noise falls by k, the leaked brightness stays
         h = (x0.shape[-1] // k) * k
@@ -757,6 +881,27 @@ def _set_value(widget, value) -> None:
         return
     if abs(float(widget.value()) - float(value)) > 1e-15 * max(1.0, abs(float(value))):
         widget.setValue(value)
+
+
+def _add_curve(plot: pg.PlotWidget, curve_pen) -> SimplifiedCurve:
+    curve = SimplifiedCurve(pen=curve_pen)
+    plot.addItem(curve)
+    return curve
+
+
+def _set_curve(item: pg.PlotDataItem | pg.PlotCurveItem, x: np.ndarray, y: np.ndarray) -> None:
+    """setData for curves that are finite by construction (the non-finite log-SNR is filtered out)."""
+    item.setData(x, y, skipFiniteCheck=True, connect="all")
+
+
+def _bounds(values: np.ndarray) -> tuple[float, float] | None:
+    return (float(values.min()), float(values.max())) if len(values) else None
+
+
+def _set_style(widget: QWidget, sheet: str) -> None:
+    """setStyleSheet only when it differs: each call re-polishes the widget and asks for a relayout."""
+    if widget.styleSheet() != sheet:
+        widget.setStyleSheet(sheet)
 
 
 def _compact(combo: QComboBox, chars: int = 18) -> None:
