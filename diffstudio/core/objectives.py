@@ -159,11 +159,16 @@ def diffusion_loss(
     x0: Tensor,
     cond: Tensor | None = None,
     generator: torch.Generator | None = None,
+    t: Tensor | None = None,
+    eps: Tensor | None = None,
 ) -> Tensor:
-    """The weighted denoising loss of one batch (a scalar). ``model(x_t, timestep, cond) -> p``."""
-    t = sample_times(schedule, x0.shape[0], generator, objective.time_sampling,
-                     objective.logit_mean, objective.logit_std, x0.device)
-    eps = sample_noise(x0, generator, objective.offset_noise)
+    """The weighted denoising loss of one batch (a scalar). ``model(x_t, timestep, cond) -> p``.
+    ``t`` (B,) and ``eps`` (like ``x0``) are drawn with ``generator`` unless given."""
+    if t is None:
+        t = sample_times(schedule, x0.shape[0], generator, objective.time_sampling,
+                         objective.logit_mean, objective.logit_std, x0.device)
+    if eps is None:
+        eps = sample_noise(x0, generator, objective.offset_noise)
     c = Coefficients.at(schedule, t)
     x_t = add_noise(x0, eps, c)
     target = make_target(objective.parameterization, x0, eps, c)

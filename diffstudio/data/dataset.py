@@ -87,22 +87,28 @@ class InMemoryDataset:
         return replace(self, x=self.x[:n], labels=labels)
 
     def sample_batch(
-        self, batch_size: int, generator: torch.Generator, hflip: bool = False
+        self, batch_size: int, generator: torch.Generator, hflip: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> tuple[Tensor, Tensor | None]:
         """Draw ``batch_size`` items uniformly with replacement, on the data's device.
 
         ``generator`` must live on the same device as the data. With ``hflip`` each image is
         mirrored left-right with probability 1/2 (ignored for points, where a flip would change
-        the distribution). Returns ``(x (B, ...), labels (B,) or None)``.
+        the distribution). ``shard = (rank, world)``: draw the global batch of ``batch_size * world``
+        items and return only this rank's ``batch_size`` of them (every rank holds the same
+        generator state, so the ranks together see exactly what one process would). Returns
+        ``(x (B, ...), labels (B,) or None)``.
         """
         _check_generator(generator, self.x.device)
         n = len(self)
         if n == 0:
             raise ValueError(f"cannot sample from the empty dataset {self.name!r}")
-        idx = torch.randint(n, (batch_size,), generator=generator, device=self.x.device)
+        rank, world = shard
+        part = slice(rank * batch_size, (rank + 1) * batch_size)
+        idx = torch.randint(n, (batch_size * world,), generator=generator, device=self.x.device)[part]
         x = self.x[idx]
         if hflip and self.kind == "image":
-            flip = torch.rand(batch_size, generator=generator, device=self.x.device) < 0.5
+            flip = torch.rand(batch_size * world, generator=generator, device=self.x.device)[part] < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         labels = None if self.labels is None else self.labels[idx]
         return x, labels

@@ -1,7 +1,9 @@
 """Several processes (``torchrun``), one or many machines: torch.distributed + DDP.
 
-Rank 0 owns the run folder (config, metrics, previews, checkpoints); every rank trains on its own
-random batches (its generator is seeded by rank) and DDP averages the gradients."""
+Rank 0 owns the run folder (config, metrics, previews, checkpoints). Every rank holds the same random
+stream, draws the step's global batch (``batch_size`` per process x processes) and trains on its own
+slice of it; DDP averages the gradients. K processes therefore train as one process with K times the
+batch would, and a run can resume on a different number of processes."""
 
 from __future__ import annotations
 
@@ -36,6 +38,14 @@ class World:
         t = torch.tensor([1.0 if flag else 0.0], device=self.device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
+
+    def mean(self, value: float) -> float:
+        """The mean of ``value`` over the ranks (the same on every rank)."""
+        if self.size == 1:
+            return float(value)
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t.item()) / self.size
 
     def gather_bytes(self, state: torch.Tensor) -> list[torch.Tensor]:
         """Every rank's uint8 tensor (RNG states), in rank order, on every rank."""

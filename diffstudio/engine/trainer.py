@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from diffstudio.core.objectives import diffusion_loss
+from diffstudio.core.objectives import diffusion_loss, sample_noise, sample_times
 from diffstudio.engine import distributed as dist_util
 from diffstudio.engine.config import Config, ConfigError
 from diffstudio.engine.sampling import Preview, generate
@@ -96,7 +96,8 @@ class Trainer:
         self.schedule = cfg.schedule.build()
         self.objective = cfg.objective.build()
         self._build_model()
-        self.generator = torch.Generator(device=self.device).manual_seed(cfg.run.seed * 1000 + self.world.rank)
+        # one stream shared by every rank: each draws the global batch and keeps its shard (_batch)
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.run.seed * 1000)
         if self._resume:
             self._load_state(self._resume)
         self.run_dir = self._open_run_dir()
@@ -188,9 +189,8 @@ class Trainer:
             self.ema.load_state_dict(ckpt.ema)
         self.optimizer.load_state_dict(ckpt.optimizer)
         self.step = int(ckpt.meta["step"])
-        key = f"train.rank{self.world.rank}"
-        if key in ckpt.rng:
-            self.generator.set_state(ckpt.rng[key].to(torch.uint8).cpu())
+        if "train.rank0" in ckpt.rng:  # the ranks share one stream (see _batch): any world size resumes
+            self.generator.set_state(ckpt.rng["train.rank0"].to(torch.uint8).cpu())
         self._resume_run_path = Path(ckpt.path).parent.parent
         self.hooks.on_message("info", f"resumed from {ckpt.path} at step {self.step}")
 
@@ -199,11 +199,23 @@ class Trainer:
         return self.forward(x, timestep, cond)
 
     def _batch(self):
-        x, y = self.data.sample_batch(self.config.optim.batch_size, self.generator, self.config.data.hflip)
-        if not self.conditional or y is None:
-            return x, None
-        drop = torch.rand(y.shape, generator=self.generator, device=y.device) < self.config.model.cond_drop_prob
-        return x, torch.where(drop, torch.full_like(y, self.info.num_classes), y)
+        """This rank's share of the step's global batch: data, label dropout, times and noise are
+        drawn for ``batch_size * world`` items from the shared stream and sliced, so ``W`` processes
+        train exactly as one process with ``W`` times the batch (up to the order of float sums)."""
+        cfg, rank, world = self.config, self.world.rank, self.world.size
+        b = cfg.optim.batch_size
+        part = slice(rank * b, (rank + 1) * b)
+        x, y = self.data.sample_batch(b, self.generator, cfg.data.hflip, shard=(rank, world))
+        if self.conditional and y is not None:
+            drop = torch.rand(b * world, generator=self.generator, device=y.device)[part] < cfg.model.cond_drop_prob
+            y = torch.where(drop, torch.full_like(y, self.info.num_classes), y)
+        else:
+            y = None
+        o = self.objective
+        t = sample_times(self.schedule, b * world, self.generator, o.time_sampling, o.logit_mean, o.logit_std,
+                         x.device)[part]
+        eps = sample_noise(x.new_empty((b * world,) + tuple(x.shape[1:])), self.generator, o.offset_noise)[part]
+        return x, y, t, eps
 
     def _autocast(self):
         p = self.config.run.precision
@@ -218,11 +230,12 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for _ in range(cfg.optim.grad_accum):
-            x, y = self._batch()
+            x, y, t, eps = self._batch()
             with self._autocast():
-                loss = diffusion_loss(self._model_fn, self.schedule, self.objective, x, y, self.generator)
+                loss = diffusion_loss(self._model_fn, self.schedule, self.objective, x, y, t=t, eps=eps)
             self.scaler.scale(loss / cfg.optim.grad_accum).backward()
             total += float(loss.detach()) / cfg.optim.grad_accum
+        total = self.world.mean(total)  # the global batch's loss: every rank sees the same NaN
         if not math.isfinite(total):
             raise TrainingError(self._nan_message(total))
         self.scaler.unscale_(self.optimizer)

@@ -87,19 +87,36 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert load_checkpoint(run).meta["step"] == result["steps"]
 
 
-def test_torchrun_two_processes(tmp_path):
+def test_torchrun_two_processes_train_as_one_process_with_the_global_batch(tmp_path):
+    """2 CPU processes under torchrun (gloo, DDP), batch 32 each, give the weights and losses of one
+    process with batch 64: the ranks draw the same global batch and each trains on its half."""
+    import torch
+
+    from diffstudio.engine.presets import preset
+    from diffstudio.engine.trainer import Trainer
+
+    cfg = preset("moons-flow").updated(optim={"batch_size": 32}, sampling={"num_samples": 64, "steps": 4},
+                                       run={"steps": 20, "log_every": 1, "preview_every": 10, "checkpoint_every": 10})
+    path = cfg.save(tmp_path / "ddp.toml")
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "diffstudio", "train", "--preset", "moons-flow", "--steps", "20", "--device", "cpu",
-                        "--out", str(run), "--json"], capture_output=True, text=True, env=env, timeout=240)
+                        "-m", "diffstudio", "train", str(path), "--device", "cpu", "--out", str(run), "--json"],
+                       capture_output=True, text=True, env=env, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = load_checkpoint(run)
     assert ckpt.meta["step"] == 20 and ckpt.meta["world_size"] == 2
-    assert {"train.rank0", "train.rank1"} <= set(ckpt.rng)
-    assert not torch_equal(ckpt.rng["train.rank0"], ckpt.rng["train.rank1"])  # each rank its own stream
+    assert torch_equal(ckpt.rng["train.rank0"], ckpt.rng["train.rank1"])  # one shared stream
     rows = [json.loads(line) for line in Path(run, "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 20 and rows[-1]["images_per_s"] > 0
+
+    single = Trainer(cfg.updated(optim={"batch_size": 64}), run_dir=tmp_path / "one").run()
+    one = load_checkpoint(single.run_dir)
+    assert one.meta["step"] == 20
+    for name, value in one.model.items():
+        torch.testing.assert_close(ckpt.model[name], value, rtol=1e-4, atol=1e-5, msg=name)
+    ones = [json.loads(line) for line in Path(single.run_dir, "metrics.jsonl").read_text().splitlines()]
+    assert [round(x["loss"], 4) for x in rows] == [round(x["loss"], 4) for x in ones]
 
 
 def torch_equal(a, b):
