@@ -41,6 +41,20 @@ def test_digits_full_set_with_labels() -> None:
     assert dataset.x.min() == -1.0 and dataset.x.max() == 1.0
 
 
+def test_digits_without_the_csv_fall_back_to_load_digits(monkeypatch) -> None:
+    """The CSV is read directly to skip importing sklearn.datasets; where scikit-learn keeps it
+    elsewhere, load_digits gives the same data."""
+    import importlib.util
+
+    import diffstudio.data.digits as digits
+
+    direct = digits.digits_arrays()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    fallback = digits.digits_arrays()
+    assert np.array_equal(direct[0], fallback[0]) and np.array_equal(direct[1], fallback[1])
+    assert direct[0].shape == (1797, 8, 8) and direct[0].max() == 16
+
+
 def test_digits_resized_and_rgb() -> None:
     dataset = make_digits(resolution=16, channels=3, n=50)
     assert_images(dataset.x, 50, 3, 16)
