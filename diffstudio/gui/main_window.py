@@ -40,6 +40,26 @@ log = logging.getLogger(__name__)
 
 LAYOUT_VERSION = 3  # bump when docks are added or renamed: old saved layouts are then ignored
 DEFAULT_SIZE = (1600, 1000)
+WIDE_SIZE = (1900, 1150)
+"""From this window size on, the default layout shows all five panels at once instead of tabbing
+Objective behind Schedule and Training behind Dataset."""
+
+
+def default_config() -> Config:
+    """What the app opens with and File > New restores: the quickstart preset (digits)."""
+    from diffstudio.engine.presets import preset
+
+    return preset("quickstart")
+
+
+def initial_size(available: tuple[int, int] | None) -> tuple[int, int]:
+    """The first window size on a screen with ``available`` (width, height): the wide layout's
+    size where it fits, else the default size (the window manager fits it to a smaller screen)."""
+    if available is not None and available[0] >= WIDE_SIZE[0] and available[1] >= WIDE_SIZE[1]:
+        return WIDE_SIZE
+    return DEFAULT_SIZE
+
+
 PANELS = ("dataset", "schedule", "objective", "sampling", "training")
 
 
@@ -63,7 +83,7 @@ class MainWindow(QMainWindow):
         protect_singletons()  # also when the window is embedded without run_app
         super().__init__(parent)
         self._defer_dataset = defer_dataset
-        self.state = state or AppState(Config())
+        self.state = state or AppState(default_config())
         self.settings = settings or QSettings()
         self.setWindowTitle("diffstudio")
         self.setObjectName("MainWindow")
@@ -77,7 +97,9 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_status_bar()
         self._connect()
-        self.resize(*DEFAULT_SIZE)
+        screen = self.screen()
+        geometry = screen.availableGeometry() if screen is not None else None
+        self.resize(*initial_size((geometry.width(), geometry.height()) if geometry is not None else None))
         self.default_layout()
         self.restore_layout()
 
@@ -124,7 +146,9 @@ class MainWindow(QMainWindow):
 
     def default_layout(self) -> None:
         """[Schedule, Objective] tabs down the left, the plots in the middle over [Dataset, Training]
-tabs, Sampling down the right."""
+        tabs, Sampling down the right; in a window of at least ``WIDE_SIZE``, Dataset sits under
+        Schedule, Objective gets a column beside Sampling and Training the row under the plots, so
+        every panel is in view."""
         for dock in self.docks.values():
             dock.setFloating(False)
             self.removeDockWidget(dock)
@@ -134,17 +158,30 @@ tabs, Sampling down the right."""
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(Qt.Corner.TopRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        wide = self.width() >= WIDE_SIZE[0] and self.height() >= WIDE_SIZE[1]
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, d["schedule"])
-        self.tabifyDockWidget(d["schedule"], d["objective"])
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, d["sampling"])
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, d["dataset"])
-        self.tabifyDockWidget(d["dataset"], d["training"])
+        if wide:  # everything at once: Dataset under Schedule, Objective beside Sampling
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, d["objective"])
+            self.splitDockWidget(d["objective"], d["sampling"], Qt.Orientation.Horizontal)
+            self.splitDockWidget(d["schedule"], d["dataset"], Qt.Orientation.Vertical)
+            self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, d["training"])
+        else:
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, d["sampling"])
+            self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, d["dataset"])
+            self.tabifyDockWidget(d["schedule"], d["objective"])
+            self.tabifyDockWidget(d["dataset"], d["training"])
         for dock in d.values():
             dock.show()
         d["schedule"].raise_()
         d["dataset"].raise_()
-        self.resizeDocks([d["schedule"], d["sampling"]], [350, 440], Qt.Orientation.Horizontal)
-        self.resizeDocks([d["dataset"]], [330], Qt.Orientation.Vertical)
+        if wide:
+            self.resizeDocks([d["schedule"], d["objective"], d["sampling"]], [340, 330, 430],
+                             Qt.Orientation.Horizontal)
+            self.resizeDocks([d["schedule"], d["dataset"]], [520, 580], Qt.Orientation.Vertical)
+            self.resizeDocks([d["training"]], [400], Qt.Orientation.Vertical)
+        else:
+            self.resizeDocks([d["schedule"], d["sampling"]], [350, 440], Qt.Orientation.Horizontal)
+            self.resizeDocks([d["dataset"]], [330], Qt.Orientation.Vertical)
 
     # ================================================================== menus
     def _build_menus(self) -> None:
@@ -294,8 +331,8 @@ tabs, Sampling down the right."""
 
     # ================================================================ actions
     def new_config(self) -> None:
-        self.state.set_config(Config())
-        self.statusBar().showMessage("Default settings", 4000)
+        self.state.set_config(default_config())
+        self.statusBar().showMessage("Default settings (the quickstart preset)", 4000)
 
     def load_example(self, name: str) -> None:
         from diffstudio.engine import presets

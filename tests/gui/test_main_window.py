@@ -53,6 +53,32 @@ def test_window_builds_with_every_panel(window):
     assert menus == ["&File", "&View", "&Help"]
 
 
+def test_app_opens_on_the_quickstart_preset(qtbot, settings):
+    from diffstudio.engine.presets import preset
+
+    window = MainWindow(settings=settings)
+    qtbot.addWidget(window)
+    try:
+        assert window.state.config == preset("quickstart")
+        window.state.update("sampling", guidance_scale=3.0)
+        window.action_new.trigger()
+        assert window.state.config == preset("quickstart")
+    finally:
+        window.close_without_asking()
+
+
+def test_initial_size_and_the_wide_layout_show_every_panel(window):
+    from diffstudio.gui.main_window import DEFAULT_SIZE, WIDE_SIZE, initial_size
+
+    assert initial_size(None) == DEFAULT_SIZE == initial_size((1600, 1000))
+    assert initial_size((1920, 1160)) == WIDE_SIZE
+    assert any(window.tabifiedDockWidgets(d) for d in window.docks.values())  # 1600x1000: tabs
+    window.resize(*WIDE_SIZE)
+    window.default_layout()
+    assert not any(window.tabifiedDockWidgets(d) for d in window.docks.values())
+    assert all(not d.visibleRegion().isEmpty() for d in window.docks.values())
+
+
 def test_view_menu_toggles_panels_and_time_axis(window):
     action = window.docks["objective"].toggleViewAction()
     action.trigger()

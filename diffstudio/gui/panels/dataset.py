@@ -44,6 +44,7 @@ THUMBNAILS = 64
 ERROR_STYLE = "color: #b00020;"
 INVALID_FIELD_STYLE = "border: 1px solid #d62728; border-radius: 2px;"
 RELOAD_DELAY_MS = 400
+NARROW_WIDTH = 460  # below this width (or taller than wide) the samples go under the settings
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,15 @@ class DatasetPanel(QWidget):
         self.load()
 
     # ---------------------------------------------------------------- widgets
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        """Samples beside the settings in a wide dock, under them in a narrow one."""
+        super().resizeEvent(event)
+        size = event.size()
+        narrow = size.width() < NARROW_WIDTH or size.width() < size.height()
+        wanted = Qt.Orientation.Vertical if narrow else Qt.Orientation.Horizontal
+        if self.splitter.orientation() != wanted:
+            self.splitter.setOrientation(wanted)
+
     def _build(self) -> None:
         self.builtin_radio = QRadioButton("Built-in")
         self.folder_radio = QRadioButton("Folder")
@@ -103,6 +113,8 @@ class DatasetPanel(QWidget):
         self.description = QLabel()
         self.description.setWordWrap(True)
         self.description.setStyleSheet("color: #555;")
+        # a wrapped label's minimum height ignores its wrapping: keep two lines when space is short
+        self.description.setMinimumHeight(2 * self.description.fontMetrics().lineSpacing() + 2)
 
         self.resolution_spin = QSpinBox()
         self.resolution_spin.setRange(0, 1024)
@@ -141,10 +153,13 @@ class DatasetPanel(QWidget):
         options.addWidget(self.resolution_spin)
         options.addWidget(QLabel("Channels"))
         options.addWidget(self.channels_combo)
-        options.addWidget(self.flip_box)
-        options.addWidget(self.labels_box)
         options.addStretch(1)
         grid.addRow(options)
+        toggles = QHBoxLayout()
+        toggles.addWidget(self.flip_box)
+        toggles.addWidget(self.labels_box)
+        toggles.addStretch(1)
+        grid.addRow(toggles)
         actions = QHBoxLayout()
         actions.addWidget(self.load_button)
         actions.addWidget(self.progress, 10)
@@ -185,6 +200,7 @@ class DatasetPanel(QWidget):
         splitter.addWidget(self.preview_stack)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
+        self.splitter = splitter
 
         layout = QVBoxLayout(self)
         layout.addWidget(splitter, 1)

@@ -152,6 +152,7 @@ class ObjectivePanel(QWidget):
         self.note_label.setWordWrap(True)
         self.note_label.setStyleSheet(NOTE_STYLE)
         self.training_label = QLabel(H.NOTE_TRAINING)
+        self.training_label.setWordWrap(True)
         self.training_label.setStyleSheet("color: #555; font-style: italic;")
 
         box = QGroupBox("Training objective")

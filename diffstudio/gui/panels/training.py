@@ -93,10 +93,14 @@ class TrainingPanel(QWidget):
     # ---------------------------------------------------------------- widgets
     def _build(self) -> None:
         self.start_button = QPushButton("Start")
-        self.start_button.setToolTip("Train with the current settings in a new run folder")
+        self.start_button.setShortcut("Ctrl+Return")
+        self.start_button.setToolTip("Train with the current settings in a new run folder (Ctrl+Enter)")
         self.pause_button = QPushButton("Pause")
+        self.pause_button.setShortcut("Ctrl+Shift+P")
+        self.pause_button.setToolTip("Pause or resume the run (Ctrl+Shift+P)")
         self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Save a checkpoint and stop")
+        self.stop_button.setShortcut("Ctrl+.")
+        self.stop_button.setToolTip("Save a checkpoint and stop (Ctrl+.)")
         self.device_combo = QComboBox()
         for label, value in device_choices():
             self.device_combo.addItem(label, value)
