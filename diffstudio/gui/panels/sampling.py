@@ -31,15 +31,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from diffstudio.core.grids import CONTINUOUS_SPACINGS, DISCRETE_SPACINGS
 from diffstudio.core.samplers import SAMPLERS
-from diffstudio.core.schedules import DISCRETE_FAMILIES
 from diffstudio.engine.oracle import ORACLE_SOURCES, has_oracle, oracle_preview
 from diffstudio.gui import help as H
 from diffstudio.gui.widgets.background import LatestRunner
 from diffstudio.gui.widgets.field import FieldMarker, NumberBox, set_tooltip
 from diffstudio.gui.widgets.image_view import ImageView, unit_to_uint8
 from diffstudio.gui.widgets.plots import EDITED, MARKER, POINT, pen, plot_widget
+from diffstudio.gui.widgets.spacing import fill_spacing_combo
 
 ORACLE_DELAY_MS = 120  # debounce: recompute the oracle this long after the last edit
 TRAJECTORY_FRAMES = 8
@@ -389,18 +388,7 @@ class SamplingPanel(QWidget):
             for spin, value in ((self.steps_spin, s.steps), (self.seed_spin, s.seed), (self.count_spin, s.num_samples)):
                 if isinstance(value, int) and spin.value() != value:
                     spin.setValue(value)
-            options = DISCRETE_SPACINGS if cfg.schedule.family in DISCRETE_FAMILIES else CONTINUOUS_SPACINGS
-            if [self.spacing_combo.itemData(i) for i in range(self.spacing_combo.count())] != list(options):
-                self.spacing_combo.clear()
-                for name in options:
-                    self.spacing_combo.addItem(name, name)
-                    self.spacing_combo.setItemData(self.spacing_combo.count() - 1, H.SPACING_TIPS.get(name, ""),
-                                                   Qt.ItemDataRole.ToolTipRole)
-            index = self.spacing_combo.findData(s.spacing)
-            if index < 0:
-                self.spacing_combo.addItem(f"{s.spacing} (invalid here)", s.spacing)
-                index = self.spacing_combo.count() - 1
-            self.spacing_combo.setCurrentIndex(index)
+            fill_spacing_combo(self.spacing_combo, cfg.schedule.family, s.spacing)
         finally:
             for w in widgets:
                 w.blockSignals(False)

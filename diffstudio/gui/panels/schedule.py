@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from diffstudio.core.grids import CONTINUOUS_SPACINGS, DISCRETE_SPACINGS, sampling_grid
+from diffstudio.core.grids import sampling_grid
 from diffstudio.core.parameterization import Coefficients, add_noise
 from diffstudio.core.schedules import (
     DEFAULT_BETAS,
@@ -50,6 +50,7 @@ from diffstudio.gui import help as H
 from diffstudio.gui.widgets.draggable import DraggablePoints
 from diffstudio.gui.widgets.field import FieldMarker, NumberBox, set_tooltip
 from diffstudio.gui.widgets.image_view import ImageView, unit_to_uint8
+from diffstudio.gui.widgets.spacing import fill_spacing_combo, spacings_for
 from diffstudio.gui.widgets.plots import (
     EDITED,
     MARKER,
@@ -77,10 +78,6 @@ def page_of(family: str) -> int:
     if family in DISCRETE_FAMILIES:
         return PAGES["beta"]
     return PAGES.get(family, PAGES["cosine"])
-
-
-def spacings_for(family: str) -> tuple[str, ...]:
-    return DISCRETE_SPACINGS if family in DISCRETE_FAMILIES else CONTINUOUS_SPACINGS
 
 
 def format_percent(fraction: float) -> str:
@@ -421,18 +418,7 @@ class SchedulePanel(QWidget):
                 w.blockSignals(False)
 
     def _fill_spacings(self, family: str, current: str) -> None:
-        options = spacings_for(family)
-        if [self.spacing_combo.itemData(i) for i in range(self.spacing_combo.count())] != list(options):
-            self.spacing_combo.clear()
-            for name in options:
-                self.spacing_combo.addItem(name, name)
-                self.spacing_combo.setItemData(self.spacing_combo.count() - 1, H.SPACING_TIPS.get(name, ""),
-                                               Qt.ItemDataRole.ToolTipRole)
-        index = self.spacing_combo.findData(current)
-        if index < 0:  # an invalid spacing from a file: show it, marked by the validator
-            self.spacing_combo.addItem(f"{current} (invalid here)", current)
-            index = self.spacing_combo.count() - 1
-        self.spacing_combo.setCurrentIndex(index)
+        fill_spacing_combo(self.spacing_combo, family, current)
 
     def _on_validity(self, errors) -> None:
         mine = self.marker.apply(errors)
