@@ -28,7 +28,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import base_parser, machine_info, save_json  # noqa: E402
+from _common import base_parser, git_revision, machine_info, save_json  # noqa: E402
 
 TICK_MS = 10
 
@@ -146,7 +146,9 @@ def main() -> None:
     app = create_app([])  # the app's own set-up (it works around a shiboken 6.12 refcount bug)
     torch.set_num_threads(1)  # as run_app does for the UI thread's own small computations
     threads = args.threads or training_threads()
-    results: dict = {"machine": machine_info(), "seconds": args.seconds, "rounds": args.rounds,
+    results: dict = {"benchmark": "gui_responsiveness", "revision": git_revision(),
+                     "command": "QT_QPA_PLATFORM=offscreen python benchmarks/gui_responsiveness.py " + " ".join(sys.argv[1:]),
+                     "machine": machine_info(), "seconds": args.seconds, "rounds": args.rounds,
                      "training_threads": threads, "tick_ms": TICK_MS, "presets": {}}
     print(f"{os.cpu_count()} cores, training on {threads} torch thread(s); load {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as out:

@@ -280,22 +280,27 @@ class RunDir:
 
     def set_aside_after(self, step: int) -> list[Path]:
         """Resuming from ``step`` abandons what came after it: move later checkpoints and previews
-        into ``abandoned/<time>/`` (nothing is deleted), drop later metrics rows, and point
-        ``latest`` at ``step`` when it is a checkpoint of this run. Returns the moved paths."""
+        into ``abandoned/<time>-from-step-N/``, keep a copy of the metrics log there and drop the
+        later rows from the live one (nothing is deleted), and point ``latest`` at ``step`` when it
+        is a checkpoint of this run. Returns what was put aside (empty when nothing was later)."""
         later = [p for s, p in self.checkpoints() if s > step]
         later += [p for s, png in self.previews() if s > step for p in (png, png.with_suffix(".json")) if p.exists()]
-        if later:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            for p in later:
-                target = self.path / ABANDONED / f"{stamp}-from-{step_name(step)}" / p.parent.name / p.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(p, target)
+        rows, _ = self.read_metrics()
+        dropped = [r for r in rows if isinstance(r.get("step"), (int, float)) and r["step"] > step]
+        if not later and not dropped:
+            return []
+        folder = self.path / ABANDONED / f"{time.strftime('%Y%m%d-%H%M%S')}-from-{step_name(step)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if dropped:  # the whole log as it was, then the live one without the later rows
+            shutil.copy2(self.path / METRICS_FILE, folder / METRICS_FILE)
+            self.truncate_metrics(step)
+        for p in later:
+            target = folder / p.parent.name / p.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, target)
         if (self.checkpoint_dir(step) / STATE_FILE).is_file():
             self.mark_latest(step)
-        rows, _ = self.read_metrics()
-        if any(isinstance(r.get("step"), (int, float)) and r["step"] > step for r in rows):
-            self.truncate_metrics(step)
-        return later
+        return later + ([folder / METRICS_FILE] if dropped else [])
 
     def clean_partial(self, min_age_s: float = 600.0) -> list[Path]:
         """Remove hidden leftovers of interrupted writes (``.name.*.tmp`` files and folders,

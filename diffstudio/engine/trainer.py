@@ -137,17 +137,23 @@ class Trainer:
             self.forward = torch.compile(self.forward)
 
     def _open_run_dir(self):
-        from diffstudio.engine.run_dir import RunDir
+        from diffstudio.engine.run_dir import ABANDONED, RunDir
 
         if not self.world.is_main:
             return None
         if self._resume:
-            run = RunDir(self._resume_run_path)
+            source = self._resume_run_path
+            if self._run_dir_arg and Path(self._run_dir_arg).resolve() != source.resolve():
+                return self._branch(source, Path(self._run_dir_arg))
+            if source.parent.name == ABANDONED or not RunDir.is_run_dir(source):
+                raise TrainingError(f"{self._resume} is not the checkpoint of a run folder (an abandoned branch or "
+                                    f"a loose file): give a new run folder to continue it there (--out DIR)")
+            run = RunDir(source)
             run.clean_partial(0)  # leftovers of a save that was killed
             moved = run.set_aside_after(self.step)
             if moved:
-                self.hooks.on_message("info", f"resumed at step {self.step}: {len(moved)} later checkpoint/preview "
-                                              f"files moved to {run.path / 'abandoned'}; later metrics dropped")
+                self.hooks.on_message("info", f"resumed at step {self.step}: {len(moved)} later files (checkpoints, "
+                                              f"previews, metrics) moved to {run.path / ABANDONED}")
             return run
         if self._run_dir_arg:
             path = Path(self._run_dir_arg)
@@ -155,6 +161,19 @@ class Trainer:
         else:
             run = RunDir.create(self.config.run.out_dir, self.config.run.name or self.config.data.source)
         run.save_config(self.config)
+        return run
+
+    def _branch(self, source: Path, target: Path):
+        """Resume ``source``'s checkpoint into a new run folder: the source is left untouched; its
+        metrics up to the step are copied so that the new run's history is whole."""
+        from diffstudio.engine.run_dir import RunDir
+
+        run = RunDir.create(target.parent, target.name)
+        run.save_config(self.config)
+        if RunDir.is_run_dir(source):
+            rows, _ = RunDir(source).read_metrics()
+            run.append_metrics([r for r in rows if isinstance(r.get("step"), (int, float)) and r["step"] <= self.step])
+        self.hooks.on_message("info", f"continuing step {self.step} of {source} in the new run folder {run.path}")
         return run
 
     # ---- checkpoints ---------------------------------------------------------------------------
@@ -188,11 +207,27 @@ class Trainer:
         if self.ema is not None and ckpt.ema:
             self.ema.load_state_dict(ckpt.ema)
         self.optimizer.load_state_dict(ckpt.optimizer)
+        fused = _adamw_kernel(self.device).get("fused")
+        for group in self.optimizer.param_groups:  # the kernel suits this device, not the saving one
+            group.update(fused=fused, foreach=None if fused else group.get("foreach"))
         self.step = int(ckpt.meta["step"])
-        if "train.rank0" in ckpt.rng:  # the ranks share one stream (see _batch): any world size resumes
-            self.generator.set_state(ckpt.rng["train.rank0"].to(torch.uint8).cpu())
+        self._restore_rng(ckpt.rng.get("train.rank0"))
         self._resume_run_path = Path(ckpt.path).parent.parent
         self.hooks.on_message("info", f"resumed from {ckpt.path} at step {self.step}")
+
+    def _restore_rng(self, state) -> None:
+        """Continue the saved random stream (shared by the ranks, see _batch: any world size
+        resumes). A stream saved on another device type cannot carry over (a CPU generator's state
+        is not a CUDA one's): reseed from the step and say that exactness is lost."""
+        if state is None:
+            return
+        try:
+            self.generator.set_state(state.to(torch.uint8).cpu())
+        except RuntimeError:
+            self.generator.manual_seed(self.config.run.seed * 1000 + self.step)
+            self.hooks.on_message("warning", f"the checkpoint's random stream comes from another device type than "
+                                             f"{self.device.type}: reseeded, so the run is no longer bit-identical "
+                                             f"to an uninterrupted one")
 
     # ---- the loop -------------------------------------------------------------------------------
     def _model_fn(self, x, timestep, cond):

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -49,7 +49,7 @@ def default_config() -> Config:
     """What the app opens with and File > New restores: the quickstart preset (digits)."""
     from diffstudio.engine.presets import preset
 
-    return preset("quickstart")
+    return preset("quickstart").updated(run={"name": ""})  # runs are named after their dataset
 
 
 def initial_size(available: tuple[int, int] | None) -> tuple[int, int]:
@@ -295,7 +295,26 @@ class MainWindow(QMainWindow):
             self.device_label.setText(f"device: {status['device']}")
 
     # ================================================================ wiring
+    def _training_shortcuts(self) -> None:
+        """Start / Pause / Stop from anywhere in the window, whichever panel is in front."""
+        keys = {"Ctrl+Return": self._shortcut_start, "Ctrl+Enter": self._shortcut_start,
+                "Ctrl+Shift+P": self._shortcut_pause, "Ctrl+.": self._shortcut_stop}
+        self.shortcuts = [QShortcut(QKeySequence(key), self, slot) for key, slot in keys.items()]
+
+    def _shortcut_start(self) -> None:
+        if self.training_panel is not None and not self.training_panel.start():
+            self.statusBar().showMessage(self.training_panel.start_reason(), 6000)
+
+    def _shortcut_pause(self) -> None:
+        if self.training_panel is not None:
+            self.training_panel.toggle_pause()
+
+    def _shortcut_stop(self) -> None:
+        if self.training_panel is not None:
+            self.training_panel.stop()
+
     def _connect(self) -> None:
+        self._training_shortcuts()
         self.state.flipTimeChanged.connect(self._on_flip)
         self._objective_warned = bool(self.objective_panel.warnings())
         self.objective_panel.warningsChanged.connect(self._on_objective_warnings)

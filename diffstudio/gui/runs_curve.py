@@ -39,11 +39,14 @@ def nice_ceiling(value: float) -> float:
     return next(base * m for m in _NICE if base * m >= value * (1 - 1e-12))
 
 
-def follow_range(current: tuple[float, float] | None, lo: float, hi: float,
-                 slack: float = 0.1, shrink: float = 3.0) -> tuple[float, float]:
+def follow_range(current: tuple[float, float] | None, lo: float, hi: float, slack: float = 0.1,
+                 shrink: float = 3.0, min_span: float = 1e-9) -> tuple[float, float]:
     """A y-range holding ``[lo, hi]`` that keeps ``current`` unless the data left it, or the data
-    fill less than ``1/shrink`` of it; a new range has ``slack`` of the span added on both sides."""
-    span = max(hi - lo, 1e-12 * max(1.0, abs(hi)), 1e-30)
+    fill less than ``1/shrink`` of it; a new range has ``slack`` of the span (at least
+    ``min_span``: one point or a flat curve still gets readable ticks) added on both sides."""
+    span = max(hi - lo, min_span)
+    if span > hi - lo:  # centre a widened span on the data
+        lo, hi = 0.5 * (lo + hi - span), 0.5 * (lo + hi + span)
     if current is not None:
         c_lo, c_hi = current
         if c_lo <= lo and hi <= c_hi and (c_hi - c_lo) <= shrink * span:
@@ -234,7 +237,10 @@ class LossCurve(QWidget):
         if not found:
             return
         last = max(b[0] for b in found)
-        y = follow_range(self._y_range, min(b[1] for b in found), max(b[2] for b in found))
+        lo, hi = min(b[1] for b in found), max(b[2] for b in found)
+        # at least a tenth of a decade (log scale) or 5 % of the loss (linear)
+        min_span = 0.1 if self.log_box.isChecked() else max(0.05 * abs(hi), 1e-6)
+        y = follow_range(self._y_range, lo, hi, min_span=min_span)
         x_end = self._x_end if last <= self._x_end else nice_ceiling(1.25 * max(last, 1.0))
         if (x_end, y) != (self._x_end, self._y_range):
             self._x_end, self._y_range = x_end, y
@@ -254,6 +260,7 @@ class LossCurve(QWidget):
             if name is None or key == name:
                 s.history.clear()
                 s.dirty = True
+        self.following = True  # a new history is shown whole, whatever the last one was zoomed to
         self._y_range, self._x_end = None, 0.0
 
     def truncate_after(self, step: float, name: str = "") -> None:

@@ -162,6 +162,55 @@ def test_resuming_from_an_earlier_checkpoint_sets_the_later_branch_aside(tmp_pat
     assert steps == list(range(1, 13))  # one history, no rows of the abandoned branch
 
 
+def test_resuming_into_another_folder_branches_and_leaves_the_source_alone(tmp_path):
+    """`--resume A/checkpoints/step-4 --out B`: B gets the config and A's history up to step 4,
+    A keeps every checkpoint, preview and metrics row; a checkpoint of an abandoned branch can be
+    continued only into a new folder."""
+    import pytest as _pytest
+
+    from diffstudio.engine.run_dir import RunDir
+
+    cfg = _base(tmp_path, "moons-flow", "constant").updated(
+        run={"steps": 12, "checkpoint_every": 4, "keep_checkpoints": 10})
+    a = RunDir(Trainer(cfg.updated(run={"name": "a"})).run().run_dir)
+    before = (a.path / "metrics.jsonl").read_bytes()
+    b = Trainer(cfg, run_dir=tmp_path / "b", resume=a.checkpoint_dir(4)).run()
+    assert (a.path / "metrics.jsonl").read_bytes() == before
+    assert [s for s, _ in a.checkpoints()] == [4, 8, 12] and not (a.path / "abandoned").exists()
+    branch = RunDir(b.run_dir)
+    assert branch.path == tmp_path / "b" and branch.config() == cfg
+    steps = [r["step"] for r in branch.read_metrics()[0] if "loss" in r]
+    assert steps == list(range(1, 13)) and [s for s, _ in branch.checkpoints()] == [8, 12]
+
+    Trainer(cfg, resume=a.checkpoint_dir(4)).run()  # in place: steps 5-12 of A are set aside
+    [aside] = (a.path / "abandoned").iterdir()
+    assert (aside / "metrics.jsonl").read_bytes() == before  # the abandoned history is kept
+    old = aside / "checkpoints" / "step-000008"
+    with _pytest.raises(TrainingError, match="--out"):
+        Trainer(cfg, resume=old).run()
+    c = Trainer(cfg, run_dir=tmp_path / "c", resume=old).run()
+    assert load_checkpoint(c.run_dir).meta["step"] == 12
+
+
+def test_resume_applies_this_devices_optimizer_kernel_and_survives_a_foreign_rng(tmp_path, monkeypatch):
+    """A checkpoint saved with PyTorch's default AdamW loop resumes on the fused kernel; a random
+    stream saved on another device type is reseeded with a warning instead of crashing."""
+    import diffstudio.engine.trainer as trainer_mod
+
+    cfg = _base(tmp_path, "moons-flow", "constant").updated(run={"steps": 3})
+    with monkeypatch.context() as m:
+        m.setattr(trainer_mod, "_adamw_kernel", lambda device: {})  # as a checkpoint from before the fused kernel
+        first = Trainer(cfg).run()
+    assert load_checkpoint(first.run_dir).meta["step"] == 3
+    trainer = Trainer(cfg.updated(run={"steps": 4}), hooks=Recorder(), resume=first.run_dir)
+    trainer._setup()
+    assert all(g["fused"] is True for g in trainer.optimizer.param_groups)
+    trainer._restore_rng(torch.zeros(16, dtype=torch.uint8))  # the size of a CUDA generator's state
+    assert any(level == "warning" and "reseeded" in text for level, text in trainer.hooks.messages)
+    reseeded = torch.Generator().manual_seed(cfg.run.seed * 1000 + 3)
+    assert torch.equal(trainer.generator.get_state(), reseeded.get_state())
+
+
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     import diffstudio.engine.trainer as trainer_mod
 

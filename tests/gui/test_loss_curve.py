@@ -62,3 +62,19 @@ def test_log_scale_fits_in_log_coordinates(qtbot):
     curve.log_box.setChecked(True)
     _, _, y0, y1 = view(curve)
     assert y0 <= -2 and 0 <= y1 < 1  # log10 of the losses
+
+
+def test_one_point_gets_a_readable_range_and_clear_follows_again(qtbot):
+    curve = LossCurve()
+    qtbot.addWidget(curve)
+    curve.add([1], [0.25])
+    curve.redraw()
+    _, _, y0, y1 = view(curve)
+    assert y0 < 0.25 < y1 and y1 - y0 >= 0.0125  # 5 % of the loss, not 1e-13
+    curve.plot.getViewBox().sigRangeChangedManually.emit([True, True])
+    curve.plot.getViewBox().setRange(xRange=(600, 700), padding=0)
+    curve.clear()
+    curve.add([10, 20, 30], [0.5, 0.4, 0.3])
+    curve.redraw()
+    x0, x1, y0, y1 = view(curve)
+    assert curve.following and x0 == pytest.approx(0) and 30 <= x1 < 600 and y0 <= 0.3 and y1 >= 0.5

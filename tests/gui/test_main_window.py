@@ -59,10 +59,11 @@ def test_app_opens_on_the_quickstart_preset(qtbot, settings):
     window = MainWindow(settings=settings)
     qtbot.addWidget(window)
     try:
-        assert window.state.config == preset("quickstart")
+        expected = preset("quickstart").updated(run={"name": ""})  # runs named after the dataset
+        assert window.state.config == expected and window.state.config.sampling.guidance_scale == 1.5
         window.state.update("sampling", guidance_scale=3.0)
         window.action_new.trigger()
-        assert window.state.config == preset("quickstart")
+        assert window.state.config == expected
     finally:
         window.close_without_asking()
 
@@ -77,6 +78,24 @@ def test_initial_size_and_the_wide_layout_show_every_panel(window):
     window.default_layout()
     assert not any(window.tabifiedDockWidgets(d) for d in window.docks.values())
     assert all(not d.visibleRegion().isEmpty() for d in window.docks.values())
+
+
+def test_training_shortcuts_work_while_the_training_panel_is_tabbed_away(window, monkeypatch, qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    calls = []
+    monkeypatch.setattr(window.training_panel, "start", lambda: calls.append("start") or True)
+    monkeypatch.setattr(window.training_panel, "toggle_pause", lambda: calls.append("pause"))
+    monkeypatch.setattr(window.training_panel, "stop", lambda: calls.append("stop"))
+    window.docks["dataset"].raise_()  # 1600x1000: Training is the hidden tab behind Dataset
+    qtbot.wait(20)
+    assert window.training_panel.start_button.visibleRegion().isEmpty()
+    window.activateWindow()
+    QTest.keyClick(window, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    QTest.keyClick(window, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    QTest.keyClick(window, Qt.Key.Key_Period, Qt.KeyboardModifier.ControlModifier)
+    assert calls == ["start", "pause", "stop"]
 
 
 def test_view_menu_toggles_panels_and_time_axis(window):

@@ -178,7 +178,7 @@ def test_shutdown_asks_and_cancel_keeps_training(qtbot, make_panel, tmp_path, mo
     assert thread.isFinished() and finished.args == [None]
 
 
-def test_resume_from_checkpoint_keeps_history(qtbot, make_panel, tmp_path):
+def test_resume_from_checkpoint_keeps_history(qtbot, make_panel, tmp_path, monkeypatch):
     panel = make_panel(moons_config(tmp_path, steps=60, checkpoint_every=30, preview_every=1000))
     with qtbot.waitSignal(panel.runFinished, timeout=RUN_TIMEOUT_MS):
         panel.start()
@@ -188,8 +188,21 @@ def test_resume_from_checkpoint_keeps_history(qtbot, make_panel, tmp_path):
     assert "step 30" in first and "step 60" in first
     panel.steps_spin.setValue(80)
     assert panel.state.config.run.steps == 80
+    panel.checkpoint_list.setCurrentItem(next(i for i in items if i.text() == "step 30"))
+    asked = []
+    answer = QMessageBox.StandardButton.Cancel
+
+    def question(*args, **kwargs):
+        asked.append(args[2])
+        return answer
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    panel.resume_button.click()  # step 60 comes later: the panel asks first, and Cancel keeps all
+    assert len(asked) == 1 and "abandoned" in asked[0] and panel.thread is None
+    answer = QMessageBox.StandardButton.Ok
     with qtbot.waitSignal(panel.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
-        assert panel.resume_from(first["step 30"])
+        panel.resume_button.click()
+    assert len(asked) == 2
     assert finished.args[0].steps == 80
     _wait_idle(qtbot, panel)
     steps, _, _ = panel.curve.history().arrays()

@@ -92,14 +92,13 @@ class TrainingPanel(QWidget):
 
     # ---------------------------------------------------------------- widgets
     def _build(self) -> None:
+        # the shortcuts in the tooltips belong to the main window (they work while this panel is
+        # tabbed away; a button's own shortcut would not)
         self.start_button = QPushButton("Start")
-        self.start_button.setShortcut("Ctrl+Return")
         self.start_button.setToolTip("Train with the current settings in a new run folder (Ctrl+Enter)")
         self.pause_button = QPushButton("Pause")
-        self.pause_button.setShortcut("Ctrl+Shift+P")
         self.pause_button.setToolTip("Pause or resume the run (Ctrl+Shift+P)")
         self.stop_button = QPushButton("Stop")
-        self.stop_button.setShortcut("Ctrl+.")
         self.stop_button.setToolTip("Save a checkpoint and stop (Ctrl+.)")
         self.device_combo = QComboBox()
         for label, value in device_choices():
@@ -493,8 +492,30 @@ class TrainingPanel(QWidget):
 
     def _resume_clicked(self) -> None:
         checkpoint = self.selected_checkpoint()
-        if checkpoint is not None:
-            self.resume_from(checkpoint)
+        if checkpoint is None:
+            return
+        later = self._later_checkpoints(checkpoint)
+        if later:
+            answer = QMessageBox.question(
+                self, "Resume from an earlier checkpoint?",
+                f"Resuming from {Path(checkpoint).name} starts a new branch: the {later} later checkpoint(s), "
+                f"their previews and loss history move to the run's 'abandoned' folder (nothing is deleted).",
+                QMessageBox.StandardButton.Ok | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Ok)
+            if answer != QMessageBox.StandardButton.Ok:
+                return
+        self.resume_from(checkpoint)
+
+    @staticmethod
+    def _later_checkpoints(checkpoint: str) -> int:
+        """How many checkpoints of the same run come after ``checkpoint``."""
+        from diffstudio.engine.run_dir import RunDir, RunDirError
+
+        step = checkpoint_step(checkpoint)
+        try:
+            run = RunDir(Path(checkpoint).parent.parent)
+        except RunDirError:
+            return 0
+        return sum(1 for s, _ in run.checkpoints() if step is not None and s > step)
 
     # ------------------------------------------------------------------ state
     def _update_buttons(self, *_changed) -> None:
