@@ -11,6 +11,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -108,6 +109,28 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     return str(o)
+
+
+def watch_marks(stream, marks: dict[str, str], t0: float, *, until: str | None = None,
+                deadline: float = math.inf) -> tuple[dict[str, float], str]:
+    """Read a child's output pipe: seconds since ``t0`` until each regex in ``marks`` first matched.
+    Stops at end of output, at ``deadline`` (a perf_counter time) or once the mark ``until`` is seen.
+    Returns (seen, everything read as text)."""
+    seen: dict[str, float] = {}
+    buf = b""
+    while time.perf_counter() < deadline:
+        chunk = os.read(stream.fileno(), 4096)
+        if not chunk:
+            break
+        buf += chunk
+        now = time.perf_counter() - t0
+        text = buf.decode("utf-8", "replace")
+        for key, pattern in marks.items():
+            if key not in seen and re.search(pattern, text):
+                seen[key] = round(now, 3)
+        if until is not None and until in seen:
+            break
+    return seen, buf.decode("utf-8", "replace")
 
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:

@@ -40,30 +40,23 @@ def _wait_rusage(proc) -> tuple[int, float]:
     return proc.returncode, ru.ru_utime + ru.ru_stime
 
 
+WINDOW_LINE = r"window on screen \(from run_app\): ([\d.]+) s"
+
+
 def launch_app(env: dict, timeout: float) -> dict:
     """Seconds from Popen to the splash and to the window-on-screen line; then end the child."""
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "diffstudio"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=env, cwd=C.ROOT)
-    seen, buf, reported = {}, b"", {}
-    deadline = t0 + timeout
-    while time.perf_counter() < deadline:
-        chunk = os.read(proc.stderr.fileno(), 4096)
-        if not chunk:
-            break
-        buf += chunk
-        now = time.perf_counter() - t0
-        text = buf.decode("utf-8", "replace")
-        if "splash" not in seen and "splash shown" in text:
-            seen["splash"] = round(now, 3)
-        m = re.search(r"window on screen \(from run_app\): ([\d.]+) s", text)
-        if m and "window" not in seen:
-            seen["window"] = round(now, 3)
-            reported["run_app_to_window_s"] = float(m.group(1))
-            m2 = re.search(r"window on screen \(from importing diffstudio.gui.app\): ([\d.]+) s", text)
-            if m2:
-                reported["import_app_to_window_s"] = float(m2.group(1))
-            break
+    seen, text = C.watch_marks(proc.stderr, {"splash": r"splash shown", "window": WINDOW_LINE}, t0,
+                               until="window", deadline=t0 + timeout)
+    reported = {}
+    m = re.search(WINDOW_LINE, text)
+    if m:
+        reported["run_app_to_window_s"] = float(m.group(1))
+        m2 = re.search(r"window on screen \(from importing diffstudio.gui.app\): ([\d.]+) s", text)
+        if m2:
+            reported["import_app_to_window_s"] = float(m2.group(1))
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)  # our own child
     try:
@@ -72,7 +65,7 @@ def launch_app(env: dict, timeout: float) -> dict:
         rc, cpu = proc.returncode, float("nan")
     out = {**seen, **reported, "cpu_s_until_killed": round(cpu, 3)}
     if "window" not in seen:
-        out["error"] = f"no window marker (rc {rc}): " + buf.decode("utf-8", "replace")[-600:]
+        out["error"] = f"no window marker (rc {rc}): " + text[-600:]
     return out
 
 

@@ -310,23 +310,12 @@ def _timed_child(cmd: list[str], marks: dict[str, str], env=None, timeout: float
     """Run ``cmd``; seconds from launch until each regex in ``marks`` first appears on stdout/stderr."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=C.ROOT)
-    seen: dict[str, float] = {}
-    buf = b""
-    while True:
-        chunk = os.read(proc.stdout.fileno(), 4096)
-        if not chunk:
-            break
-        buf += chunk
-        now = time.perf_counter() - t0
-        text = buf.decode("utf-8", "replace")
-        for key, pattern in marks.items():
-            if key not in seen and re.search(pattern, text):
-                seen[key] = round(now, 3)
+    seen, text = C.watch_marks(proc.stdout, marks, t0)
     rc = proc.wait(timeout=timeout)
     seen["exit"] = round(time.perf_counter() - t0, 3)
     seen["rc"] = rc
     if rc != 0:
-        seen["output_tail"] = buf.decode("utf-8", "replace")[-800:]
+        seen["output_tail"] = text[-800:]
     return seen
 
 
