@@ -58,6 +58,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for PyTorch (0: PyTorch's default; 1 is fastest on a busy machine)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="assignments",
+                   help="change one setting, e.g. --set optim.lr=3e-4 (repeatable; `diffstudio settings` lists them)")
     p.add_argument("--json", action="store_true", help="end with one JSON line of results")
 
 
@@ -86,11 +88,18 @@ def _export_parser(sub) -> None:
     p.add_argument("--out", required=True)
 
 
+def _settings_parser(sub) -> None:
+    p = sub.add_parser("settings", help="list every setting with its type, default, range or choices, and help")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="one JSON object (with a JSON Schema per section)")
+    fmt.add_argument("--markdown", action="store_true", help="the Markdown of docs/settings.md")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="diffstudio", description="Train diffusion and flow-matching models and see why choices work. "
                 "Run without arguments to open the app.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
-    for add in (_schedule_parser, _dataset_parser, _train_parser, _sample_parser, _export_parser):
+    for add in (_schedule_parser, _dataset_parser, _train_parser, _sample_parser, _export_parser, _settings_parser):
         add(sub)
     return p
 

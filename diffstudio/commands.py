@@ -119,7 +119,32 @@ def _train_config(args):
         cfg = cfg.updated(run={"device": args.device})
     if getattr(args, "threads", None) is not None:
         cfg = cfg.updated(run={"threads": args.threads})
-    return cfg
+    return _apply_sets(cfg, getattr(args, "assignments", []))
+
+
+def _apply_sets(cfg, assignments: list[str]):
+    """``--set name=value`` on top of everything else; a bad name is a usage error (exit 2)."""
+    from diffstudio.engine.settings import SettingAssignmentError, apply_assignments
+
+    try:
+        return apply_assignments(cfg, assignments)
+    except SettingAssignmentError as e:
+        raise UsageError(str(e)) from None
+
+
+def settings(args) -> int:
+    """Every setting with its type, default, range or choices and help (``docs/settings.md``)."""
+    from diffstudio.engine.settings import describe, settings_json, settings_markdown
+
+    if args.json:
+        print(json.dumps(settings_json(), indent=1, default=str))
+    elif args.markdown:
+        sys.stdout.write(settings_markdown())
+    else:
+        for s in describe():
+            extra = s.range_text() or (", ".join(str(c.value) for c in s.choices))
+            print(f"{s.name:<28} {json.dumps(s.default):<16} {extra:<40} {s.spec.help}")
+    return 0
 
 
 def train(args) -> int:

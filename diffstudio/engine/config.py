@@ -14,11 +14,21 @@ from typing import Any
 
 import tomli_w
 
+from diffstudio.core.choices import (
+    FAMILY_CHOICES,
+    PARAMETERIZATION_CHOICES,
+    SAMPLER_CHOICES,
+    SPACING_CHOICES,
+    TIME_SAMPLING_CHOICES,
+    WEIGHTING_CHOICES,
+    Choice,
+)
 from diffstudio.core.grids import CONTINUOUS_SPACINGS, DISCRETE_SPACINGS
 from diffstudio.core.objectives import TIME_SAMPLINGS, WEIGHTINGS, Objective
 from diffstudio.core.parameterization import PARAMETERIZATIONS
 from diffstudio.core.samplers import SAMPLERS
 from diffstudio.core.schedules import DISCRETE_FAMILIES, FAMILIES, Schedule, ScheduleError, make_schedule
+from diffstudio.engine.settings import SEED_MAX, setting
 
 
 class ConfigError(ValueError):
@@ -29,37 +39,86 @@ class ConfigError(ValueError):
         super().__init__("; ".join(f"{f}: {m}" for f, m in errors))
 
 
+def _builtin_names() -> list[str]:
+    from diffstudio.data.registry import known_names
+
+    return known_names()
+
+
+_DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
+MODEL_PRESETS = (
+    Choice("tiny", "tiny", "Smallest UNet (32-64 channels, no attention): trains in minutes on a CPU."),
+    Choice("small", "small", "2 layers per block, 64-256 channels, attention at 8 px and below."),
+    Choice("base", "base", "2 layers per block, 128-256 channels, attention at 16 px and below (GPU)."),
+)
+PRECISIONS = (
+    Choice("fp32", "fp32", "Full precision everywhere."),
+    Choice("bf16", "bf16 autocast", "bfloat16 autocast for the forward and backward pass (CUDA)."),
+    Choice("fp16", "fp16 autocast", "float16 autocast with a gradient scaler (CUDA only)."),
+)
+LR_SCHEDULES = (
+    Choice("cosine", "cosine", "After warm-up, cosine decay to 10 % of the learning rate at the last step."),
+    Choice("constant", "constant", "After warm-up, the learning rate stays constant."),
+)
+CHANNELS = (Choice(1, "1 (grayscale)", "One channel."), Choice(3, "3 (RGB)", "Three channels."))  # type: ignore[arg-type]
+
+
 @dataclass
 class DataConfig:
-    source: str = "digits"  # a built-in name (digits, shapes, lighting, moons, ...) or a folder
-    resolution: int | None = None  # None: the dataset's own
-    channels: int | None = None  # 1 or 3; None: the dataset's own
-    labels: bool = True  # use class labels when the dataset has them
-    hflip: bool = False  # random horizontal flip (on the device)
-    num_points: int | None = None  # size of a 2-D toy dataset
+    source: str = setting("digits", "Dataset", "A built-in dataset name or a folder of images (sub-folders "
+                          "are classes).", "Dataset", live=True, suggestions=_builtin_names)
+    resolution: int | None = setting(None, "Resolution", "Side of the square images the model trains on.",
+                                     "Dataset", unit="px", ge=4, le=1024, none_label="the dataset's own", live=True)
+    channels: int | None = setting(None, "Channels", "1 (grayscale) or 3 (RGB).", "Dataset", choices=CHANNELS,
+                                   none_label="the dataset's own", live=True)
+    labels: bool = setting(True, "Use class labels", "Use the dataset's class labels (sub-folders of a folder) "
+                           "for class-conditional training.", "Dataset")
+    hflip: bool = setting(False, "Random horizontal flip", "Flip each training image left-right with "
+                          "probability 1/2 (on the device).", "Augmentation")
+    num_points: int | None = setting(None, "Count", "Number of points of a 2-D toy, or the first N images of a "
+                                     "folder.", "Dataset", ge=1, le=10_000_000, none_label="all / the toy's "
+                                     "default (8192)", advanced=True)
 
 
 @dataclass
 class ModelConfig:
-    preset: str = "tiny"  # images: tiny | small | base; 2-D toys always use the MLP
-    class_conditional: bool = True  # only when the data has labels
-    cond_drop_prob: float = 0.1  # label dropout, so classifier-free guidance works
-    mlp_width: int = 128
-    mlp_depth: int = 3
+    preset: str = setting("tiny", "Model size", "The UNet preset for images (2-D toys always use the MLP).",
+                          "Architecture", choices=MODEL_PRESETS)
+    class_conditional: bool = setting(True, "Class-conditional", "Condition on the class label when the data "
+                                      "has labels (needed for classifier-free guidance).", "Conditioning")
+    cond_drop_prob: float = setting(0.1, "Label dropout", "Probability of training a sample without its label, "
+                                    "so classifier-free guidance works.", "Conditioning", ge=0.0, lt=1.0)
+    mlp_width: int = setting(128, "MLP width", "Hidden units per layer of the 2-D toys' MLP.", "Architecture",
+                             ge=1, le=4096, advanced=True)
+    mlp_depth: int = setting(3, "MLP depth", "Hidden layers of the 2-D toys' MLP.", "Architecture", ge=1, le=32,
+                             advanced=True)
 
 
 @dataclass
 class ScheduleConfig:
-    family: str = "scaled_linear"
-    ztsnr: bool = True
-    num_train_timesteps: int = 1000
-    beta_start: float | None = None
-    beta_end: float | None = None
-    shift: float = 1.0  # flow: SD3 time shift
-    sigma_min: float = 0.002  # edm
-    sigma_max: float = 80.0
-    rho: float = 7.0
-    points: list[list[float]] | None = None  # custom: [[t, log_snr], ...]
+    family: str = setting("scaled_linear", "Family", "The noise schedule: how fast the image fades into noise as "
+                          "t goes from 0 to 1.", "Schedule", choices=FAMILY_CHOICES, live=True)
+    ztsnr: bool = setting(True, "Zero terminal SNR", "Rescale so nothing of the image is left at t = 1 (Lin et "
+                          "al. 2024, Algorithm 1). Use with v or flow prediction.", "Schedule", live=True)
+    num_train_timesteps: int = setting(1000, "Training timesteps T", "Number of discrete noise levels of a beta "
+                                       "schedule (1000 in DDPM and Stable Diffusion).", "Schedule", ge=2,
+                                       le=100_000, live=True, advanced=True)
+    beta_start: float | None = setting(None, "beta_start", "Noise added at the first step (t = 1/T).", "Betas",
+                                       gt=0.0, lt=1.0, none_label="the family's published value", live=True)
+    beta_end: float | None = setting(None, "beta_end", "Noise added at the last step (t = 1); larger than "
+                                     "beta_start.", "Betas", gt=0.0, lt=1.0,
+                                     none_label="the family's published value", live=True)
+    shift: float = setting(1.0, "Flow shift", "Rectified flow: SD3's time shift t -> s t / (1 + (s - 1) t); "
+                           "above 1 spends more time at high noise.", "Flow", gt=0.0, le=1000.0, live=True)
+    sigma_min: float = setting(0.002, "sigma_min", "EDM: smallest noise level (sigma/alpha) at t = 0.", "EDM",
+                               gt=0.0, le=1e4, live=True, advanced=True)
+    sigma_max: float = setting(80.0, "sigma_max", "EDM: largest noise level at t = 1.", "EDM", gt=0.0, le=1e6,
+                               live=True, advanced=True)
+    rho: float = setting(7.0, "rho", "EDM: spacing of the noise levels (Karras et al. use 7).", "EDM", gt=0.0,
+                         le=100.0, live=True, advanced=True)
+    points: list[list[float]] | None = setting(None, "Custom log-SNR points", "Custom family: [[t, log-SNR], ...] "
+                                               "control points; log-SNR must fall as t grows.", "Custom",
+                                               none_label="a default three-point curve", live=True)
 
     def build(self) -> Schedule:
         pts = tuple(tuple(p) for p in self.points) if self.points else None
@@ -74,13 +133,21 @@ class ScheduleConfig:
 
 @dataclass
 class ObjectiveConfig:
-    parameterization: str = "v"
-    weighting: str = "uniform"
-    gamma: float = 5.0
-    time_sampling: str = "uniform"
-    logit_mean: float = 0.0
-    logit_std: float = 1.0
-    offset_noise: float = 0.0
+    parameterization: str = setting("v", "Prediction", "What the network predicts; every sampler converts it to "
+                                    "(x0, eps).", "Objective", choices=PARAMETERIZATION_CHOICES, live=True)
+    weighting: str = setting("uniform", "Loss weighting", "How much each noise level counts in the loss.",
+                             "Objective", choices=WEIGHTING_CHOICES, live=True)
+    gamma: float = setting(5.0, "min-SNR γ", "The cap of min-SNR-γ weighting (Hang et al. 2023 use 5).",
+                           "Objective", gt=0.0, le=1e6, live=True)
+    time_sampling: str = setting("uniform", "Timestep sampling", "How training times t are drawn.", "Timesteps",
+                                 choices=TIME_SAMPLING_CHOICES, live=True)
+    logit_mean: float = setting(0.0, "logit-normal mean m", "Shifts logit-normal sampling toward noise (> 0) or "
+                                "data (< 0).", "Timesteps", ge=-10.0, le=10.0, live=True, advanced=True)
+    logit_std: float = setting(1.0, "logit-normal std s", "Spread of logit-normal sampling.", "Timesteps",
+                               gt=0.0, le=10.0, live=True, advanced=True)
+    offset_noise: float = setting(0.0, "Offset noise", "Add a random per-channel constant of this scale to the "
+                                  "noise (Guttenberg 2023); unnecessary with zero terminal SNR.", "Noise",
+                                  ge=0.0, le=10.0, live=True, advanced=True)
 
     def build(self) -> Objective:
         return Objective(**asdict(self))
@@ -88,45 +155,76 @@ class ObjectiveConfig:
 
 @dataclass
 class OptimConfig:
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.999
-    warmup_steps: int = 50
-    lr_schedule: str = "cosine"  # cosine | constant
-    grad_clip: float = 1.0  # 0 disables
-    grad_accum: int = 1
-    ema_decay: float = 0.995  # 0 disables EMA (previews then use the raw weights)
+    batch_size: int = setting(64, "Batch size", "Images per step (per process under torchrun).", "Optimizer",
+                              ge=1, le=65_536)
+    lr: float = setting(2e-3, "Learning rate", "AdamW's peak learning rate.", "Optimizer", gt=0.0, le=1.0)
+    weight_decay: float = setting(0.0, "Weight decay", "AdamW's decoupled weight decay.", "Optimizer", ge=0.0,
+                                  le=10.0, advanced=True)
+    beta1: float = setting(0.9, "Adam beta1", "AdamW's first-moment decay.", "Optimizer", ge=0.0, lt=1.0,
+                           advanced=True)
+    beta2: float = setting(0.999, "Adam beta2", "AdamW's second-moment decay.", "Optimizer", ge=0.0, lt=1.0,
+                           advanced=True)
+    warmup_steps: int = setting(50, "Warm-up steps", "Steps of linear learning-rate warm-up.", "Learning rate",
+                                ge=0, le=10**9, unit="steps")
+    lr_schedule: str = setting("cosine", "LR schedule", "How the learning rate evolves after warm-up.",
+                               "Learning rate", choices=LR_SCHEDULES)
+    grad_clip: float = setting(1.0, "Gradient clipping", "Clip the gradient norm to this value; 0 disables.",
+                               "Optimizer", ge=0.0, le=1e6, advanced=True)
+    grad_accum: int = setting(1, "Gradient accumulation", "Batches per optimizer step.", "Optimizer", ge=1,
+                              le=1024, advanced=True)
+    ema_decay: float = setting(0.995, "EMA decay", "Exponential moving average of the weights used for previews "
+                               "and export; 0 disables.", "EMA", ge=0.0, lt=1.0)
 
 
 @dataclass
 class SamplingConfig:
-    sampler: str = "ddim"
-    steps: int = 25
-    spacing: str = "trailing"
-    eta: float = 1.0  # for ddim_eta
-    shift: float = 3.0  # for the "shifted" spacing
-    guidance_scale: float = 1.0
-    guidance_rescale: float = 0.0
-    seed: int = 0
-    num_samples: int = 16
+    sampler: str = setting("ddim", "Sampler", "How samples are drawn from the model.", "Sampler",
+                           choices=SAMPLER_CHOICES, live=True)
+    steps: int = setting(25, "Steps", "How many times the sampler calls the model (N).", "Sampler", ge=1,
+                         le=10_000, live=True)
+    spacing: str = setting("trailing", "Timestep spacing", "Which times the sampler visits (leading, linspace, "
+                           "trailing for beta schedules; uniform, shifted, karras for continuous ones).",
+                           "Sampler", choices=SPACING_CHOICES, live=True)
+    eta: float = setting(1.0, "eta", "DDIM with eta: the share of fresh noise (0: DDIM, 1: DDPM's posterior).",
+                         "Sampler", ge=0.0, le=1.0, live=True, advanced=True)
+    shift: float = setting(3.0, "Spacing shift", "The SD3 shift of the 'shifted' spacing (SD3: 3).", "Sampler",
+                           gt=0.0, le=1000.0, live=True, advanced=True)
+    guidance_scale: float = setting(1.0, "Guidance scale", "Classifier-free guidance (Ho & Salimans 2022): 1 is "
+                                    "the plain conditional model.", "Guidance", ge=0.0, le=100.0, live=True)
+    guidance_rescale: float = setting(0.0, "Guidance rescale φ", "Rescale the guided prediction toward the "
+                                      "conditional one's spread (Lin et al. 2024, eq. 15-16; 0.7 in the paper).",
+                                      "Guidance", ge=0.0, le=1.0, live=True)
+    seed: int = setting(0, "Preview seed", "Seed of the preview noise: the same seed gives the same start "
+                        "noise, so previews are comparable.", "Previews", ge=0, le=SEED_MAX, live=True)
+    num_samples: int = setting(16, "Preview samples", "Samples per preview.", "Previews", ge=1, le=4096)
 
 
 @dataclass
 class RunConfig:
-    steps: int = 1500
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA only)
-    compile: bool = False  # torch.compile the model
-    threads: int = 0  # CPU intra-op threads; 0 keeps PyTorch's default
-    preview_every: int = 250
-    checkpoint_every: int = 500
-    log_every: int = 10
-    keep_checkpoints: int = 3
-    out_dir: str = "runs"
-    name: str = ""  # run folder name; empty: preset/data name + timestamp
+    steps: int = setting(1500, "Total steps", "The run's total number of optimizer steps.", "Run", ge=1,
+                         le=10**9, unit="steps")
+    seed: int = setting(0, "Seed", "Seed of the training random stream (batches, times, noise).", "Run", ge=0,
+                        le=SEED_MAX)
+    device: str = setting("auto", "Device", "auto (CUDA when available), cpu, cuda, cuda:N or mps.", "Hardware",
+                          pattern=_DEVICE_PATTERN)
+    precision: str = setting("fp32", "Precision", "Numeric precision of the forward and backward pass.",
+                             "Hardware", choices=PRECISIONS)
+    compile: bool = setting(False, "torch.compile", "Compile the model (slow first steps, faster later).",
+                            "Hardware", advanced=True)
+    threads: int = setting(0, "CPU threads", "PyTorch intra-op threads on the CPU; 0 keeps PyTorch's default.",
+                           "Hardware", ge=0, le=1024, advanced=True)
+    preview_every: int = setting(250, "Preview every", "Draw preview samples every N steps.", "Logging", ge=1,
+                                 le=10**9, unit="steps")
+    checkpoint_every: int = setting(500, "Checkpoint every", "Save a checkpoint every N steps.", "Checkpoints",
+                                    ge=1, le=10**9, unit="steps")
+    log_every: int = setting(10, "Log every", "Write a metrics row every N steps.", "Logging", ge=1, le=10**9,
+                             unit="steps", advanced=True)
+    keep_checkpoints: int = setting(3, "Keep checkpoints", "How many of the latest checkpoints to keep.",
+                                    "Checkpoints", ge=1, le=100_000, advanced=True)
+    out_dir: str = setting("runs", "Runs folder", "Folder in which new run folders are created.", "Checkpoints",
+                           pattern=r"\S", advanced=True)
+    name: str = setting("", "Run name", "Run folder name; empty: the preset or dataset name plus a timestamp.",
+                        "Checkpoints", advanced=True)
 
 
 @dataclass

@@ -57,6 +57,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def stream_seed(seed: int, offset: int = 0) -> int:
+    """The training stream's seed for ``run.seed`` (0..2**63-1): ``1000 seed + offset`` folded into
+    the 64 bits ``torch.Generator.manual_seed`` accepts."""
+    return (seed * 1000 + offset) % 2**64
+
+
 def lr_at(step: int, cfg: Config) -> float:
     """Linear warm-up, then cosine decay to 10% (or constant)."""
     o, total = cfg.optim, cfg.run.steps
@@ -97,7 +103,7 @@ class Trainer:
         self.objective = cfg.objective.build()
         self._build_model()
         # one stream shared by every rank: each draws the global batch and keeps its shard (_batch)
-        self.generator = torch.Generator(device=self.device).manual_seed(cfg.run.seed * 1000)
+        self.generator = torch.Generator(device=self.device).manual_seed(stream_seed(cfg.run.seed))
         if self._resume:
             self._load_state(self._resume)
         self.run_dir = self._open_run_dir()
@@ -224,7 +230,7 @@ class Trainer:
         try:
             self.generator.set_state(state.to(torch.uint8).cpu())
         except RuntimeError:
-            self.generator.manual_seed(self.config.run.seed * 1000 + self.step)
+            self.generator.manual_seed(stream_seed(self.config.run.seed, self.step))
             self.hooks.on_message("warning", f"the checkpoint's random stream comes from another device type than "
                                              f"{self.device.type}: reseeded, so the run is no longer bit-identical "
                                              f"to an uninterrupted one")

@@ -5,6 +5,15 @@ Kept in one place so the vocabulary stays consistent (DESIGN.md: t = 0 data, t =
 
 from __future__ import annotations
 
+from diffstudio.core.choices import (  # the registries describe their own entries
+    FAMILY_CHOICES,
+    PARAMETERIZATION_CHOICES,
+    SAMPLER_CHOICES,
+    SPACING_CHOICES,
+    TIME_SAMPLING_CHOICES,
+    WEIGHTING_CHOICES,
+)
+
 APP_NAME = "diffstudio"
 ORG_NAME = "diffstudio"
 
@@ -55,33 +64,9 @@ noisiest part.</p>
 
 # ------------------------------------------------------------------ schedules
 
-FAMILY_LABELS = {
-    "linear": "linear (DDPM)",
-    "scaled_linear": "scaled_linear (Stable Diffusion 1.x / SDXL)",
-    "squaredcos_cap_v2": "squaredcos_cap_v2 (improved DDPM cosine)",
-    "sigmoid": "sigmoid (betas on a sigmoid)",
-    "flow": "flow (rectified flow, SD3)",
-    "cosine": "cosine (continuous)",
-    "edm": "edm (Karras et al.)",
-    "custom": "custom (drag log-SNR points)",
-}
+FAMILY_LABELS = {c.value: c.label for c in FAMILY_CHOICES}
 
-FAMILY_TIPS = {
-    "linear": "Ho et al. 2020: betas rise linearly from beta_start to beta_end over T steps. "
-              "Leaves about 0.6 % of the image at t = 1.",
-    "scaled_linear": "Stable Diffusion 1.x / SDXL: the square roots of the betas rise linearly. "
-                     "Leaves 6.83 % of the image at t = 1 — the cause of SD's 'uniform lighting'.",
-    "squaredcos_cap_v2": "Nichol & Dhariwal 2021: alpha_bar = cos²((t + 0.008)/1.008 · π/2). "
-                         "Betas capped at 0.999; beta_start / beta_end are not used.",
-    "sigmoid": "Betas follow a sigmoid from beta_start to beta_end (diffusers' 'sigmoid').",
-    "flow": "Rectified flow: x_t = (1 − t)·x0 + t·ε, a straight line from data to noise; "
-            "'shift' spends more time at high noise (SD3 uses 3). Terminal SNR is zero by construction.",
-    "cosine": "Continuous cosine: α = cos(πt/2), σ = sin(πt/2). Zero terminal SNR by construction.",
-    "edm": "Karras et al. 2022 noise levels σ_VE from sigma_min to sigma_max, spaced by rho, in "
-           "variance-preserving form: α = 1/√(1 + σ_VE²).",
-    "custom": "Your own schedule: log-SNR control points joined by a monotone cubic. Drag the green "
-              "points on the log-SNR plot; the curve must fall as t grows.",
-}
+FAMILY_TIPS = {c.value: c.help for c in FAMILY_CHOICES}
 
 FIELD_TIPS = {
     "family": "The noise schedule: how fast the image fades into noise as t goes from 0 to 1.",
@@ -107,16 +92,7 @@ FIELD_TIPS = {
     "reference": "A well-known schedule drawn dashed beside yours, for comparison.",
 }
 
-SPACING_TIPS = {
-    "leading": "diffusers' 'leading': 0, T/N, 2T/N, … — never reaches the last timestep, so sampling "
-               "starts below t = 1 where the image is still visible (SD's default; Lin et al. show it is flawed).",
-    "linspace": "Evenly spaced from 0 to T − 1 with rounding: includes the last timestep.",
-    "trailing": "diffusers' 'trailing': T − 1, T − 1 − T/N, … — starts at the last timestep (t = 1). "
-                "Lin et al. 2024 recommend it ('sgm_uniform' in common UIs).",
-    "uniform": "Uniform in t from 1 down to 0.",
-    "shifted": "Uniform in t, then shifted toward high noise by SD3's time shift.",
-    "karras": "Noise levels spaced like Karras et al. 2022 (rho = 7): many steps at low noise.",
-}
+SPACING_TIPS = {c.value: c.help for c in SPACING_CHOICES}
 
 REFERENCES = {
     # key: (label, make_schedule keyword arguments or None)
@@ -131,46 +107,15 @@ REFERENCES = {
 
 # ------------------------------------------------------------------ objective
 
-PARAM_LABELS = {
-    "eps": "eps — predict the noise ε (DDPM, SD 1.x / SDXL)",
-    "x0": "x0 — predict the clean image",
-    "v": "v — velocity α·ε − σ·x0 (SD 2.x, Lin et al.)",
-    "flow": "flow — dx_t/dt (rectified flow, SD3, Flux)",
-    "score": "score — ∇ log p(x_t) = −ε/σ",
-}
+PARAM_LABELS = {c.value: c.label for c in PARAMETERIZATION_CHOICES}
 
-PARAM_TIPS = {
-    "eps": "The network predicts the noise that was added. The image is recovered as "
-           "x0 = (x_t − σ·ε̂)/α — impossible where α = 0 (zero terminal SNR).",
-    "x0": "The network predicts the clean image directly. Well defined at pure noise; at low noise it "
-          "must copy x_t almost exactly.",
-    "v": "The network predicts v = α·ε − σ·x0 (Salimans & Ho 2022): near noise it must make an image, "
-         "near data it removes the last noise. Works at every t, zero terminal SNR included.",
-    "flow": "The network predicts the velocity dx_t/dt = α'·x0 + σ'·ε of the path from data to "
-            "noise. For rectified flow that is ε − x0, a constant along each path.",
-    "score": "The network predicts the score ∇ log p(x_t) = −ε/σ. The target grows without bound as "
-             "σ → 0, which is why DDPM trains eps instead.",
-}
+PARAM_TIPS = {c.value: c.help for c in PARAMETERIZATION_CHOICES}
 
-WEIGHTING_LABELS = {
-    "uniform": "uniform (plain MSE on the prediction)",
-    "min_snr": "min-SNR-γ (Hang et al. 2023)",
-    "snr_plus_one": "SNR + 1 (v-loss, on x0)",
-}
+WEIGHTING_LABELS = {c.value: c.label for c in WEIGHTING_CHOICES}
 
-WEIGHTING_TIPS = {
-    "uniform": "Plain mean squared error on whatever the network predicts. What this means for the "
-               "image depends on the prediction: uniform eps-MSE weights x0-MSE by SNR.",
-    "min_snr": "Weight x0-MSE by min(SNR, γ): low-noise steps, which are easy, stop dominating. "
-               "γ = 5 is the paper's default. Converted to any prediction target.",
-    "snr_plus_one": "Weight x0-MSE by SNR + 1 — the same as plain v-MSE, for any prediction target.",
-}
+WEIGHTING_TIPS = {c.value: c.help for c in WEIGHTING_CHOICES}
 
-TIME_SAMPLING_TIPS = {
-    "uniform": "Every training time t is drawn equally often.",
-    "logit_normal": "t = sigmoid(m + s·n), n ~ N(0, 1) (Esser et al. 2024, SD3): more training at "
-                    "middle noise levels, where the task is hardest. m > 0 shifts it toward noise.",
-}
+TIME_SAMPLING_TIPS = {c.value: c.help for c in TIME_SAMPLING_CHOICES}
 
 OFFSET_NOISE_TIP = ("Offset noise (Guttenberg 2023): add a random per-channel constant to ε so the "
                     "model learns to change the overall brightness. A workaround for non-zero "
@@ -202,17 +147,7 @@ NOTE_TRAINING = "A run is training: these settings apply to the next run."
 
 # ------------------------------------------------------------------ sampling
 
-SAMPLER_TIPS = {
-    "euler": "First-order ODE solver on the probability-flow ODE. Deterministic: same seed, same image.",
-    "heun": "Second-order ODE solver (Karras et al. 2022): two model calls per step, more accurate "
-            "at few steps.",
-    "ddim": "DDIM with η = 0 (Song et al. 2021): the deterministic sampler most UIs default to.",
-    "dpmpp_2m": "DPM-Solver++(2M) (Lu et al. 2022): a multistep ODE solver in log-SNR; good images in "
-                "15–25 steps.",
-    "ddpm": "DDPM ancestral sampling (Ho et al. 2020): adds fresh noise each step (an SDE).",
-    "ddim_eta": "DDIM with η > 0: η = 1 is DDPM's posterior; in between, partly stochastic.",
-    "euler_maruyama": "Euler–Maruyama on the reverse-time SDE (Song et al. 2021).",
-}
+SAMPLER_TIPS = {c.value: c.help for c in SAMPLER_CHOICES}
 
 CFG_TIP = ("Classifier-free guidance scale (Ho & Salimans 2022): 1 is the plain conditional model; "
            "larger follows the class more closely at the cost of diversity. Needs a dataset with classes "

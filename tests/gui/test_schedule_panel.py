@@ -206,7 +206,7 @@ def test_invalid_beta_range_marks_the_field(panel):
 
 def test_zero_steps_marks_the_steps_field(panel):
     panel.steps_spin.setValue(0)
-    assert ("sampling.steps", "must be > 0, got 0") in panel.state.errors
+    assert "got 0" in dict(panel.state.errors)["sampling.steps"]
     assert panel.steps_spin.property("error") is True
     assert len(panel.markers["alpha"].getData()[0]) == 0
     panel.steps_spin.setValue(30)
