@@ -60,6 +60,10 @@ def _train_parser(sub) -> None:
                    help="CPU threads for PyTorch (0: PyTorch's default; 1 is fastest on a busy machine)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="assignments",
                    help="change one setting, e.g. --set optim.lr=3e-4 (repeatable; `diffstudio settings` lists them)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="set up, estimate memory and time per step (3-step probe), and write nothing")
+    p.add_argument("--device-memory", type=float, default=None, metavar="GIB",
+                   help="with --dry-run: the memory to plan for, instead of what this device has")
     p.add_argument("--json", action="store_true", help="end with one JSON line of results")
 
 

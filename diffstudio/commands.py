@@ -76,7 +76,10 @@ def _cli_hooks(quiet: bool = False):
 
         def on_start(self, info):
             self.total, self.start_step = info["total_steps"], info["start_step"]
-            self._say(f"training on {info['device']} ({info['num_params']:,} parameters) -> {info['run_dir']}\n")
+            self._say(f"training on {info['device']} in {info.get('precision', 'fp32')} ({info['num_params']:,} parameters) "
+                      f"-> {info['run_dir']}\n")
+            if info.get("precision_reason"):
+                self._say(f"precision: {info['precision_reason']}\n")
 
         def on_metrics(self, step, m):
             width = 30
@@ -147,8 +150,26 @@ def settings(args) -> int:
     return 0
 
 
+def dry_run(args) -> int:
+    """``train --dry-run``: the estimate of engine/dry_run.py, as text or one JSON object."""
+    from diffstudio.engine.dry_run import GiB, estimate, format_estimate
+
+    if args.resume:
+        raise UsageError("--dry-run estimates a new run; it does not combine with --resume")
+    if args.device_memory is not None and not (args.device_memory > 0 and math.isfinite(args.device_memory)):
+        raise UsageError(f"--device-memory: must be a positive number of GiB, got {args.device_memory}")
+    cfg = _train_config(args)
+    budget = None if args.device_memory is None else int(args.device_memory * GiB)
+    est = estimate(cfg, available_bytes=budget)
+    print(json.dumps(est.to_json()) if args.json else format_estimate(est, cfg.run.steps))
+    return 0
+
+
 def train(args) -> int:
     from diffstudio.engine.trainer import Trainer
+
+    if args.dry_run:
+        return dry_run(args)
 
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     hooks = _cli_hooks(quiet=not main_rank)

@@ -52,8 +52,10 @@ MODEL_PRESETS = (
     Choice("base", "base", "2 layers per block, 128-256 channels, attention at 16 px and below (GPU)."),
 )
 PRECISIONS = (
+    Choice("auto", "auto", "bf16 on a CPU with native bf16 (AVX512-BF16/AMX), measured about 2x faster at the "
+           "same quality; fp32 elsewhere."),
     Choice("fp32", "fp32", "Full precision everywhere."),
-    Choice("bf16", "bf16 autocast", "bfloat16 autocast for the forward and backward pass (CUDA)."),
+    Choice("bf16", "bf16 autocast", "bfloat16 autocast for the forward pass and loss (CUDA, or a CPU with bf16)."),
     Choice("fp16", "fp16 autocast", "float16 autocast with a gradient scaler (CUDA only)."),
 )
 LR_SCHEDULES = (

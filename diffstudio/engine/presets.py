@@ -64,6 +64,19 @@ def _shapes() -> Config:
                        run={"steps": 3000, "preview_every": 250, "name": "shapes"})
 
 
+def _shapes_at(resolution: int) -> Config:
+    """Coloured shapes at 64, 128 or 256 px: the UNet's levels sized for it (tiny at 64 and 128 px,
+    1.2M / 3.0M parameters, trainable on a CPU; small at 256 px, 28M, for a GPU); batch and count
+    kept to what a CPU or one GPU holds."""
+    batch, count, model = {64: (32, 2000, "tiny"), 128: (16, 1000, "tiny"), 256: (8, 500, "small")}[resolution]
+    cfg = _shapes()
+    return cfg.updated(data={"resolution": resolution, "num_points": count}, model={"preset": model},
+                       optim={"batch_size": batch, "lr": 1e-3},
+                       sampling={"num_samples": 16, "guidance_scale": 1.5},
+                       run={"steps": 5000, "preview_every": 500, "checkpoint_every": 1000,
+                            "name": f"shapes-{resolution}"})
+
+
 PRESETS: dict[str, tuple[str, callable]] = {
     "quickstart": ("Digits 8x8, class-conditional; ZTSNR + v + trailing (the app's default)", _quickstart),
     "lighting-sd-eps": ("Lighting 32x32: Stable Diffusion schedule, eps, leading (the flawed recipe)",
@@ -73,6 +86,10 @@ PRESETS: dict[str, tuple[str, callable]] = {
     "moons-flow": ("Two moons in 2-D: rectified flow with an MLP", _moons_flow),
     "gaussians8-v": ("Eight Gaussians in 2-D: cosine schedule, v-prediction", _gaussians8_v),
     "shapes": ("Coloured shapes 32x32 RGB, class-conditional", _shapes),
+    "shapes-64": ("Coloured shapes 64x64 RGB, class-conditional (tiny UNet, 4 levels)", lambda: _shapes_at(64)),
+    "shapes-128": ("Coloured shapes 128x128 RGB, class-conditional (tiny UNet, 5 levels)", lambda: _shapes_at(128)),
+    "shapes-256": ("Coloured shapes 256x256 RGB, class-conditional (small UNet, 6 levels; a GPU)",
+                   lambda: _shapes_at(256)),
 }
 
 

@@ -15,6 +15,7 @@ import torch
 from diffstudio.core.objectives import diffusion_loss, sample_noise, sample_times
 from diffstudio.engine import distributed as dist_util
 from diffstudio.engine.config import Config, ConfigError
+from diffstudio.engine.precision import resolve_precision
 from diffstudio.engine.sampling import Preview, generate
 from diffstudio.models.info import DataInfo
 
@@ -84,8 +85,9 @@ def _adamw_kernel(device: torch.device) -> dict:
 
 class Trainer:
     def __init__(self, config: Config, *, hooks: TrainerHooks | None = None, run_dir: str | Path | None = None,
-                 resume: str | Path | None = None, dataset=None):
+                 resume: str | Path | None = None, dataset=None, dry_run: bool = False):
         self.config = config.check()
+        self.dry_run = dry_run  # set up data and model but write no run folder (engine/dry_run.py)
         self.hooks = hooks or TrainerHooks()
         self._run_dir_arg, self._resume, self._dataset = run_dir, resume, dataset
         self.step = 0
@@ -95,6 +97,7 @@ class Trainer:
         cfg = self.config
         self.world = dist_util.init_from_env(cfg.run.device)
         self.device = self.world.device if self.world.size > 1 else resolve_device(cfg.run.device)
+        self.precision = resolve_precision(cfg.run.precision, self.device)  # refused here, before any data
         if cfg.run.threads > 0:
             torch.set_num_threads(cfg.run.threads)
         self.data = self._load_data().to(self.device)
@@ -145,7 +148,7 @@ class Trainer:
     def _open_run_dir(self):
         from diffstudio.engine.run_dir import ABANDONED, RunDir
 
-        if not self.world.is_main:
+        if not self.world.is_main or self.dry_run:
             return None
         if self._resume:
             source = self._resume_run_path
@@ -259,10 +262,7 @@ class Trainer:
         return x, y, t, eps
 
     def _autocast(self):
-        p = self.config.run.precision
-        if self.device.type != "cuda" or p == "fp32":
-            return torch.autocast("cpu", enabled=False)
-        return torch.autocast("cuda", dtype=torch.bfloat16 if p == "bf16" else torch.float16)
+        return self.precision.autocast()
 
     def _train_step(self) -> tuple[float, float]:
         cfg = self.config
@@ -323,10 +323,11 @@ class Trainer:
 
     def _loop(self) -> TrainResult:
         cfg, hooks = self.config, self.hooks
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and cfg.run.precision == "fp16")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.uses_grad_scaler)
         n_params = sum(p.numel() for p in self.model.parameters())
         hooks.on_start({"run_dir": str(self.run_dir.path) if self.run_dir else "", "device": str(self.device),
                         "num_params": n_params, "start_step": self.step, "total_steps": cfg.run.steps,
+                        "precision": self.precision.effective, "precision_reason": self.precision.reason,
                         "dataset": cfg.data.source, "data_kind": self.info.kind, "world_size": self.world.size})
         self.model.train()
         images_per_step = cfg.optim.batch_size * cfg.optim.grad_accum * self.world.size

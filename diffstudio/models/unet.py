@@ -20,19 +20,25 @@ SPEC_VERSION = 1
 
 # block_out_channels per resolution band (8: 8x8 digits, 16, 32, 64: 64 and larger); attention at
 # every level whose feature map is at most `attn_res` pixels wide (never the full-resolution level).
+# 128 and 256 px add levels (down to 8 px at the bottom, as diffusers' 128-256 px examples) rather than width.
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"channels": {8: (32, 64), 16: (32, 32, 64), 32: (32, 32, 64), 64: (32, 32, 64, 64)},
+    "tiny": {"channels": {8: (32, 64), 16: (32, 32, 64), 32: (32, 32, 64), 64: (32, 32, 64, 64),
+                          128: (32, 32, 64, 64, 128), 256: (32, 32, 64, 64, 128, 128)},
              "layers_per_block": 1, "attn_res": 0, "mid_attention": False},
-    "small": {"channels": {8: (64, 128), 16: (64, 128, 128), 32: (64, 128, 128), 64: (64, 128, 128, 256)},
+    "small": {"channels": {8: (64, 128), 16: (64, 128, 128), 32: (64, 128, 128), 64: (64, 128, 128, 256),
+                           128: (64, 64, 128, 128, 256), 256: (64, 64, 128, 128, 256, 256)},
               "layers_per_block": 2, "attn_res": 8, "mid_attention": True},
-    "base": {"channels": {8: (128, 256), 16: (128, 256, 256), 32: (128, 256, 256), 64: (128, 256, 256, 256)},
+    "base": {"channels": {8: (128, 256), 16: (128, 256, 256), 32: (128, 256, 256), 64: (128, 256, 256, 256),
+                          128: (128, 128, 256, 256, 512), 256: (128, 128, 256, 256, 512, 512)},
              "layers_per_block": 2, "attn_res": 16, "mid_attention": True},
 }
+BANDS = (8, 16, 32, 64, 128, 256)
 UNET_PRESETS = tuple(PRESETS)
 
 
 def _band(resolution: int) -> int:
-    return next((b for b in (8, 16, 32) if resolution <= b), 64)
+    """The preset column for ``resolution``: the smallest band that holds it (256 beyond)."""
+    return next((b for b in BANDS if resolution <= b), BANDS[-1])
 
 
 def _levels(resolution: int, wanted: int) -> int:

@@ -1,0 +1,175 @@
+"""Before any work: what a run will cost. ``diffstudio train --dry-run`` and the app's estimate.
+
+The estimate sets up the real Trainer (data, model, optimizer, precision) without a run folder,
+then
+
+- counts parameters and the dataset's footprint (where it lives, how many bytes);
+- measures the activations autograd keeps for one sample (``torch.autograd.graph.saved_tensors_hooks``
+  over one forward pass under the run's autocast) and scales them by the batch size;
+- adds weights, gradients, AdamW's two moments and the EMA copy (fp32 each, as autocast keeps them);
+- compares the peak with what the device has (free CUDA memory, or the machine's available RAM),
+  and warns when it does not fit;
+- times a few real training steps (the probe), unless the estimate already says they would not fit.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from diffstudio.core.objectives import diffusion_loss
+
+GiB = 1024**3
+FIT_MARGIN = 0.9  # warn above this share of the device's memory
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Sizes in bytes, time in seconds; ``warnings`` are one-line messages."""
+
+    device: str
+    precision: str
+    precision_reason: str
+    num_params: int
+    data_kind: str
+    data_items: int
+    data_bytes: int
+    data_where: str
+    state_bytes: int  # weights + gradients + AdamW moments + EMA
+    activation_bytes: int  # kept for backward, for the whole (micro-)batch
+    peak_bytes: int
+    available_bytes: int | None
+    seconds_per_step: float | None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free bytes on ``device``: ``torch.cuda.mem_get_info`` on CUDA, MemAvailable (Linux) on the CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _data_footprint(data) -> tuple[int, str]:
+    footprint = getattr(data, "footprint", None)
+    if callable(footprint):
+        return footprint()
+    x = data.x
+    return int(x.numel() * x.element_size()), f"in memory on {x.device.type} ({str(x.dtype).removeprefix('torch.')})"
+
+
+def _saved_bytes(trainer) -> int:
+    """Bytes autograd saves for backward in one forward pass of ONE sample (unique storages)."""
+    x, y, t, eps = trainer._batch()
+    x, t, eps = x[:1].clone(), t[:1].clone(), eps[:1].clone()  # own storages: one sample's bytes only
+    y = None if y is None else y[:1].clone()
+    weights = {p.untyped_storage().data_ptr() for p in trainer.model.parameters()}  # state, counted apart
+    seen: dict[int, int] = {}
+
+    def pack(tensor):
+        try:
+            ptr = tensor.untyped_storage().data_ptr()
+            if ptr not in weights:
+                seen[ptr] = max(seen.get(ptr, 0), tensor.untyped_storage().nbytes())
+        except (RuntimeError, NotImplementedError):
+            seen[id(tensor)] = tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), trainer._autocast():
+        loss = diffusion_loss(trainer._model_fn, trainer.schedule, trainer.objective, x, y, t=t, eps=eps)
+    del loss
+    return sum(seen.values())
+
+
+def estimate(config, *, probe_steps: int = 3, available_bytes: int | None = None, dataset=None,
+             hooks=None) -> Estimate:
+    """Set up ``config``'s run without writing anything and estimate its cost (see the module doc).
+    ``available_bytes`` overrides what the device is taken to have (plan for another machine)."""
+    from diffstudio.engine.trainer import Trainer
+
+    trainer = Trainer(config, dry_run=True, dataset=dataset, hooks=hooks)
+    try:
+        trainer._setup()
+        return _measure(trainer, probe_steps, available_bytes)
+    finally:
+        trainer.world.close()
+
+
+def _measure(trainer, probe_steps: int, available_bytes: int | None) -> Estimate:
+    cfg = trainer.config
+    n_params = sum(p.numel() for p in trainer.model.parameters())
+    state = n_params * 4 * (1 + 1 + 2 + (1 if trainer.ema is not None else 0))
+    data_bytes, where = _data_footprint(trainer.data)
+    per_sample = _saved_bytes(trainer)
+    activations = per_sample * cfg.optim.batch_size
+    batch_bytes = 3 * cfg.optim.batch_size * (trainer.data.x[:1].numel() * 4)  # x0, eps, x_t in fp32
+    on_device = data_bytes if trainer.data.x.device == trainer.device else 0
+    peak = state + activations + batch_bytes + on_device
+    have = available_bytes if available_bytes is not None else available_memory(trainer.device)
+    warnings: list[str] = []
+    fits = have is None or peak <= FIT_MARGIN * have
+    if not fits:
+        warnings.append(f"the estimated peak of {peak / GiB:.2f} GiB exceeds {FIT_MARGIN:.0%} of the "
+                        f"{have / GiB:.2f} GiB available on {trainer.device}: lower optim.batch_size "
+                        f"(activations {activations / GiB:.2f} GiB), use a smaller model.preset or bf16")
+    seconds = _probe(trainer, probe_steps) if fits and probe_steps > 0 else None
+    if seconds is None and probe_steps > 0:
+        warnings.append("the timing probe was skipped because the run would not fit")
+    return Estimate(str(trainer.device), trainer.precision.effective, trainer.precision.reason, n_params,
+                    trainer.info.kind, len(trainer.data), data_bytes, where, state, activations, peak, have,
+                    seconds, tuple(warnings))
+
+
+def _probe(trainer, steps: int) -> float:
+    """Median seconds of real training steps after one warm-up step (the weights are thrown away)."""
+    trainer.scaler = torch.amp.GradScaler("cuda", enabled=trainer.precision.uses_grad_scaler)
+    trainer.model.train()
+    times = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        trainer._train_step()
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize(trainer.device)
+        if i:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    return f"{n / GiB:.2f} GiB" if n >= GiB / 4 else f"{n / 1024**2:.1f} MiB"
+
+
+def format_estimate(e: Estimate, total_steps: int | None = None) -> str:
+    """The estimate as a few aligned lines for people."""
+    lines = [f"device           {e.device}, {e.precision} ({e.precision_reason})",
+             f"model            {e.num_params:,} parameters",
+             f"dataset          {e.data_items:,} {'images' if e.data_kind == 'image' else 'points'}, "
+             f"{_size(e.data_bytes)} {e.data_where}",
+             f"peak memory      ~{_size(e.peak_bytes)} (weights, gradients, AdamW and EMA {_size(e.state_bytes)}; "
+             f"activations {_size(e.activation_bytes)}) of {_size(e.available_bytes)} available"]
+    if e.seconds_per_step is not None:
+        total = f", ~{_duration(e.seconds_per_step * total_steps)} for {total_steps:,} steps" if total_steps else ""
+        lines.append(f"time per step    ~{e.seconds_per_step * 1000:.0f} ms (probe){total}")
+    lines += [f"warning: {w}" for w in e.warnings]
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
