@@ -1,0 +1,141 @@
+"""bf16 autocast on the CPU against fp32: speed of the engine's training step, and quality at the
+same number of steps. The evidence behind ``run.precision = "auto"`` (engine/precision.py).
+
+Speed: the engine (``Trainer``) on the same data and model, fp32 and bf16 in alternating rounds,
+images/s over the timed steps of each round (warm-up excluded), the ratio per round and of the
+medians. Workloads: the ``quickstart`` preset (8x8 digits, 0.64M-parameter UNet, batch 64) and
+``shapes-128`` (128x128 RGB, 3.0M-parameter UNet, batch 16).
+
+Quality at the same steps and seed:
+- ``quickstart`` at its 1500 steps: the share of 200 class-conditional samples that a
+  LogisticRegression trained on the real digits classifies as the requested class;
+- the lighting presets at their 500 steps: the spread ratio of 512 samples' mean brightness
+  (samples' std / data's std; Lin et al.'s uniform-lighting figure) and the dark/bright tails.
+
+    python benchmarks/bf16_cpu.py                  # speed and quality (about 25 min on 2 idle cores)
+    python benchmarks/bf16_cpu.py --only speed     # or --only quality
+    python benchmarks/bf16_cpu.py --quick          # smoke run (figures not meaningful)
+
+Writes benchmarks/results/bf16_cpu.json.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+
+import _common as C  # noqa: E402
+from diffstudio.data.registry import load_dataset  # noqa: E402
+from diffstudio.engine.precision import cpu_bf16_supported, cpu_native_bf16  # noqa: E402
+from diffstudio.engine.presets import preset  # noqa: E402
+from diffstudio.engine.sampling import generate  # noqa: E402
+from throughput import NEVER, engine_round  # noqa: E402
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def speed_workload(name: str):
+    cfg = preset(name).updated(run={"preview_every": NEVER, "checkpoint_every": NEVER, "log_every": 10},
+                               sampling={"num_samples": 1, "steps": 1})
+    d = cfg.data
+    data = load_dataset(d.source, resolution=d.resolution, channels=d.channels, labels=d.labels, n=d.num_points)
+    return cfg, data
+
+
+def speed(args) -> dict:
+    out = {}
+    for name in args.workloads.split(","):
+        cfg, data = speed_workload(name)
+        rounds = {p: [] for p in PRECISIONS}
+        for r in range(args.rounds):
+            order = PRECISIONS if r % 2 == 0 else PRECISIONS[::-1]
+            for p in order:
+                res = engine_round(cfg.updated(run={"precision": p}), data, args.warmup, args.steps)
+                rounds[p].append(res["images_per_s"])
+        ratios = [b / f for f, b in zip(rounds["fp32"], rounds["bf16"])]
+        med = {p: statistics.median(v) for p, v in rounds.items()}
+        out[name] = {"images_per_s": {p: [round(v, 1) for v in vs] for p, vs in rounds.items()},
+                     "median_images_per_s": {p: round(v, 1) for p, v in med.items()},
+                     "steps_per_s": {p: round(v / cfg.optim.batch_size, 2) for p, v in med.items()},
+                     "ratio_per_round": [round(x, 3) for x in ratios],
+                     "ratio_of_medians": round(med["bf16"] / med["fp32"], 3)}
+        print(f"{name}: bf16/fp32 = {out[name]['ratio_of_medians']} (rounds {out[name]['ratio_per_round']})",
+              flush=True)
+    return out
+
+
+def quickstart_quality(precision: str, args, judge) -> dict:
+    cfg = preset("quickstart")
+    steps = args.quality_steps or cfg.run.steps
+    cfg = cfg.updated(run={"steps": steps, "precision": precision, "preview_every": steps,
+                           "checkpoint_every": steps})
+    trainer, result, seconds = C.train(cfg, name=f"bf16-qs-{precision}")
+    prev = generate(C.ema_model(trainer), cfg, trainer.info, n=args.samples, seed=1)
+    score = judge.score(prev.samples, prev.labels)
+    return {"steps": result.steps, "final_loss": round(result.final_loss, 5), "train_s": round(seconds, 1),
+            "argmax_as_requested": round(score["argmax_as_requested"], 3),
+            "as_requested": round(score["as_requested"], 3)}
+
+
+def lighting_quality(name: str, precision: str, args, data) -> dict:
+    from diffstudio.engine.metrics import brightness_spread
+
+    cfg = preset(name)
+    steps = args.quality_steps or cfg.run.steps
+    cfg = cfg.updated(run={"steps": steps, "precision": precision, "preview_every": steps,
+                           "checkpoint_every": steps}, sampling={"num_samples": 16})
+    trainer, result, seconds = C.train(cfg, name=f"bf16-{name}-{precision}")
+    prev = generate(C.ema_model(trainer), cfg, trainer.info, n=args.lighting_samples, seed=1)
+    spread = brightness_spread(torch.from_numpy(prev.samples), data.x)
+    return {"steps": result.steps, "final_loss": round(result.final_loss, 5), "train_s": round(seconds, 1),
+            **{k: round(v, 4) for k, v in spread.items()}}
+
+
+def quality(args) -> dict:
+    judge = C.DigitsJudge()
+    out = {"quickstart": {p: quickstart_quality(p, args, judge) for p in PRECISIONS}}
+    print("quickstart:", out["quickstart"], flush=True)
+    data = load_dataset("lighting", resolution=32, channels=1, labels=False)
+    for name in ("lighting-sd-eps", "lighting-ztsnr-v"):
+        out[name] = {p: lighting_quality(name, p, args, data) for p in PRECISIONS}
+        print(f"{name}:", out[name], flush=True)
+    return out
+
+
+def main(argv=None) -> int:
+    p = C.base_parser(__doc__)
+    p.add_argument("--only", default="speed,quality")
+    p.add_argument("--workloads", default="quickstart,shapes-128")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--steps", type=int, default=20, help="timed steps per round")
+    p.add_argument("--quality-steps", type=int, default=None, help="default: each preset's own")
+    p.add_argument("--samples", type=int, default=200, help="digits samples judged")
+    p.add_argument("--lighting-samples", type=int, default=512)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.warmup, args.steps, args.quality_steps = 1, 1, 2, 5
+        args.samples, args.lighting_samples = 20, 32
+    C.set_threads(args.threads)
+    t0 = time.perf_counter()
+    out = {"benchmark": "bf16_cpu", "machine": C.machine_info(), "revision": C.git_revision(),
+           "native_bf16": cpu_native_bf16(), "torch_bf16_kernels": cpu_bf16_supported(),
+           "command": "python benchmarks/bf16_cpu.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    parts = args.only.split(",")
+    if "speed" in parts:
+        out["speed"] = speed(args)
+    if "quality" in parts:
+        out["quality"] = quality(args)
+    out["total_s"] = round(time.perf_counter() - t0, 1)
+    print(f"wrote {C.save_json(args.out, 'bf16_cpu' + ('-quick' if args.quick else ''), out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
