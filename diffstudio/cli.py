@@ -107,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return getattr(commands, args.command.replace("-", "_"))(args)
     except (Exception, KeyboardInterrupt) as e:
         report = report_error(e)
+        commands = sys.modules.get("diffstudio.commands")
+        if commands is not None:
+            commands.end_progress_line()
         print(f"diffstudio: error: {report.message}", file=sys.stderr)
         return report.code
 

@@ -64,6 +64,18 @@ def dataset(args) -> int:
     return 0
 
 
+_progress_line_open = False  # a progress bar line on stderr awaits its newline
+
+
+def end_progress_line() -> None:
+    """Finish a progress bar line on stderr, so that what follows (an error) starts a line."""
+    global _progress_line_open
+    if _progress_line_open:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+        _progress_line_open = False
+
+
 def _cli_hooks(quiet: bool = False):
     """Progress bar on stderr (stdout stays clean for --json); Ctrl-C -> checkpoint and stop."""
     from diffstudio.engine.trainer import TrainerHooks
@@ -94,10 +106,12 @@ def _cli_hooks(quiet: bool = False):
             return self.stop
 
         def _say(self, text):
+            global _progress_line_open
             if self.quiet:
                 return
             sys.stderr.write(text)
             sys.stderr.flush()
+            _progress_line_open = not text.endswith("\n")
 
     return _CliHooks()
 
@@ -198,7 +212,7 @@ def train(args) -> int:
         signal.signal(signal.SIGINT, previous)
     if not main_rank:
         return 0
-    sys.stderr.write("\n")
+    end_progress_line()
     out = {"steps": result.steps, "final_loss": result.final_loss, "images_per_second": result.images_per_second,
            "run_dir": result.run_dir, "stopped": result.stopped, "nothing_to_do": result.nothing_to_do,
            "seconds": round(time.perf_counter() - t0, 2)}

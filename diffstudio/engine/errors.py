@@ -82,8 +82,8 @@ def describe_os_error(e: OSError) -> str:
     path = e.filename if e.filename is not None else ""
     where = f" {os.fsdecode(path)!s}" if path != "" else ""
     if e.errno in _DISK_FULL:
-        return (f"the disk is full (no space left on device) while writing{where}; free some space "
-                f"and resume: the last complete checkpoint is intact")
+        return (f"the disk is full (no space left on device) while writing{where}; free some space, then "
+                f"resume from the last complete checkpoint (a failed write never damages one)")
     if e.errno == errno.EROFS:
         return f"cannot write{where}: the file system is read-only; choose another folder (--out)"
     if e.errno in _NO_PERMISSION:
