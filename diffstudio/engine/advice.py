@@ -64,10 +64,10 @@ def singular_prediction(cfg) -> list[Advice]:
         return []
     starts = _grid_starts_at_pure_noise(cfg)
     if starts:
-        then = (f"; sampling with {cfg.sampling.spacing!r} spacing starts at t = 1, so `diffstudio sample` "
-                f"will refuse this model")
+        then = (f"; sampling with {cfg.sampling.spacing!r} spacing starts at t = 1, where the sampler cannot "
+                f"recover the image (`diffstudio sample` refuses)")
     else:
-        then = "; sampling from t = 1 (trailing spacing) will be refused"
+        then = "; a sampler that starts at t = 1 (trailing spacing) cannot recover the image there"
     return [Advice("warning", "objective.parameterization",
                    SINGULAR_AT_T1[param] + then + ". Use v or flow prediction, or a schedule without zero terminal SNR.")]
 

@@ -293,3 +293,22 @@ def test_format_duration():
     assert format_duration(42) == "0:42"
     assert format_duration(3723) == "1:02:03"
     assert format_duration(float("nan")) == "–"
+
+
+def test_the_engine_advice_reaches_the_panel_at_the_start_of_a_run(qtbot, make_panel, tmp_path):
+    """The Trainer's start-of-run warnings (engine/advice.py) arrive through the worker's message
+    signal and are shown together."""
+    from diffstudio.engine.advice import training_advice
+
+    config = moons_config(tmp_path, steps=2).updated(schedule={"shift": 2.0}, objective={"parameterization": "eps"})
+    expected = [a.text for a in training_advice(config)]
+    assert len(expected) == 2  # eps is singular at t = 1 on rectified flow; shift 2 is the known limit
+    panel = make_panel(config)
+    shown = []
+    panel.message_label.setText = (lambda real: lambda text: (shown.append(text), real(text))[1])(
+        panel.message_label.setText)
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_TIMEOUT_MS):
+        assert panel.start()
+    _wait_idle(qtbot, panel)
+    assert panel.run_warnings == expected
+    assert "\n".join(f"⚠ {w}" for w in expected) in shown
