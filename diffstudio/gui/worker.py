@@ -246,7 +246,7 @@ class TaskThread(QThread):
         self._fn = fn
         self._cancel = threading.Event()
         self._throttle = _Throttle(PROGRESS_INTERVAL_S)
-        self._describe = describe or (lambda e: str(e) or type(e).__name__)
+        self._describe = describe or (lambda e: report_error(e).message)  # the CLI's words
         _register(self)
 
     def cancel(self) -> None:

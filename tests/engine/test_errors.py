@@ -129,3 +129,14 @@ def test_atomic_write_names_the_target_and_leaves_the_old_file(tmp_path, monkeyp
     monkeypatch.undo()
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+
+
+def test_ctrl_c_outside_training_is_one_line_and_exit_130(monkeypatch, capsys):
+    import diffstudio.commands as commands
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "schedule", interrupted)
+    code, _, err = cli(capsys, "schedule", "linear")
+    assert code == 130 and err == "diffstudio: error: interrupted\n"
