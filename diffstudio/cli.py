@@ -11,10 +11,7 @@ from typing import Sequence
 
 from diffstudio.core.grids import SPACINGS
 from diffstudio.core.schedules import FAMILIES
-
-
-class UsageError(Exception):
-    """Bad input from the command line: reported on one line, exit code 2."""
+from diffstudio.engine.errors import UsageError, report_error
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. The one error boundary: every exception ends as one line on stderr
+    (``describe_error``) and exit code 2 (usage) or 1 (run time); an unexpected one also leaves
+    its traceback in a log file that the line names."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
@@ -118,17 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from diffstudio import commands
 
         return getattr(commands, args.command.replace("-", "_"))(args)
-    except UsageError as e:
-        print(f"diffstudio: error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # every known failure carries a message for the user
-        from diffstudio.commands import describe_error
-
-        message, code = describe_error(e)
-        if message is None:
-            raise
-        print(f"diffstudio: error: {message}", file=sys.stderr)
-        return code
+    except (Exception, KeyboardInterrupt) as e:
+        report = report_error(e)
+        commands = sys.modules.get("diffstudio.commands")
+        if commands is not None:
+            commands.end_progress_line()
+        print(f"diffstudio: error: {report.message}", file=sys.stderr)
+        return report.code
 
 
 if __name__ == "__main__":

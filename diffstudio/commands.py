@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from diffstudio.cli import UsageError
+from diffstudio.engine.errors import describe_error  # noqa: F401 - the one boundary, re-exported
 
 
 def _schedule_from_args(args):
@@ -38,7 +39,7 @@ def schedule(args) -> int:
            "steps": args.steps, "timesteps": timesteps, "t": [round(v, 6) for v in grid[:-1].tolist()],
            "alpha_at_steps": [float(a) for a in alpha[:-1]]}
     if args.json:
-        print(json.dumps(out))
+        print(_dumps(out))
         return 0
     print(_schedule_table(out))
     return 0
@@ -59,8 +60,20 @@ def dataset(args) -> int:
     from diffstudio.data.inspect import format_inspection, inspect_source
 
     report = inspect_source(args.source, resolution=args.resolution, channels=args.channels)
-    print(json.dumps(report) if args.json else format_inspection(report))
+    print(_dumps(report) if args.json else format_inspection(report))
     return 0
+
+
+_progress_line_open = False  # a progress bar line on stderr awaits its newline
+
+
+def end_progress_line() -> None:
+    """Finish a progress bar line on stderr, so that what follows (an error) starts a line."""
+    global _progress_line_open
+    if _progress_line_open:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+        _progress_line_open = False
 
 
 def _cli_hooks(quiet: bool = False):
@@ -96,22 +109,83 @@ def _cli_hooks(quiet: bool = False):
             return self.stop
 
         def _say(self, text):
+            global _progress_line_open
             if self.quiet:
                 return
             sys.stderr.write(text)
             sys.stderr.flush()
+            _progress_line_open = not text.endswith("\n")
 
     return _CliHooks()
 
 
-def _train_config(args):
+def _dumps(obj) -> str:
+    """Strict JSON (RFC 8259): NaN and infinities become null, never the bare ``NaN`` that
+    Python's json writes by default and other parsers reject."""
+    return json.dumps(_json_safe(obj), allow_nan=False)
+
+
+def _json_safe(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(a, b) -> list[tuple[str, object, object]]:
+    """``[(dotted.name, value in a, value in b)]`` for every setting where two Configs differ."""
+    fa, fb = _flat(a.to_dict()), _flat(b.to_dict())
+    return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+
+
+def _refuse_source_with_resume(args, resumed) -> None:
+    """A config file or preset beside --resume would be ignored (the run keeps its checkpoint's
+    settings): refuse it, naming what differs and how to continue with changed settings."""
     from diffstudio.engine.config import Config
     from diffstudio.engine.presets import preset
 
-    if args.resume:
-        from diffstudio.engine.checkpoint import load_checkpoint
+    what = args.config if args.config else f"--preset {args.preset}"
+    given = Config.load(args.config) if args.config else preset(args.preset)
+    diffs = config_differences(resumed, given)
+    if not diffs:
+        raise UsageError(f"{what} cannot be combined with --resume: a resumed run keeps the settings stored in "
+                         f"its checkpoint (they match this file's); leave it out")
+    shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in diffs[:6])
+    more = f" and {len(diffs) - 6} more" if len(diffs) > 6 else ""
+    sets = " ".join(f"--set {k}={new if isinstance(new, str) else json.dumps(new)}" for k, _, new in diffs[:2])
+    raise UsageError(f"{what} cannot be combined with --resume: a resumed run keeps the settings stored in its "
+                     f"checkpoint, and {len(diffs)} differ ({shown}{more}). To continue with changed settings, "
+                     f"start a new run from the checkpoint: diffstudio train --resume {args.resume} --out NEW_FOLDER "
+                     f"{sets} (the run length with --steps)")
 
-        cfg = Config.from_dict(load_checkpoint(args.resume).meta["config"])
+
+def _train_config(args):
+    from diffstudio.engine.config import Config
+    from diffstudio.engine.devices import resolve_device
+    from diffstudio.engine.presets import preset
+
+    if args.resume:
+        from diffstudio.engine.checkpoint import CheckpointError, load_meta
+
+        meta = load_meta(args.resume)
+        if not isinstance(meta.get("config"), dict):
+            raise CheckpointError(f"{args.resume}: the checkpoint carries no run settings, so it cannot be resumed")
+        cfg = Config.from_dict(meta["config"])
+        if args.config or args.preset:
+            _refuse_source_with_resume(args, cfg)
     elif args.config:
         cfg = Config.load(args.config)
     else:
@@ -122,7 +196,12 @@ def _train_config(args):
         cfg = cfg.updated(run={"device": args.device})
     if getattr(args, "threads", None) is not None:
         cfg = cfg.updated(run={"threads": args.threads})
-    return _apply_sets(cfg, getattr(args, "assignments", []))
+    cfg = _apply_sets(cfg, getattr(args, "assignments", []))
+    if args.device:
+        resolve_device(args.device, "--device")  # the flag's own name in its message
+    cfg.check()
+    resolve_device(cfg.run.device, "run.device")  # exit 2 before any work
+    return cfg
 
 
 def _apply_sets(cfg, assignments: list[str]):
@@ -172,21 +251,43 @@ def train(args) -> int:
         return dry_run(args)
 
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
+    cfg = _train_config(args)
     hooks = _cli_hooks(quiet=not main_rank)
     previous = signal.signal(signal.SIGINT, lambda *_: setattr(hooks, "stop", True))
     try:
         t0 = time.perf_counter()
-        result = Trainer(_train_config(args), hooks=hooks, run_dir=args.out, resume=args.resume).run()
+        result = Trainer(cfg, hooks=hooks, run_dir=args.out, resume=args.resume).run()
     finally:
         signal.signal(signal.SIGINT, previous)
     if not main_rank:
         return 0
-    sys.stderr.write("\n")
+    end_progress_line()
     out = {"steps": result.steps, "final_loss": result.final_loss, "images_per_second": result.images_per_second,
-           "run_dir": result.run_dir, "stopped": result.stopped, "seconds": round(time.perf_counter() - t0, 2)}
-    print(json.dumps(out) if args.json else f"{'stopped' if result.stopped else 'done'}: {result.steps} steps, "
-          f"final loss {result.final_loss:.4f}, {result.images_per_second:.0f} images/s, run folder {result.run_dir}")
+           "run_dir": result.run_dir, "stopped": result.stopped, "nothing_to_do": result.nothing_to_do,
+           "seconds": round(time.perf_counter() - t0, 2)}
+    if args.json:
+        print(_dumps(out))
+    elif result.nothing_to_do:
+        print(f"nothing to do: the run is already at step {result.steps}; run folder {result.run_dir}")
+    else:
+        loss = f"{result.final_loss:.4f}" if math.isfinite(result.final_loss) else "n/a"
+        print(f"{'stopped' if result.stopped else 'done'}: {result.steps} steps, final loss {loss}, "
+              f"{result.images_per_second:.0f} images/s, run folder {result.run_dir}")
     return 0
+
+
+MAX_SEED = 2**63 - 1
+
+
+def _check_sample_args(args) -> None:
+    """Bad numbers and unavailable devices are usage errors (exit 2), found before any loading."""
+    from diffstudio.engine.devices import resolve_device
+
+    if args.n < 1:
+        raise UsageError(f"--n: the number of samples must be at least 1, got {args.n}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed: must lie in 0..2**63-1 ({MAX_SEED}), got {args.seed}")
+    resolve_device(args.device, "--device")
 
 
 def sample(args) -> int:
@@ -195,6 +296,7 @@ def sample(args) -> int:
 
     from diffstudio.engine.sampling import generate, load_for_sampling
 
+    _check_sample_args(args)
     loaded = load_for_sampling(args.source, args.device)
     overrides = {"sampler": args.sampler, "steps": args.steps, "spacing": args.spacing, "eta": args.eta,
                  "guidance_scale": args.cfg, "guidance_rescale": args.cfg_rescale}
@@ -235,22 +337,3 @@ def export(args) -> int:
     path = do_export(args.source, args.format, args.out)
     print(f"exported {args.format} to {path}")
     return 0
-
-
-def describe_error(e: BaseException) -> tuple[str | None, int]:
-    """A one-line message and exit code for the failures a user can cause, else (None, 1)."""
-    from diffstudio.core.parameterization import SingularPredictionError
-    from diffstudio.core.schedules import ScheduleError
-    from diffstudio.engine.config import ConfigError
-    known: list[type] = [ScheduleError, ConfigError, SingularPredictionError, FileNotFoundError]
-    for mod, name in (("diffstudio.engine.trainer", "TrainingError"), ("diffstudio.data.errors", "DatasetError"), ("diffstudio.engine.checkpoint", "CheckpointError"),
-                      ("diffstudio.engine.export", "ExportError")):
-        try:
-            known.append(getattr(__import__(mod, fromlist=[name]), name))
-        except (ImportError, AttributeError):  # that module was never needed, so none of its errors
-            pass
-    if isinstance(e, (ScheduleError, ConfigError)):
-        return str(e), 2
-    if isinstance(e, tuple(known)):
-        return str(e), 1
-    return None, 1

@@ -16,4 +16,5 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     os.environ["DIFFSTUDIO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))  # error logs of unexpected failures
     yield

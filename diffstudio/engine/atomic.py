@@ -5,10 +5,30 @@ A process killed at any moment leaves either the old file or the new one, never 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+_OS_ERROR_CODE = re.compile(r"\(os error (\d+)\)")
+
+
+def as_os_error(e: BaseException, path: str | os.PathLike) -> OSError | None:
+    """``e`` as an ``OSError`` naming ``path`` (the file the user knows, not a temporary one), or
+    None when ``e`` is no I/O failure. Understands libraries that report the OS error only in
+    their message, such as safetensors' ``SafetensorError("... (os error 28)")``."""
+    if isinstance(e, OSError):
+        code, reason = e.errno, e.strerror or str(e)
+    else:
+        m = _OS_ERROR_CODE.search(str(e))
+        if m is None:
+            return None
+        code = int(m.group(1))
+        reason = os.strerror(code)
+    if code is None:
+        return None
+    return OSError(code, reason, os.fspath(path))
 
 
 def _umask() -> int:
@@ -20,8 +40,11 @@ def _umask() -> int:
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` to fill a temporary file, then move it over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise (as_os_error(e, path) or e) from e
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a run folder is meant to be shared
@@ -29,8 +52,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        named = as_os_error(e, path) if isinstance(e, Exception) else None
+        if named is not None:  # the target's name, not the hidden temporary file's
+            raise named from e
         raise
     return path
 
@@ -48,13 +74,19 @@ def atomic_replace_dir(fill: Callable[[Path], None], target: str | os.PathLike) 
 
     ``target`` must not exist yet (a folder rename cannot atomically replace a full folder)."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as e:
+        raise (as_os_error(e, target) or e) from e
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         fill(tmp)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        named = as_os_error(e, target) if isinstance(e, Exception) else None
+        if named is not None:  # a full disk or a read-only folder, named by the folder being written
+            raise named from e
         raise
     return target

@@ -260,6 +260,16 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     return _load_folder(p)
 
 
+def load_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``meta`` of the checkpoint ``path`` refers to (see :func:`load_checkpoint`), reading only
+    its ``state.json`` where it has one (no tensors are loaded). Raises :class:`CheckpointError`."""
+    p = find_checkpoint(path)
+    if p.is_dir() and (p / STATE_FILE).is_file():
+        meta = _read_state(p).get("meta")
+        return meta if isinstance(meta, dict) else {}
+    return load_checkpoint(p).meta
+
+
 def find_checkpoint(path: str | os.PathLike) -> Path:
     """The checkpoint folder (or weights file) ``path`` refers to."""
     p = Path(path)
@@ -387,4 +397,4 @@ def _reason(e: BaseException) -> str:
     return lines[0].split(" Please use")[0] if lines else type(e).__name__
 
 
-__all__ = ["Checkpoint", "CheckpointError", "find_checkpoint", "load_checkpoint", "remove_dir", "save_checkpoint"]
+__all__ = ["Checkpoint", "CheckpointError", "find_checkpoint", "load_checkpoint", "load_meta", "remove_dir", "save_checkpoint"]

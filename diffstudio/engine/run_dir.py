@@ -21,13 +21,14 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from diffstudio.engine.atomic import atomic_write, atomic_write_text
+from diffstudio.engine.atomic import as_os_error, atomic_write, atomic_write_text
 from diffstudio.engine.checkpoint import STATE_FILE, remove_dir, save_checkpoint
 
 CONFIG_FILE = "config.toml"
@@ -110,6 +111,19 @@ class RunDir:
     def name(self) -> str:
         return self.path.name
 
+    def check_writable(self) -> None:
+        """Raise ``OSError`` (EROFS, EACCES, ENOSPC ...) naming the folder unless a file can be
+        created in the run folder and in ``checkpoints/``: a run about to train finds out before
+        it spends any time, not at its first log line or checkpoint."""
+        for folder in (self.path, self.path / CHECKPOINTS):
+            try:
+                folder.mkdir(exist_ok=True)
+                fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=folder)
+                os.close(fd)
+                os.unlink(probe)
+            except OSError as e:
+                raise (as_os_error(e, folder) or e) from e
+
     def __fspath__(self) -> str:
         return os.fspath(self.path)
 
@@ -167,13 +181,16 @@ class RunDir:
         text = "".join(_json_line(r) for r in rows).encode("utf-8")
         if not text:
             return
-        with open(self.path / name, "a+b") as f:
-            if f.tell() > 0:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":  # a torn line from a crash: start afresh
-                    text = b"\n" + text
-            f.write(text)
-            f.flush()
+        try:
+            with open(self.path / name, "a+b") as f:
+                if f.tell() > 0:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":  # a torn line from a crash: start afresh
+                        text = b"\n" + text
+                f.write(text)
+                f.flush()
+        except OSError as e:  # a write error carries no file name: name the log
+            raise (as_os_error(e, self.path / name) or e) from e
 
     def _read_jsonl(self, name: str, since_line: int) -> tuple[list[dict[str, Any]], int]:
         path = self.path / name

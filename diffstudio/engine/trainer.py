@@ -14,7 +14,9 @@ import torch
 
 from diffstudio.core.objectives import diffusion_loss, sample_noise, sample_times
 from diffstudio.engine import distributed as dist_util
-from diffstudio.engine.config import Config, ConfigError
+from diffstudio.engine.config import Config
+from diffstudio.engine.devices import resolve_device  # noqa: F401 - its old home; callers import it here
+from diffstudio.engine.lr import LrSegment, continue_schedule, lr_at
 from diffstudio.engine.precision import resolve_precision
 from diffstudio.engine.sampling import Preview, generate
 from diffstudio.models.info import DataInfo
@@ -43,36 +45,17 @@ class TrainerHooks:
 @dataclass
 class TrainResult:
     steps: int
-    final_loss: float
+    final_loss: float  # NaN when no loss is known (nothing trained, and none saved)
     images_per_second: float
     run_dir: str
     stopped: bool
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for CUDA without one is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError([("run.device", "CUDA was asked for, but no CUDA device is available")])
-    return torch.device(name)
+    nothing_to_do: bool = False  # resumed at or past run.steps: no step was trained
 
 
 def stream_seed(seed: int, offset: int = 0) -> int:
     """The training stream's seed for ``run.seed`` (0..2**63-1): ``1000 seed + offset`` folded into
     the 64 bits ``torch.Generator.manual_seed`` accepts."""
     return (seed * 1000 + offset) % 2**64
-
-
-def lr_at(step: int, cfg: Config) -> float:
-    """Linear warm-up, then cosine decay to 10% (or constant)."""
-    o, total = cfg.optim, cfg.run.steps
-    if step < o.warmup_steps:
-        return o.lr * (step + 1) / o.warmup_steps
-    if o.lr_schedule == "constant":
-        return o.lr
-    progress = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
-    return o.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def _adamw_kernel(device: torch.device) -> dict:
@@ -91,6 +74,9 @@ class Trainer:
         self.hooks = hooks or TrainerHooks()
         self._run_dir_arg, self._resume, self._dataset = run_dir, resume, dataset
         self.step = 0
+        self.lr_segment: LrSegment | None = None  # how the lr continues after a resume changed the length
+        self.run_dir = None
+        self._saved_loss = float("nan")  # the loss stored in the checkpoint resumed from
 
     # ---- set-up -------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -109,7 +95,24 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(stream_seed(cfg.run.seed))
         if self._resume:
             self._load_state(self._resume)
+        if self.nothing_to_do:
+            return
         self.run_dir = self._open_run_dir()
+        self._advise()
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """Resumed at or past ``run.steps``."""
+        return bool(self._resume) and self.step >= self.config.run.steps
+
+    def _advise(self) -> None:
+        """Warnings about the settings and the data, before the first step (engine/advice.py)."""
+        from diffstudio.engine.advice import training_advice
+
+        if not self.world.is_main:
+            return
+        for item in training_advice(self.config, self.data):
+            self.hooks.on_message(item.level, item.text)
 
     def _load_data(self):
         if self._dataset is not None:
@@ -158,6 +161,7 @@ class Trainer:
                 raise TrainingError(f"{self._resume} is not the checkpoint of a run folder (an abandoned branch or "
                                     f"a loose file): give a new run folder to continue it there (--out DIR)")
             run = RunDir(source)
+            run.check_writable()  # a read-only folder fails now, not at the first log line
             run.clean_partial(0)  # leftovers of a save that was killed
             moved = run.set_aside_after(self.step)
             if moved:
@@ -199,7 +203,9 @@ class Trainer:
         if self.run_dir.checkpoint_dir(self.step).exists():  # already saved at this step
             return str(self.run_dir.checkpoint_dir(self.step))
         meta = {"step": self.step, "config": self.config.to_dict(), "model_spec": self.model.spec,
-                "data_info": self.info.__dict__, "loss": loss, "world_size": self.world.size}
+                "data_info": self.info.__dict__, "loss": loss if math.isfinite(loss) else None,
+                "world_size": self.world.size,
+                "lr_segment": self.lr_segment.to_dict() if self.lr_segment is not None else None}
         path = save_checkpoint(self.run_dir.checkpoint_dir(self.step), model=self.model.state_dict(),
                                ema=self.ema.state_dict() if self.ema else None,
                                optimizer=self.optimizer.state_dict(), meta=meta, rng=rng)
@@ -222,7 +228,27 @@ class Trainer:
         self.step = int(ckpt.meta["step"])
         self._restore_rng(ckpt.rng.get("train.rank0"))
         self._resume_run_path = Path(ckpt.path).parent.parent
+        loss = ckpt.meta.get("loss")
+        self._saved_loss = float(loss) if isinstance(loss, (int, float)) else float("nan")
+        if self.nothing_to_do:
+            self.hooks.on_message("info", f"already at step {self.step}, nothing to do (the run was asked for "
+                                          f"{self.config.run.steps} steps; give more steps to train further)")
+            return
         self.hooks.on_message("info", f"resumed from {ckpt.path} at step {self.step}")
+        self._continue_lr(ckpt.meta)
+
+    def _continue_lr(self, meta: dict) -> None:
+        """Keep the learning rate continuous when the resumed run's length changed (engine/lr.py)."""
+        old_cfg = self.config
+        if isinstance(meta.get("config"), dict):
+            try:
+                old_cfg = Config.from_dict(meta["config"])
+            except ValueError:  # a checkpoint of an older settings layout: judge by the current one
+                old_cfg = self.config
+        self.lr_segment, note = continue_schedule(self.step, old_cfg, LrSegment.from_dict(meta.get("lr_segment")),
+                                                  self.config)
+        if note:
+            self.hooks.on_message("info", note)
 
     def _restore_rng(self, state) -> None:
         """Continue the saved random stream (shared by the ranks, see _batch: any world size
@@ -267,7 +293,7 @@ class Trainer:
     def _train_step(self) -> tuple[float, float]:
         cfg = self.config
         for g in self.optimizer.param_groups:
-            g["lr"] = lr_at(self.step, cfg)
+            g["lr"] = lr_at(self.step, cfg, self.lr_segment)
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for _ in range(cfg.optim.grad_accum):
@@ -315,11 +341,24 @@ class Trainer:
         self.hooks.on_preview(self.step, p)
 
     def run(self) -> TrainResult:
+        """Train to ``run.steps``. An exception leaves with ``.run_dir`` set to the run folder (when
+        one was opened), so that the error boundary can put its log there."""
         try:
             self._setup()
+            if self.nothing_to_do:
+                return TrainResult(self.step, self._saved_loss, 0.0, str(self._resume_run_path), False, True)
             return self._loop()
+        except BaseException as e:
+            if self.run_dir is not None and getattr(e, "run_dir", None) is None:
+                try:
+                    e.run_dir = str(self.run_dir.path)
+                except (AttributeError, TypeError):  # an exception type without a __dict__
+                    pass
+            raise
         finally:
-            self.world.close()
+            world = getattr(self, "world", None)
+            if world is not None:
+                world.close()
 
     def _loop(self) -> TrainResult:
         cfg, hooks = self.config, self.hooks
@@ -345,7 +384,7 @@ class Trainer:
                 elapsed = time.perf_counter() - window_start
                 sps = window_steps / elapsed if elapsed > 0 else 0.0
                 throughput = sps * images_per_step
-                m = {"step": self.step, "loss": loss, "lr": lr_at(self.step - 1, cfg), "grad_norm": grad_norm,
+                m = {"step": self.step, "loss": loss, "lr": lr_at(self.step - 1, cfg, self.lr_segment), "grad_norm": grad_norm,
                      "steps_per_s": sps, "images_per_s": throughput,
                      "eta_s": (cfg.run.steps - self.step) / sps if sps > 0 else float("nan")}
                 rows.append(m)
@@ -359,6 +398,8 @@ class Trainer:
             if self.step % cfg.run.checkpoint_every == 0 and self.step < cfg.run.steps:
                 self._save(loss)
         self._finish(loss, stopped)
+        if not math.isfinite(loss):  # stopped before a step: the loss is the checkpoint's
+            loss = self._saved_loss
         return TrainResult(self.step, loss, throughput, str(self.run_dir.path) if self.run_dir else "", stopped)
 
     def _finish(self, loss: float, stopped: bool) -> None:

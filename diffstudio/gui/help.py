@@ -13,6 +13,7 @@ from diffstudio.core.choices import (  # the registries describe their own entri
     TIME_SAMPLING_CHOICES,
     WEIGHTING_CHOICES,
 )
+from diffstudio.engine.advice import SINGULAR_AT_T1
 
 APP_NAME = "diffstudio"
 ORG_NAME = "diffstudio"
@@ -129,10 +130,8 @@ WEIGHT_CAPTION = (
     "the noisiest steps. Log scale; each curve is normalised to its largest value."
 )
 
-WARN_EPS_ZTSNR = ("eps-prediction cannot recover the image at the last step: at t=1 the input is pure "
-                  "noise, and removing noise from pure noise leaves nothing. Use v or flow prediction.")
-WARN_SCORE_ZTSNR = ("score prediction cannot recover the image at the last step either: at t=1 the "
-                    "score of pure noise says nothing about the image. Use v or flow prediction.")
+WARN_EPS_ZTSNR = SINGULAR_AT_T1["eps"]  # the engine's words (engine/advice.py), shared with `train`
+WARN_SCORE_ZTSNR = SINGULAR_AT_T1["score"]
 WARN_SCORE_SMALL_T = ("score prediction is numerically unstable at small t: its target −ε/σ grows "
                       "without bound as the noise vanishes, so training breaks near clean images "
                       "(why DDPM switched to eps). Prefer eps, v or flow.")

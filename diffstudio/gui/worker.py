@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QCoreApplication, QThread, Signal
 
+from diffstudio.engine.errors import report_error
+
 log = logging.getLogger(__name__)
 
 METRICS_INTERVAL_S = 0.05
@@ -33,25 +35,6 @@ def training_threads(cores: int | None = None) -> int:
     per thread (OpenMP), so it does not change the UI thread's own count."""
     cores = cores or os.cpu_count() or 1
     return max(1, cores - 1)
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-paragraph, traceback-free message for an engine error."""
-    from diffstudio.data.errors import DatasetError
-    from diffstudio.engine.config import ConfigError
-
-    name = type(exc).__name__
-    text = str(exc).strip() or name
-    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
-        return ("Out of memory: the model or batch does not fit on this device. "
-                f"Try a smaller batch size, a smaller model preset or a lower resolution. ({text})")
-    if isinstance(exc, DatasetError):
-        return f"Dataset problem: {text}"
-    if isinstance(exc, ConfigError):
-        return "Invalid settings: " + "; ".join(f"{f}: {m}" for f, m in exc.errors)
-    if name == "TrainingError":
-        return f"Training failed: {text}"
-    return f"Training failed ({name}): {text}"
 
 
 class _Throttle:
@@ -159,7 +142,7 @@ class TrainingThread(QThread):
         except BaseException as exc:  # everything must reach the UI, never kill the app
             log.exception("training failed")
             self._flush_metrics()
-            self.failed.emit(describe_error(exc))
+            self.failed.emit(f"Training failed: {report_error(exc).message}")
             return
         self._flush_metrics()
         self.succeeded.emit(result)
@@ -263,7 +246,7 @@ class TaskThread(QThread):
         self._fn = fn
         self._cancel = threading.Event()
         self._throttle = _Throttle(PROGRESS_INTERVAL_S)
-        self._describe = describe or (lambda e: str(e) or type(e).__name__)
+        self._describe = describe or (lambda e: report_error(e).message)  # the CLI's words
         _register(self)
 
     def cancel(self) -> None:

@@ -15,7 +15,7 @@ from diffstudio.engine.presets import preset
 from diffstudio.gui.panels.training import TrainingPanel, format_duration
 from diffstudio.gui.runs_curve import LossHistory
 from diffstudio.gui.state import AppState
-from diffstudio.gui.worker import TrainingThread, describe_error
+from diffstudio.gui.worker import TrainingThread
 
 RUN_TIMEOUT_MS = 60000
 
@@ -250,16 +250,6 @@ def test_engine_error_arrives_as_a_message_and_app_stays_usable(qtbot, make_pane
     assert panel.start_button.isEnabled() and not panel.state.training
 
 
-def test_describe_error_is_readable():
-    from diffstudio.data.errors import DatasetError
-    from diffstudio.engine.trainer import TrainingError
-
-    assert describe_error(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")).startswith("Out of memory")
-    assert "loss became nan" in describe_error(TrainingError("the loss became nan at step 3"))
-    assert describe_error(DatasetError("folder missing")).startswith("Dataset problem")
-    assert "ValueError" in describe_error(ValueError("x"))
-
-
 def test_worker_turns_an_engine_exception_into_failed(qtbot, monkeypatch, tmp_path):
     import diffstudio.engine.trainer as trainer_module
 
@@ -275,7 +265,7 @@ def test_worker_turns_an_engine_exception_into_failed(qtbot, monkeypatch, tmp_pa
     with qtbot.waitSignal(thread.failed, timeout=10000) as failed:
         thread.start()
     assert thread.wait(10000)
-    assert failed.args[0].startswith("Out of memory")
+    assert failed.args[0].startswith("Training failed: out of memory") and "\n" not in failed.args[0]
 
 
 def test_loss_history_is_bounded_and_keeps_shape():
@@ -303,3 +293,22 @@ def test_format_duration():
     assert format_duration(42) == "0:42"
     assert format_duration(3723) == "1:02:03"
     assert format_duration(float("nan")) == "–"
+
+
+def test_the_engine_advice_reaches_the_panel_at_the_start_of_a_run(qtbot, make_panel, tmp_path):
+    """The Trainer's start-of-run warnings (engine/advice.py) arrive through the worker's message
+    signal and are shown together."""
+    from diffstudio.engine.advice import training_advice
+
+    config = moons_config(tmp_path, steps=2).updated(schedule={"shift": 2.0}, objective={"parameterization": "eps"})
+    expected = [a.text for a in training_advice(config)]
+    assert len(expected) == 2  # eps is singular at t = 1 on rectified flow; shift 2 is the known limit
+    panel = make_panel(config)
+    shown = []
+    panel.message_label.setText = (lambda real: lambda text: (shown.append(text), real(text))[1])(
+        panel.message_label.setText)
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_TIMEOUT_MS):
+        assert panel.start()
+    _wait_idle(qtbot, panel)
+    assert panel.run_warnings == expected
+    assert "\n".join(f"⚠ {w}" for w in expected) in shown

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from diffstudio.core.objectives import TIME_SAMPLINGS, WEIGHTINGS, loss_weight
 from diffstudio.core.parameterization import PARAMETERIZATIONS, Coefficients, determinant
 from diffstudio.core.schedules import DISCRETE_FAMILIES, ScheduleError
+from diffstudio.engine.advice import singular_prediction
 from diffstudio.gui import help as H
 from diffstudio.gui.panels.schedule import _compact, format_percent
 from diffstudio.gui.widgets.field import FieldMarker, NumberBox, set_tooltip
@@ -60,11 +61,8 @@ def objective_messages(config) -> tuple[list[str], list[str]]:
     except (ScheduleError, ValueError, TypeError):
         schedule = None
     ztsnr = schedule is not None and schedule.terminal_signal <= 1e-9
-    if o.parameterization == "eps" and ztsnr:
-        warnings.append(H.WARN_EPS_ZTSNR)
+    warnings.extend(a.text for a in singular_prediction(config))  # the words train and sample use too
     if o.parameterization == "score":
-        if ztsnr:
-            warnings.append(H.WARN_SCORE_ZTSNR)
         warnings.append(H.WARN_SCORE_SMALL_T)
     if o.parameterization == "flow" and config.schedule.family in DISCRETE_FAMILIES:
         notes.append(H.NOTE_FLOW_ON_BETAS)

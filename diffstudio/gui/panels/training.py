@@ -80,6 +80,7 @@ class TrainingPanel(QWidget):
         self.run_dir: str | None = None
         self.last_preview = None
         self.last_metrics: dict = {}
+        self.run_warnings: list[str] = []  # the engine's advice for the current run (engine/advice.py)
         self._export_threads: list[TaskThread] = []
         self._status = {"state": "idle", "device": "", "step": 0, "total": state.config.run.steps,
                         "steps_per_s": 0.0, "eta_s": float("nan")}
@@ -258,6 +259,7 @@ class TrainingPanel(QWidget):
 
     def _launch(self, config, resume: str | None, dataset) -> None:
         self.last_metrics = {}
+        self.run_warnings = []
         self._show_message("", "")
         thread = TrainingThread(config, resume=resume, dataset=dataset)
         thread.started_run.connect(self._on_started)
@@ -362,7 +364,12 @@ class TrainingPanel(QWidget):
         self.refresh_checkpoints()
 
     def _on_message(self, level: str, text: str) -> None:
-        style = {"error": ERROR_STYLE, "warning": WARNING_STYLE}.get(level, NOTE_STYLE)
+        if level == "warning":  # warnings of a run stay together, so a second does not hide the first
+            warnings = self.run_warnings
+            warnings.append(text)
+            self._show_message("\n".join(f"⚠ {w}" for w in warnings), WARNING_STYLE)
+            return
+        style = {"error": ERROR_STYLE}.get(level, NOTE_STYLE)
         self._show_message(text, style)
 
     def _on_paused(self, paused: bool) -> None:

@@ -1,0 +1,94 @@
+"""Advice at the start of training: predictions made singular by the schedule and spacing, flow
+with shift != 1, and skipped data files; the same words in the CLI and the Trainer's hooks."""
+
+import pytest
+
+from diffstudio.cli import main
+from diffstudio.data.dataset import InMemoryDataset, SkippedFile
+from diffstudio.engine.advice import flow_shift, singular_prediction, skipped_files, training_advice
+from diffstudio.engine.presets import preset
+
+
+def quick(**objective):
+    return preset("quickstart").updated(objective=objective) if objective else preset("quickstart")
+
+
+@pytest.mark.parametrize("param", ["eps", "score"])
+def test_eps_and_score_with_ztsnr_sampled_from_t1_warn_that_sample_refuses(param):
+    (a,) = singular_prediction(quick(parameterization=param))
+    assert a.level == "warning" and a.field == "objective.parameterization"
+    assert param in a.text and "t = 1" in a.text and "'trailing' spacing starts at t = 1" in a.text
+    assert "`diffstudio sample` refuses" in a.text
+
+
+def test_the_warning_follows_the_schedule_and_spacing():
+    assert singular_prediction(quick(parameterization="v")) == []
+    assert singular_prediction(quick(parameterization="x0")) == []
+    no_ztsnr = quick(parameterization="eps").updated(schedule={"ztsnr": False})
+    assert singular_prediction(no_ztsnr) == []  # alpha_1 = 0.068: never singular
+    leading = quick(parameterization="eps").updated(sampling={"spacing": "leading"})
+    (a,) = singular_prediction(leading)  # trained singular at t = 1, but this grid does not start there
+    assert "trailing spacing" in a.text and "'leading'" not in a.text
+    cosine = preset("gaussians8-v").updated(objective={"parameterization": "eps"})  # continuous, alpha(1) = 0
+    assert "'uniform' spacing starts at t = 1" in singular_prediction(cosine)[0].text
+
+
+def test_flow_with_shift_other_than_one_points_to_the_known_limit():
+    assert flow_shift(preset("moons-flow")) == []
+    (a,) = flow_shift(preset("moons-flow").updated(schedule={"shift": 3.0}))
+    assert a.field == "schedule.shift" and "shift 3" in a.text and "Known limits" in a.text
+    assert flow_shift(quick().updated(schedule={"shift": 3.0})) == []  # shift means nothing to betas
+
+
+def test_skipped_files_are_counted_with_a_pointer_to_dataset_inspect():
+    import torch
+
+    data = InMemoryDataset(torch.zeros(2, 1, 8, 8), skipped=[SkippedFile("a.png", "broken data stream"),
+                                                             SkippedFile("b.jpg", "truncated")])
+    (a,) = skipped_files(data, "my pics")
+    assert "2 file(s)" in a.text and "a.png: broken data stream" in a.text
+    assert "diffstudio dataset inspect 'my pics'" in a.text
+    assert skipped_files(InMemoryDataset(torch.zeros(2, 1, 8, 8)), "x") == [] and skipped_files(None) == []
+
+
+def test_train_prints_the_warnings_before_training(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("L", (8, 8), 40 * i).save(folder / f"ok{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    cfg = preset("quickstart").updated(
+        data={"source": str(folder), "resolution": 8, "channels": 1, "labels": False},
+        model={"class_conditional": False}, objective={"parameterization": "eps"},
+        optim={"batch_size": 4}, sampling={"num_samples": 2, "steps": 2, "guidance_scale": 1.0},
+        run={"steps": 1, "preview_every": 10_000, "checkpoint_every": 10_000})
+    code, _, err = (main(["train", str(cfg.save(tmp_path / "c.toml")), "--out", str(tmp_path / "run")]),
+                    *capsys.readouterr())
+    assert code == 0, err
+    warnings = [ln for ln in err.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 2, err
+    assert "eps-prediction cannot recover the image at t = 1" in warnings[0]
+    assert "1 file(s) of the dataset were skipped (first: " in warnings[1] and "broken.png" in warnings[1]
+    assert f"diffstudio dataset inspect {folder}" in warnings[1]
+    assert err.index("warning: ") < err.index("training on ")
+
+
+def test_the_trainer_sends_the_advice_to_its_hooks(tmp_path):
+    from diffstudio.engine.trainer import Trainer, TrainerHooks
+
+    class Hooks(TrainerHooks):
+        def __init__(self):
+            self.messages = []
+
+        def on_message(self, level, text):
+            self.messages.append((level, text))
+
+    hooks = Hooks()
+    cfg = preset("moons-flow").updated(schedule={"shift": 2.0},
+                                       run={"steps": 1, "out_dir": str(tmp_path), "preview_every": 10_000},
+                                       sampling={"num_samples": 8, "steps": 2})
+    Trainer(cfg, hooks=hooks).run()
+    assert [t for lv, t in hooks.messages if lv == "warning"] == [a.text for a in training_advice(cfg)]
+    assert len(training_advice(cfg)) == 1
