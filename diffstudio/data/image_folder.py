@@ -31,6 +31,10 @@ from diffstudio.data.paths import printable
 from diffstudio.data.pil_modes import RGB, WHITE
 from diffstudio.data.pixels import uint16_to_unit_range
 
+DECODER_VERSION = 2
+"""Part of the cache key: bumped when decoding or skipping rules change (2: an image is usable
+only when decoded completely), so entries made by an older rule are never reused."""
+
 Progress = Callable[[int, int], None]
 ShouldCancel = Callable[[], bool]
 
@@ -75,7 +79,7 @@ def load_image_folder(
         native = choose_native_resolution(image_size(f.path) for f in files)
         resolution, notes = native.resolution, [native.note]
     options = {"resolution": resolution, "channels": channels, "labels": labels,
-               "background": list(background), "max_pixels": max_pixels}
+               "background": list(background), "max_pixels": max_pixels, "decoder": DECODER_VERSION}
     key = cache_key(root, files, options) if use_cache else None
     decoded = read_cached(key) if key else None
     if decoded is not None:
