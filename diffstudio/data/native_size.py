@@ -51,6 +51,21 @@ def choose_native_resolution(sizes: Iterable[tuple[int, int] | None],
     return NativeChoice(resolution, dict(counts), note)
 
 
+def upscale_note(sizes: Iterable[tuple[int, int] | None], resolution: int) -> str | None:
+    """A note when an explicitly chosen ``resolution`` upscales some images, else None.
+
+    E.g. "3 of 8 images are smaller than 64 px and are upscaled (smallest square side 40 px;
+    sizes found: 48x40 (3), 128x128 (5))". ``None`` entries (unreadable headers) are ignored.
+    """
+    counts = Counter(s for s in sizes if s is not None)
+    small = sum(n for (w, h), n in counts.items() if min(w, h) < resolution)
+    if not small:
+        return None
+    smallest = min(min(w, h) for w, h in counts)
+    return (f"{small} of {sum(counts.values())} images are smaller than {resolution} px and are upscaled "
+            f"(smallest square side {smallest} px; sizes found: {format_sizes(counts)})")
+
+
 def format_sizes(counts: dict[tuple[int, int], int], limit: int = 5) -> str:
     """``"48x40 (3), 64x64 (5)"``: the most common sizes first, at most ``limit`` of them."""
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))

@@ -149,7 +149,11 @@ def test_native_never_upscales_and_names_the_sizes(tmp_path: Path) -> None:
     dataset = load_dataset(str(tmp_path / "f"))  # resolution None: "native"
     assert dataset.resolution == 40
     assert "40 px" in dataset.notes[0] and "48x40 (3)" in dataset.notes[0] and "100x100 (1)" in dataset.notes[0]
-    assert load_dataset(str(tmp_path / "f"), resolution=64).resolution == 64  # explicit: as asked
+    explicit = load_dataset(str(tmp_path / "f"), resolution=64)  # explicit: as asked, and said
+    assert explicit.resolution == 64
+    assert explicit.notes == ["3 of 4 images are smaller than 64 px and are upscaled (smallest square side "
+                              "40 px; sizes found: 48x40 (3), 100x100 (1))"]
+    assert load_dataset(str(tmp_path / "f"), resolution=40).notes == []
 
 
 def test_native_caps_large_images_and_says_so(tmp_path: Path) -> None:
