@@ -6,8 +6,9 @@ class like any other), with two protections, both reported as skipped entries wi
 - a link that leads back to a folder that contains it (a loop) is not entered;
 - the same real folder or the same real file reached twice (by two links, or a link and the
   original) counts once: a path that is not itself a link is preferred, then the shallowest,
-  then the first in sorted order; the others are skipped. Folders are listed breadth-first, so a link deep inside one class folder
-  to another class folder never takes that class's files away from it.
+  then the first in sorted order; the others are skipped. Folders are listed breadth-first,
+  so a link deep inside one class folder to another class folder never takes that class's
+  files away from it.
 """
 
 from __future__ import annotations
@@ -96,66 +97,75 @@ def has_class_folders(root: Path) -> bool:
 
 def _walk(root: Path) -> tuple[list[tuple[str, Path, os.stat_result]], list[SkippedFile]]:
     """Breadth-first listing that follows links: [(relpath, path, stat of the real file)], skipped."""
-    found: list[tuple[str, Path, os.stat_result]] = []
-    skipped: list[SkippedFile] = []
-    seen_dirs: dict[_Identity, Path] = {}
+    walker = _Walker()
+    try:
+        walker.enter(root, "", frozenset())
+    except OSError as exc:
+        return [], [SkippedFile(printable(root), f"cannot open folder ({_strerror(exc)})")]
+    while walker.queue:
+        walker.visit(*walker.queue.popleft())
+    return walker.found, walker.skipped
 
-    queue: deque[tuple[Path, str, frozenset[_Identity]]] = deque()
 
-    def visit(folder: Path, prefix: str, ancestors: frozenset[_Identity]) -> None:
+class _Walker:
+    """State of one listing: folders waiting, real folders already seen, what was found/skipped."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, Path, os.stat_result]] = []
+        self.skipped: list[SkippedFile] = []
+        self.seen_dirs: dict[_Identity, Path] = {}
+        self.queue: deque[tuple[Path, str, frozenset[_Identity]]] = deque()
+
+    def visit(self, folder: Path, prefix: str, ancestors: frozenset[_Identity]) -> None:
+        """List one folder: sub-folders are queued, image files recorded, hidden entries ignored."""
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            skipped.append(SkippedFile(printable(folder), f"cannot list folder ({_strerror(exc)})"))
+            self._skip(folder, f"cannot list folder ({_strerror(exc)})")
             return
         for entry in entries:
             if entry.name.startswith("."):
                 continue
             path, relpath = folder / entry.name, prefix + entry.name
             if _is_dir(entry):
-                _enter(path, relpath, ancestors)
+                self._enter_or_skip(path, relpath, ancestors)
             elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
-                _add_file(path, relpath)
+                self._add_file(path, relpath)
 
-    def _enter(path: Path, relpath: str, ancestors: frozenset[_Identity]) -> None:
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            skipped.append(SkippedFile(printable(path), f"cannot open folder ({_strerror(exc)})"))
-            return
+    def enter(self, path: Path, relpath: str, ancestors: frozenset[_Identity]) -> None:
+        """Queue ``path`` unless it loops back to an ancestor or was seen; OSError if unreadable."""
+        st = os.stat(path)
         identity = (st.st_dev, st.st_ino)
         if identity in ancestors:
             target = printable(os.path.realpath(path))
-            why = f"symbolic link loop: leads back to {target}, a folder that contains it (not entered)"
-            skipped.append(SkippedFile(printable(path), why))
-        elif identity in seen_dirs:
-            why = f"same folder as {printable(seen_dirs[identity])} (listed once; its files are counted there)"
-            skipped.append(SkippedFile(printable(path), why))
+            self._skip(path, f"symbolic link loop: leads back to {target}, a folder that contains it "
+                             "(not entered)")
+        elif identity in self.seen_dirs:
+            first = printable(self.seen_dirs[identity])
+            self._skip(path, f"same folder as {first} (listed once; its files are counted there)")
         else:
-            seen_dirs[identity] = path
-            queue.append((path, relpath + "/", ancestors | {identity}))
+            self.seen_dirs[identity] = path
+            self.queue.append((path, relpath + "/" if relpath else "", ancestors | {identity}))
 
-    def _add_file(path: Path, relpath: str) -> None:
+    def _enter_or_skip(self, path: Path, relpath: str, ancestors: frozenset[_Identity]) -> None:
+        try:
+            self.enter(path, relpath, ancestors)
+        except OSError as exc:
+            self._skip(path, f"cannot open folder ({_strerror(exc)})")
+
+    def _add_file(self, path: Path, relpath: str) -> None:
         try:
             st = os.stat(path)
         except OSError as exc:
             broken = os.path.islink(path) and not os.path.exists(path)
-            why = "broken symbolic link (its target does not exist)" if broken else f"cannot read file ({_strerror(exc)})"
-            skipped.append(SkippedFile(printable(path), why))
+            self._skip(path, "broken symbolic link (its target does not exist)" if broken
+                       else f"cannot read file ({_strerror(exc)})")
             return
         if stat_mod.S_ISREG(st.st_mode):
-            found.append((relpath, path, st))
+            self.found.append((relpath, path, st))
 
-    try:
-        root_stat = os.stat(root)
-    except OSError as exc:
-        return [], [SkippedFile(printable(root), f"cannot open folder ({_strerror(exc)})")]
-    root_identity = (root_stat.st_dev, root_stat.st_ino)
-    seen_dirs[root_identity] = root
-    queue.append((root, "", frozenset({root_identity})))
-    while queue:
-        visit(*queue.popleft())
-    return found, skipped
+    def _skip(self, path: Path, reason: str) -> None:
+        self.skipped.append(SkippedFile(printable(path), reason))
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
