@@ -8,6 +8,7 @@ folder again is a single safetensors read (:mod:`diffstudio.data.folder_cache`).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,7 +76,7 @@ def load_image_folder(
         if scan_skipped:
             raise _no_usable_error(root, scan_skipped, len(scan_skipped))
         raise _no_images_error(root)
-    sizes = [image_size(f.path) for f in files]  # headers only: ~40 us a file
+    sizes = _header_sizes(files)
     if resolution is None:
         native = choose_native_resolution(sizes)
         resolution, notes = native.resolution, [native.note]
@@ -95,6 +96,16 @@ def load_image_folder(
     dataset = _to_dataset(root, decoded, scan_skipped, len(files) + len(scan_skipped))
     dataset.notes[:0] = notes
     return dataset
+
+
+def _header_sizes(files: list[ImageFile]) -> list[tuple[int, int] | None]:
+    """(width, height) of each file from its header (~40 us a file); None where unreadable.
+
+    Pillow's warnings about damaged headers are silenced here: decoding reports those files.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [image_size(f.path) for f in files]
 
 
 def resolve_folder(path: str | os.PathLike[str]) -> Path:

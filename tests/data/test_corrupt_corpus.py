@@ -23,6 +23,7 @@ from diffstudio.data.errors import ImageDecodeError
 from diffstudio.data.image_folder import load_image_folder
 
 RES = 16
+pytestmark = pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")  # Pillow, on damaged TIFF
 
 
 def _intact_pixels() -> np.ndarray:
