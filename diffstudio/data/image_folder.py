@@ -55,12 +55,12 @@ def load_image_folder(
 ) -> InMemoryDataset:
     """Decode the images under ``path`` to float32 (N, channels, resolution, resolution), [-1, 1].
 
+    Images are centre-cropped to a square and resized (Lanczos); transparency is composited
+    over ``background``; images larger than ``max_pixels`` are rejected as decompression bombs.
     ``resolution`` None means "native": the smallest square side found (read from the file
     headers), at most 64 px, so no image is upscaled; the choice and the sizes found are one
     of the result's ``notes`` (:mod:`diffstudio.data.native_size`). An explicit resolution that
     upscales some images is honoured and said in ``notes`` too.
-    Images are centre-cropped to a square and resized (Lanczos); transparency is composited
-    over ``background``; images larger than ``max_pixels`` are rejected as decompression bombs.
     With ``labels`` the class of a file is its first-level sub-folder; a class folder without a
     usable image is dropped (the remaining labels are renumbered 0..K-1 in name order) and said
     so in ``notes``. Symbolic links are followed, with loop and duplicate protection

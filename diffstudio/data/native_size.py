@@ -45,7 +45,7 @@ def choose_native_resolution(sizes: Iterable[tuple[int, int] | None],
     if resolution == smallest:
         why = "the smallest square side found, so no image is upscaled"
     else:
-        why = f"the most 'native' picks for a folder (every image is at least {smallest} px and is downscaled)"
+        why = f"the largest 'native' picks for a folder (every image is at least {smallest} px: all are downscaled)"
     note = (f"resolution 'native' is {resolution} px: {why}; image sizes found: {format_sizes(counts)}. "
             "Set data.resolution to choose another.")
     return NativeChoice(resolution, dict(counts), note)

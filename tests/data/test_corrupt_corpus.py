@@ -196,3 +196,17 @@ def test_folder_of_the_corpus_uses_exactly_the_completely_decodable_files(corpus
     assert all(reason.strip() for reason in skipped.values())
     per_image_max = dataset.x.flatten(1).max(dim=1).values
     assert bool((per_image_max > -1.0).all()), "an all-black image was used"
+
+
+def test_an_unreadable_exif_block_skips_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception while reading EXIF is a reason to skip, never swallowed (it used to hide a
+    failed decode behind a no-op second load())."""
+    Image.fromarray(_intact_pixels()).save(tmp_path / "ok.bmp")
+    assert decode_image(tmp_path / "ok.bmp", RES, 3).shape == (3, RES, RES)
+
+    def broken_exif(self: Image.Image) -> Image.Exif:
+        raise SyntaxError("not a TIFF file (header b'\\x00\\x00' not valid)")
+
+    monkeypatch.setattr(Image.Image, "getexif", broken_exif)
+    with pytest.raises(ImageDecodeError, match="unreadable EXIF block"):
+        decode_image(tmp_path / "ok.bmp", RES, 3)
