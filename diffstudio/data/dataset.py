@@ -29,6 +29,10 @@ class InMemoryDataset:
 
     ``x``: images float32 (N, C, H, W) in [-1, 1] with H == W, or points float32 (N, 2).
     ``labels``: int64 (N,) class indices into ``class_names``, or None when unlabelled.
+    ``skipped``: the files that were found but not used, each with its reason (``file`` is
+    printable text: bytes that are not UTF-8 appear as ``\\xNN`` escapes).
+    ``notes``: one-line messages about choices the loader made that the user should hear of
+    (a class dropped for want of usable images, the resolution chosen for "native").
     Treat instances as read-only: loaders may cache and share them.
     """
 
@@ -38,6 +42,7 @@ class InMemoryDataset:
     kind: DatasetKind = "image"
     name: str = ""
     skipped: list[SkippedFile] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check_x(self.x, self.kind)

@@ -1,7 +1,10 @@
 """Decode one image file into a square (C, r, r) uint16 array, or say why it cannot be used.
 
-Pipeline: header check (decompression bomb) -> JPEG draft -> first frame -> EXIF orientation ->
-colour mode (:mod:`diffstudio.data.pil_modes`) -> centre-crop to a square -> Lanczos resize.
+Pipeline: header check (decompression bomb) -> first frame -> JPEG draft -> complete decode of the
+pixels -> EXIF orientation -> colour mode (:mod:`diffstudio.data.pil_modes`) -> centre-crop to a
+square -> Lanczos resize. An image is usable only when every stage succeeded: an exception at any
+stage (a corrupt data stream, a truncated file, an unreadable EXIF block) skips the file with its
+reason, so a file Pillow cannot decode completely is never used half-decoded (e.g. all black).
 uint16 holds 8-bit sources exactly (v * 257) and 16-bit sources at full precision; see
 :mod:`diffstudio.data.pixels` for the conversion to float [-1, 1].
 """
@@ -33,7 +36,12 @@ def decode_image(
     background: RGB = WHITE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
-    """Decode ``path`` to uint16 (channels, resolution, resolution); raise ImageDecodeError."""
+    """Decode ``path`` to uint16 (channels, resolution, resolution).
+
+    Raises ImageDecodeError (its message is the reason) when any stage fails: Pillow cannot
+    identify or completely decode the file, the EXIF block cannot be read, the image is a
+    decompression bomb, or the file is empty.
+    """
     try:
         if os.path.getsize(path) == 0:
             raise ImageDecodeError("empty file (0 bytes)")
@@ -41,12 +49,22 @@ def decode_image(
             check_pixel_count(img.size, max_pixels)
             img.seek(0)  # first frame of animated GIF / WebP / multi-page TIFF
             img.draft(img.mode, _draft_size(img.size, resolution))  # JPEG: decode at 1/2..1/8
+            img.load()  # the whole pixel stream, before anything else may call (and hide) load()
             img = normalise_mode(_apply_orientation(img), channels, background)
             return to_uint16(centre_crop_resize(img, resolution), channels)
     except ImageDecodeError:
         raise
-    except Exception as exc:  # any decoder failure means "skip this file", with a reason
+    except Exception as exc:  # any failure at any stage means "skip this file", with a reason
         raise ImageDecodeError(describe_error(exc)) from exc
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(width, height) from the file's header (no pixel decoding), or None when unreadable."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception:  # unreadable files are reported by decode_image, with their reason
+        return None
 
 
 def check_pixel_count(size: tuple[int, int], max_pixels: int) -> None:
@@ -122,13 +140,14 @@ def _draft_size(size: tuple[int, int], resolution: int) -> tuple[int, int]:
 
 
 def _apply_orientation(img: Image.Image) -> Image.Image:
-    """Rotate/flip by the EXIF orientation tag; a broken EXIF block counts as 'no rotation'."""
+    """Rotate/flip a loaded image by its EXIF orientation tag (1 or absent: unchanged).
+
+    An EXIF block that cannot be read raises ImageDecodeError: the file is skipped with that
+    reason rather than used with a guessed orientation.
+    """
     try:
         orientation = int(img.getexif().get(_ORIENTATION_TAG, 1))
-    except Exception:  # malformed EXIF is not a reason to drop an otherwise good image
-        orientation = 1
-    if orientation == 1:
-        img.load()
-        return img
-    return ImageOps.exif_transpose(img)
+    except Exception as exc:
+        raise ImageDecodeError(f"unreadable EXIF block ({describe_error(exc)})") from exc
+    return img if orientation == 1 else ImageOps.exif_transpose(img)
 

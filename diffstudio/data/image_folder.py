@@ -8,6 +8,7 @@ folder again is a single safetensors read (:mod:`diffstudio.data.folder_cache`).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,12 +17,24 @@ import numpy as np
 import torch
 
 from diffstudio.data.dataset import InMemoryDataset, SkippedFile
-from diffstudio.data.decode import DEFAULT_MAX_PIXELS, decode_image, pillow_pixel_limit
+from diffstudio.data.decode import DEFAULT_MAX_PIXELS, decode_image, image_size, pillow_pixel_limit
 from diffstudio.data.errors import DatasetError, ImageDecodeError, LoadCancelled
 from diffstudio.data.folder_cache import DecodedFolder, cache_key, read_cached, write_cached
-from diffstudio.data.folder_scan import IMAGE_EXTENSIONS, ImageFile, class_names_of, scan_folder
+from diffstudio.data.folder_scan import (
+    IMAGE_EXTENSIONS,
+    ImageFile,
+    class_folders,
+    class_names_of,
+    scan_folder,
+)
+from diffstudio.data.native_size import choose_native_resolution, upscale_note
+from diffstudio.data.paths import printable
 from diffstudio.data.pil_modes import RGB, WHITE
 from diffstudio.data.pixels import uint16_to_unit_range
+
+DECODER_VERSION = 2
+"""Part of the cache key: bumped when decoding or skipping rules change (2: an image is usable
+only when decoded completely), so entries made by an older rule are never reused."""
 
 Progress = Callable[[int, int], None]
 ShouldCancel = Callable[[], bool]
@@ -29,7 +42,7 @@ ShouldCancel = Callable[[], bool]
 
 def load_image_folder(
     path: str | os.PathLike[str],
-    resolution: int,
+    resolution: int | None,
     channels: int,
     labels: bool = False,
     progress: Progress | None = None,
@@ -44,9 +57,17 @@ def load_image_folder(
 
     Images are centre-cropped to a square and resized (Lanczos); transparency is composited
     over ``background``; images larger than ``max_pixels`` are rejected as decompression bombs.
-    With ``labels`` the class of a file is its first-level sub-folder. ``progress(done, total)``
-    is called from the calling thread; ``should_cancel()`` returning True raises LoadCancelled.
-    Raises DatasetError for a missing folder or one without a single usable image.
+    ``resolution`` None means "native": the smallest square side found (read from the file
+    headers), at most 64 px, so no image is upscaled; the choice and the sizes found are one
+    of the result's ``notes`` (:mod:`diffstudio.data.native_size`). An explicit resolution that
+    upscales some images is honoured and said in ``notes`` too.
+    With ``labels`` the class of a file is its first-level sub-folder; a class folder without a
+    usable image is dropped (the remaining labels are renumbered 0..K-1 in name order) and said
+    so in ``notes``. Symbolic links are followed, with loop and duplicate protection
+    (:mod:`diffstudio.data.folder_scan`). ``progress(done, total)`` is called from the calling
+    thread; ``should_cancel()`` returning True raises LoadCancelled. The result's ``skipped``
+    lists every file found but not used, with the reason. Raises DatasetError for a missing
+    folder or one without a single usable image.
     """
     root = resolve_folder(path)
     _check_options(resolution, channels)
@@ -55,8 +76,14 @@ def load_image_folder(
         if scan_skipped:
             raise _no_usable_error(root, scan_skipped, len(scan_skipped))
         raise _no_images_error(root)
+    sizes = _header_sizes(files)
+    if resolution is None:
+        native = choose_native_resolution(sizes)
+        resolution, notes = native.resolution, [native.note]
+    else:
+        notes = [note] if (note := upscale_note(sizes, resolution)) else []
     options = {"resolution": resolution, "channels": channels, "labels": labels,
-               "background": list(background), "max_pixels": max_pixels}
+               "background": list(background), "max_pixels": max_pixels, "decoder": DECODER_VERSION}
     key = cache_key(root, files, options) if use_cache else None
     decoded = read_cached(key) if key else None
     if decoded is not None:
@@ -65,17 +92,29 @@ def load_image_folder(
     else:
         decoded = _decode_folder(files, options, progress, should_cancel, workers)
         if key and len(decoded.pixels):
-            write_cached(key, decoded, source=str(root))
-    return _to_dataset(root, decoded, scan_skipped, len(files) + len(scan_skipped))
+            write_cached(key, decoded, source=printable(root))
+    dataset = _to_dataset(root, decoded, scan_skipped, len(files) + len(scan_skipped))
+    dataset.notes[:0] = notes
+    return dataset
+
+
+def _header_sizes(files: list[ImageFile]) -> list[tuple[int, int] | None]:
+    """(width, height) of each file from its header (~40 us a file); None where unreadable.
+
+    Pillow's warnings about damaged headers are silenced here: decoding reports those files.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [image_size(f.path) for f in files]
 
 
 def resolve_folder(path: str | os.PathLike[str]) -> Path:
     """Absolute folder path; DatasetError when it does not exist or is not a folder."""
     root = Path(path).expanduser().resolve()
     if not root.exists():
-        raise DatasetError(f"Dataset folder does not exist: {root}")
+        raise DatasetError(f"Dataset folder does not exist: {printable(root)}")
     if not root.is_dir():
-        raise DatasetError(f"Dataset source is a file, not a folder: {root}")
+        raise DatasetError(f"Dataset source is a file, not a folder: {printable(root)}")
     return root
 
 
@@ -131,7 +170,7 @@ def _decode_or_skip(file: ImageFile, options: dict) -> np.ndarray | SkippedFile:
         return decode_image(file.path, options["resolution"], options["channels"],
                             tuple(options["background"]), options["max_pixels"])
     except ImageDecodeError as exc:
-        return SkippedFile(str(file.path), str(exc))
+        return SkippedFile(printable(file.path), printable(str(exc)))
 
 
 def _labels_of(files: list[ImageFile], class_names: list[str]) -> np.ndarray:
@@ -144,30 +183,60 @@ def _to_dataset(root: Path, decoded: DecodedFolder, scan_skipped: list[SkippedFi
     skipped = scan_skipped + decoded.skipped
     if len(decoded.pixels) == 0:
         raise _no_usable_error(root, skipped, found)
-    labels = None
+    labels, class_names, notes = None, [], []
     if decoded.labels is not None:
-        labels = torch.from_numpy(np.asarray(decoded.labels, dtype=np.int64))
+        labels, class_names, notes = _drop_empty_classes(root, decoded, skipped)
     return InMemoryDataset(x=uint16_to_unit_range(decoded.pixels), labels=labels,
-                           class_names=list(decoded.class_names) if labels is not None else [],
-                           kind="image", name=root.name, skipped=skipped)
+                           class_names=class_names, kind="image", name=printable(root.name),
+                           skipped=skipped, notes=notes)
 
 
-def _check_options(resolution: int, channels: int) -> None:
+def _drop_empty_classes(root: Path, decoded: DecodedFolder,
+                        skipped: list[SkippedFile]) -> tuple[torch.Tensor, list[str], list[str]]:
+    """Labels renumbered over the classes that kept an image, their printable names, and notes.
+
+    Names are :func:`~diffstudio.data.paths.printable` (they end up in JSON, checkpoints and
+    the window). A class folder without one usable image is dropped with a note.
+    """
+    old = np.asarray(decoded.labels, dtype=np.int64)
+    counts = np.bincount(old, minlength=len(decoded.class_names))
+    kept = [i for i, n in enumerate(counts) if n > 0]
+    remap = np.full(len(decoded.class_names), -1, dtype=np.int64)
+    remap[kept] = np.arange(len(kept))
+    names = [printable(decoded.class_names[i]) for i in kept]
+    notes = []
+    for i, name in enumerate(decoded.class_names):
+        if counts[i] == 0:
+            tried = sum(1 for s in skipped if _in_class(s.file, root, name))
+            notes.append(f"class {printable(name)!r} dropped: none of its {tried} image file(s) is usable "
+                         f"(see the skipped files); labels renumbered, {len(kept)} class(es) left")
+    listed = set(decoded.class_names)
+    for folder in class_folders(root):
+        if folder not in listed:
+            notes.append(f"folder {printable(folder)!r} holds no image files: not a class")
+    return torch.from_numpy(remap[old]), names, notes
+
+
+def _in_class(file: str, root: Path, class_name: str) -> bool:
+    return file.startswith(printable(root / class_name) + os.sep)
+
+
+def _check_options(resolution: int | None, channels: int) -> None:
     if channels not in (1, 3):
         raise DatasetError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
-    if not 1 <= resolution <= 4096:
+    if resolution is not None and not 1 <= resolution <= 4096:
         raise DatasetError(f"resolution must be between 1 and 4096, got {resolution}")
 
 
 def _no_images_error(root: Path) -> DatasetError:
     extensions = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
-    return DatasetError(f"No image files ({extensions}) found in {root} or its sub-folders; "
-                        "0 files skipped")
+    return DatasetError(f"No image files ({extensions}) found in {printable(root)} or its "
+                        "sub-folders; 0 files skipped")
 
 
 def _no_usable_error(root: Path, skipped: list[SkippedFile], found: int) -> DatasetError:
     return DatasetError(
-        f"No usable image in {root}: all {found} image file(s) were skipped"
+        f"No usable image in {printable(root)}: all {found} image file(s) were skipped"
         + _first_reasons(skipped), skipped)
 
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import torch
 
-from diffstudio.data.dataset import InMemoryDataset
+from diffstudio.data.dataset import InMemoryDataset, SkippedFile
 from diffstudio.data.errors import DatasetError, LoadCancelled
+from diffstudio.data.paths import printable
 from diffstudio.data.registry import load_dataset, source_kind
 
 HISTOGRAM_BINS = 20
@@ -22,11 +23,14 @@ def inspect_source(source: str, resolution: int | None = None,
                    channels: int | None = None) -> dict[str, Any]:
     """Load ``source`` (through the cache) and describe it as a JSON-serialisable dict.
 
-    Keys: source, source_type, name, kind, usable, skipped [{file, reason}], resolution,
+    Keys: source, source_type, name, kind, usable, skipped [{file, reason}], notes (the loader's
+    messages: classes dropped, the resolution "native" chose and the sizes found), resolution,
     channels, classes, class_counts, value_range, and for images mean_brightness_histogram
     {edges, counts} of the per-image mean pixel value; for points point_mean and point_std.
     A folder without one usable image gives usable 0 and an ``error`` message instead of
-    raising; a source that does not exist raises DatasetError.
+    raising; a source that does not exist raises DatasetError. Every string is valid Unicode:
+    file names that are not UTF-8 appear with ``\\xNN`` escapes (:func:`~diffstudio.data.paths.printable`),
+    so the dict can be printed to a strict UTF-8 stream and written as JSON.
     """
     origin = source_kind(source)
     try:
@@ -42,10 +46,11 @@ def inspect_source(source: str, resolution: int | None = None,
 
 def _report(source: str, origin: str, dataset: InMemoryDataset) -> dict[str, Any]:
     report: dict[str, Any] = {
-        "source": source, "source_type": origin, "name": dataset.name, "kind": dataset.kind,
-        "usable": len(dataset), "skipped": [asdict(s) for s in dataset.skipped],
+        "source": printable(source), "source_type": origin, "name": printable(dataset.name),
+        "kind": dataset.kind, "usable": len(dataset), "skipped": _skipped(dataset.skipped),
+        "notes": [printable(n) for n in dataset.notes],
         "resolution": dataset.resolution, "channels": dataset.channels,
-        "classes": list(dataset.class_names), "class_counts": _class_counts(dataset),
+        "classes": [printable(c) for c in dataset.class_names], "class_counts": _class_counts(dataset),
         "value_range": [float(dataset.x.min()), float(dataset.x.max())],
     }
     if dataset.kind == "image":
@@ -58,10 +63,14 @@ def _report(source: str, origin: str, dataset: InMemoryDataset) -> dict[str, Any
 
 def _failed_report(source: str, origin: str, exc: DatasetError) -> dict[str, Any]:
     return {
-        "source": source, "source_type": origin, "name": source, "kind": "image", "usable": 0,
-        "skipped": [asdict(s) for s in exc.skipped], "resolution": None, "channels": None,
-        "classes": [], "class_counts": [], "error": str(exc),
+        "source": printable(source), "source_type": origin, "name": printable(source), "kind": "image",
+        "usable": 0, "skipped": _skipped(exc.skipped), "notes": [], "resolution": None,
+        "channels": None, "classes": [], "class_counts": [], "error": printable(str(exc)),
     }
+
+
+def _skipped(skipped: list[SkippedFile]) -> list[dict[str, str]]:
+    return [{k: printable(v) for k, v in asdict(s).items()} for s in skipped]
 
 
 def brightness_histogram(x: torch.Tensor, bins: int = HISTOGRAM_BINS) -> dict[str, list]:
@@ -96,6 +105,7 @@ def format_inspection(d: dict[str, Any]) -> str:
     if "point_mean" in d:
         lines.append(f"Point mean: {_vec(d['point_mean'])}  std: {_vec(d['point_std'])}")
     lines += _histogram_lines(d.get("mean_brightness_histogram"))
+    lines += [f"Note: {note}" for note in d.get("notes", [])]
     lines += _skipped_lines(d.get("skipped", []))
     return "\n".join(lines)
 

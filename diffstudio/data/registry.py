@@ -10,10 +10,10 @@ from diffstudio.data.builtin import BUILTIN_IMAGE_DATASETS, make_builtin
 from diffstudio.data.dataset import DatasetKind, InMemoryDataset
 from diffstudio.data.errors import DatasetError
 from diffstudio.data.folder_scan import has_class_folders
+from diffstudio.data.paths import from_portable, printable
 from diffstudio.data.image_folder import Progress, ShouldCancel, load_image_folder, resolve_folder
 from diffstudio.data.toys import DEFAULT_TOY_POINTS, TOY_DATASETS, make_toy
 
-DEFAULT_FOLDER_RESOLUTION = 64
 DEFAULT_FOLDER_CHANNELS = 3
 
 
@@ -32,16 +32,18 @@ def known_names() -> list[str]:
 def source_kind(source: str) -> str:
     """'builtin', 'toy' or 'folder'; DatasetError (listing the known names) for anything else.
 
-    A known name wins over a same-named folder unless written as a path ('./digits').
+    A known name wins over a same-named folder unless written as a path ('./digits'). A folder
+    may be given as a ``file:`` URI (how a name that is not UTF-8 is written into config files,
+    :mod:`diffstudio.data.paths`).
     """
     if not _looks_like_path(source) and source in BUILTIN_IMAGE_DATASETS:
         return "builtin"
     if not _looks_like_path(source) and source in TOY_DATASETS:
         return "toy"
-    if Path(source).expanduser().is_dir():
+    if Path(from_portable(source)).expanduser().is_dir():
         return "folder"
     raise DatasetError(
-        f"{source!r} is neither a built-in dataset nor an existing folder. "
+        f"{printable(source)!r} is neither a built-in dataset nor an existing folder. "
         f"Built-in datasets: {', '.join(known_names())}"
     )
 
@@ -58,7 +60,9 @@ def load_dataset(
 ) -> InMemoryDataset:
     """Load ``source``: a built-in image dataset, a 2-D toy, or a folder of images.
 
-    None picks the default resolution / channels (folders: 64 px RGB) / count. ``labels`` asks
+    None picks the default resolution / channels / count; for a folder, resolution None is
+    "native" (the smallest square side found, at most 64 px, never an upscale; the dataset's
+    ``notes`` name the sizes found) and channels None is RGB. ``labels`` asks
     for class labels where the source has them (a folder has them when all its images sit in two
     or more first-level sub-folders). ``n`` caps a folder to its first n images and sets the
     count of generated datasets; ``seed`` drives generated datasets. Toys ignore resolution and
@@ -92,9 +96,9 @@ def _generated(name: str, resolution: int | None, channels: int | None, n: int |
 
 def _load_folder(source: str, resolution: int | None, channels: int | None, labels: bool,
                  progress: Progress | None, should_cancel: ShouldCancel | None) -> InMemoryDataset:
-    root = resolve_folder(source)
+    root = resolve_folder(from_portable(source))
     return load_image_folder(
-        root, resolution or DEFAULT_FOLDER_RESOLUTION, channels or DEFAULT_FOLDER_CHANNELS,
+        root, resolution, channels or DEFAULT_FOLDER_CHANNELS,
         labels=labels and has_class_folders(root), progress=progress, should_cancel=should_cancel,
     )
 

@@ -72,11 +72,12 @@ class RunDir:
 
     @classmethod
     def create(cls, out_dir: str | os.PathLike, name: str = "", config: Any = None) -> "RunDir":
-        """A new run folder ``out_dir/name`` (``name-2``, ``name-3``... when taken; an empty name
-        gets ``run-<date>-<time>``), with its sub-folders and, when given, its config."""
+        """A new run folder ``out_dir/<run_folder_name(name)>`` (``-2``, ``-3``... appended when
+        taken; an empty name gets ``run-<date>-<time>``), with its sub-folders and, when given,
+        its config."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        base = _safe_name(name) or time.strftime("run-%Y%m%d-%H%M%S")
+        base = run_folder_name(name) or time.strftime("run-%Y%m%d-%H%M%S")
         for i in itertools.count(1):
             path = out / (base if i == 1 else f"{base}-{i}")
             try:
@@ -145,6 +146,14 @@ class RunDir:
         return Config.load(self.path / CONFIG_FILE)
 
     def save_config(self, cfg: Any) -> Path:
+        """Write ``config.toml``. A dataset folder whose name is not valid UTF-8 (TOML cannot hold
+        it) is written as its ``file:`` URI, which loads the same folder
+        (:func:`diffstudio.data.paths.to_portable`)."""
+        from diffstudio.data.paths import to_portable
+
+        source = getattr(getattr(cfg, "data", None), "source", None)
+        if isinstance(source, str) and to_portable(source) != source:
+            cfg = cfg.updated(data={"source": to_portable(source)})
         return cfg.save(self.path / CONFIG_FILE)
 
     # -- metrics and events --------------------------------------------------------------------
@@ -353,9 +362,30 @@ def _numbered(folder: Path, pattern: re.Pattern, ok) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def run_folder_name(name: str) -> str:
+    """The folder name a run called ``name`` gets: a dataset path gives its base name, sanitized.
+
+    ``/tmp/photos/myimages/`` and ``file:///tmp/photos/myimages`` give ``myimages``; ``digits``
+    stays ``digits``. The result is valid UTF-8 (bytes that are not become ``-xNN``, from their
+    backslash escapes) without path separators, characters Windows forbids, control characters
+    or leading dots. "" when nothing is left.
+    """
+    from diffstudio.data.paths import from_portable, printable
+
+    text = from_portable(str(name))
+    if _looks_like_path(text):
+        text = os.path.basename(os.path.abspath(os.path.expanduser(text)))
+    return _safe_name(printable(text))
+
+
+def _looks_like_path(text: str) -> bool:
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    return any(sep in text for sep in separators) or text.startswith("~") or text in (".", "..")
+
+
 def _safe_name(name: str) -> str:
     """A folder name from free text: no path separators, control characters or leading dots."""
-    return re.sub(r'[\\/:*?"<>|\x00-\x1f]+', "-", str(name)).strip().lstrip(".").strip()
+    return re.sub(r'[\\/:*?"<>|\x00-\x1f]+', "-", str(name)).strip().lstrip(".").strip("-. ")
 
 
 def _json_default(o: Any) -> Any:
@@ -382,4 +412,4 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     return row if isinstance(row, dict) else None
 
 
-__all__ = ["RunDir", "RunDirError", "step_name"]
+__all__ = ["RunDir", "RunDirError", "run_folder_name", "step_name"]

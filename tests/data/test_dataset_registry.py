@@ -46,8 +46,9 @@ def test_progress_called_for_generated() -> None:
 def test_folder_path_with_defaults_and_auto_labels(tmp_path: Path, write_file: Callable) -> None:
     write_file(tmp_path / "ds" / "a", "red.png")
     write_file(tmp_path / "ds" / "b", "blue.webp")
-    dataset = load_dataset(str(tmp_path / "ds"))
-    assert dataset.x.shape == (2, 3, 64, 64) and dataset.class_names == ["a", "b"]
+    dataset = load_dataset(str(tmp_path / "ds"))  # 12x12 images: "native" is 12 px, not 64
+    assert dataset.x.shape == (2, 3, 12, 12) and dataset.class_names == ["a", "b"]
+    assert "12 px" in dataset.notes[0] and "12x12 (2)" in dataset.notes[0]
     flat = tmp_path / "flat"
     write_file(flat, "red.png")
     write_file(flat, "green.jpg")

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from diffstudio.engine.config import Config
-from diffstudio.engine.run_dir import RunDir, RunDirError, step_name
+from diffstudio.engine.run_dir import RunDir, RunDirError, run_folder_name, step_name
 
 
 def ckpt(run, step):
@@ -57,6 +57,46 @@ def test_config_round_trip(tmp_path):
     run.save_config(cfg)
     assert (run.path / "config.toml").is_file()
     assert RunDir(run.path).config() == cfg
+
+
+@pytest.mark.parametrize("name,folder", [
+    ("digits", "digits"),
+    ("/tmp/photos/myimages", "myimages"),  # a folder dataset: its base name, not "-tmp-photos-myimages"
+    ("/tmp/photos/myimages/", "myimages"),
+    ("~/pictures/cats", "cats"),
+    ("file:///data/caf%E9", "caf-xe9"),  # a non-UTF-8 name: valid UTF-8 text from its escapes
+    ("/data/caf\udce9", "caf-xe9"),
+    ("/data/a:b*c", "a-b-c"),
+    ("..hidden", "hidden"),
+    ("my run", "my run"),
+    ("", ""),
+])
+def test_run_folder_name(name, folder):
+    assert run_folder_name(name) == folder
+    run_folder_name(name).encode("utf-8")  # never a lone surrogate
+
+
+def test_a_folder_run_is_named_after_the_folder(tmp_path):
+    data = tmp_path / "somewhere" / "myimages"
+    run = RunDir.create(tmp_path / "runs", str(data) + "/")
+    assert run.path == tmp_path / "runs" / "myimages"
+    assert RunDir.create(tmp_path / "runs", str(data)).name == "myimages-2"
+
+
+def test_config_with_a_non_utf8_dataset_folder_is_written_as_a_file_uri(tmp_path):
+    import os
+
+    folder = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9")
+    os.mkdir(folder)
+    run = RunDir.create(tmp_path / "runs", folder, config=Config().updated(data={"source": folder}))
+    assert run.name == "caf-xe9"
+    text = (run.path / "config.toml").read_bytes().decode("utf-8")  # strict: valid UTF-8
+    assert "%E9" in text
+    from diffstudio.data.paths import from_portable
+
+    assert from_portable(run.config().data.source) == folder
+    plain = RunDir.create(tmp_path / "runs", "p", config=Config().updated(data={"source": str(tmp_path)}))
+    assert plain.config().data.source == str(tmp_path)  # a UTF-8 name is written as it is
 
 
 def rows(a, b):
