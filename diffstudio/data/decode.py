@@ -55,7 +55,7 @@ def decode_image(
     except ImageDecodeError:
         raise
     except Exception as exc:  # any failure at any stage means "skip this file", with a reason
-        raise ImageDecodeError(describe_error(exc)) from exc
+        raise ImageDecodeError(decode_reason(exc)) from exc
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
@@ -100,7 +100,7 @@ def to_uint16(img: Image.Image, channels: int) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def describe_error(exc: BaseException) -> str:
+def decode_reason(exc: BaseException) -> str:
     """A short human-readable reason for a decoding failure."""
     message = str(exc) or type(exc).__name__
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
@@ -148,6 +148,6 @@ def _apply_orientation(img: Image.Image) -> Image.Image:
     try:
         orientation = int(img.getexif().get(_ORIENTATION_TAG, 1))
     except Exception as exc:
-        raise ImageDecodeError(f"unreadable EXIF block ({describe_error(exc)})") from exc
+        raise ImageDecodeError(f"unreadable EXIF block ({decode_reason(exc)})") from exc
     return img if orientation == 1 else ImageOps.exif_transpose(img)
 

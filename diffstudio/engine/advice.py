@@ -98,10 +98,17 @@ def skipped_files(dataset: Any, source: str = "") -> list[Advice]:
                    f"`diffstudio dataset inspect{where}` lists every one with its reason")]
 
 
+def dataset_notes(dataset: Any) -> list[Advice]:
+    """The loader's one-line notes (dropped empty classes, the native resolution chosen and the
+    image sizes found, upscaling): ``dataset.notes``, when it has them."""
+    return [Advice("info", "data.source", str(n)) for n in (getattr(dataset, "notes", None) or [])]
+
+
 def training_advice(cfg, dataset: Any = None) -> list[Advice]:
     """Everything worth saying before training ``cfg`` on ``dataset``, warnings first."""
-    items = singular_prediction(cfg) + flow_shift(cfg) + skipped_files(dataset, str(cfg.data.source))
+    items = (singular_prediction(cfg) + flow_shift(cfg) + skipped_files(dataset, str(cfg.data.source))
+             + dataset_notes(dataset))
     return sorted(items, key=lambda a: a.level != "warning")
 
 
-__all__ = ["Advice", "SINGULAR_AT_T1", "flow_shift", "singular_prediction", "skipped_files", "training_advice"]
+__all__ = ["Advice", "SINGULAR_AT_T1", "dataset_notes", "flow_shift", "singular_prediction", "skipped_files", "training_advice"]

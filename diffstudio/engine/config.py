@@ -263,9 +263,15 @@ class Config:
         return replace(self, **{k: replace(getattr(self, k), **v) for k, v in sections.items()})
 
     def save(self, path: str | os.PathLike) -> Path:
+        """Write TOML (``.toml``) or JSON. A dataset folder whose name is not valid UTF-8 is
+        written as its ``file:`` URI, which loads the same folder (data.paths.to_portable)."""
+        from diffstudio.data.paths import to_portable
+
         path = Path(path)
-        data = _drop_none(self.to_dict())
-        text = tomli_w.dumps(data) if path.suffix == ".toml" else json.dumps(self.to_dict(), indent=2)
+        portable = self.updated(data={"source": to_portable(self.data.source)}) if isinstance(
+            self.data.source, str) else self
+        data = _drop_none(portable.to_dict())
+        text = tomli_w.dumps(data) if path.suffix == ".toml" else json.dumps(portable.to_dict(), indent=2)
         from diffstudio.engine.atomic import atomic_write_text
 
         atomic_write_text(path, text)

@@ -146,14 +146,7 @@ class RunDir:
         return Config.load(self.path / CONFIG_FILE)
 
     def save_config(self, cfg: Any) -> Path:
-        """Write ``config.toml``. A dataset folder whose name is not valid UTF-8 (TOML cannot hold
-        it) is written as its ``file:`` URI, which loads the same folder
-        (:func:`diffstudio.data.paths.to_portable`)."""
-        from diffstudio.data.paths import to_portable
-
-        source = getattr(getattr(cfg, "data", None), "source", None)
-        if isinstance(source, str) and to_portable(source) != source:
-            cfg = cfg.updated(data={"source": to_portable(source)})
+        """Write ``config.toml`` (a non-UTF-8 dataset folder as its ``file:`` URI: Config.save)."""
         return cfg.save(self.path / CONFIG_FILE)
 
     # -- metrics and events --------------------------------------------------------------------

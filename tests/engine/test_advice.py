@@ -92,3 +92,28 @@ def test_the_trainer_sends_the_advice_to_its_hooks(tmp_path):
     Trainer(cfg, hooks=hooks).run()
     assert [t for lv, t in hooks.messages if lv == "warning"] == [a.text for a in training_advice(cfg)]
     assert len(training_advice(cfg)) == 1
+
+
+def test_dataset_notes_are_part_of_the_start_of_train_advice():
+    from types import SimpleNamespace
+
+    from diffstudio.engine.advice import training_advice
+    from diffstudio.engine.config import Config
+
+    data = SimpleNamespace(skipped=[], notes=["class 'empty' has no usable image: dropped, labels renumbered"])
+    texts = [a.text for a in training_advice(Config().updated(objective={"parameterization": "v"}), data)]
+    assert any("dropped, labels renumbered" in t for t in texts)
+
+
+def test_config_save_writes_a_non_utf8_folder_that_loads_back(tmp_path):
+    import os
+
+    from diffstudio.data.paths import from_portable
+    from diffstudio.engine.config import Config
+
+    folder = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9")
+    cfg = Config().updated(data={"source": folder})
+    for suffix in (".toml", ".json"):
+        path = cfg.save(tmp_path / f"c{suffix}")
+        path.read_text(encoding="utf-8")  # valid UTF-8
+        assert from_portable(Config.load(path).data.source) == folder
