@@ -172,6 +172,27 @@ def _refuse_source_with_resume(args, resumed) -> None:
                      f"{sets} (the run length with --steps)")
 
 
+# what a resumed run may change in its own folder: how it runs, logs and previews, not what it learns
+RESUME_IN_PLACE = ("run.steps", "run.device", "run.threads", "run.precision", "run.compile", "run.preview_every",
+                   "run.checkpoint_every", "run.log_every", "run.keep_checkpoints", "sampling.")
+
+
+def _refuse_sets_in_place(args) -> None:
+    """``--resume RUN --set optim.lr=...`` would change what the run folder's history means:
+    such changes continue into a new folder (``--out``)."""
+    from diffstudio.engine.settings import SettingAssignmentError, parse_assignment
+
+    try:
+        names = [parse_assignment(a)[0] for a in getattr(args, "assignments", [])]
+    except SettingAssignmentError as e:
+        raise UsageError(str(e)) from None
+    learned = [n for n in names if not n.startswith(RESUME_IN_PLACE)]
+    if learned:
+        raise UsageError(f"--set {', '.join(learned)} with --resume changes what the run learns; continue into a new "
+                         f"run folder instead: diffstudio train --resume {args.resume} --out NEW_FOLDER "
+                         + " ".join(f"--set {a}" for a in args.assignments))
+
+
 def _train_config(args):
     from diffstudio.engine.config import Config
     from diffstudio.engine.devices import resolve_device
@@ -196,6 +217,8 @@ def _train_config(args):
         cfg = cfg.updated(run={"device": args.device})
     if getattr(args, "threads", None) is not None:
         cfg = cfg.updated(run={"threads": args.threads})
+    if args.resume and not args.out:
+        _refuse_sets_in_place(args)
     cfg = _apply_sets(cfg, getattr(args, "assignments", []))
     if args.device:
         resolve_device(args.device, "--device")  # the flag's own name in its message

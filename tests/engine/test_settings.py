@@ -238,3 +238,19 @@ def test_each_registry_entry_reaches_config_cli_and_docs(name, registry, impleme
         assert f"`{choice.value}`" in docs
     section, key = name.split(".")
     assert name in dict(Config().updated(**{section: {key: "nope"}}).validate())
+
+
+def test_set_with_resume_branches_learning_changes_into_a_new_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["--set", "run.preview_every=100", "--set", "run.checkpoint_every=2", "--set", "data.num_points=256"]
+    assert cli.main(["train", "--preset", "moons-flow", "--steps", "2", *base, "--out", str(run)]) == 0
+    capsys.readouterr()
+    code = cli.main(["train", "--resume", str(run), "--steps", "4", "--set", "optim.lr=1e-4"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--out" in err and "optim.lr" in err
+    branch = tmp_path / "branch"
+    code = cli.main(["train", "--resume", str(run), "--steps", "4", "--set", "optim.lr=1e-4", "--out", str(branch)])
+    assert code == 0
+    assert Config.load(branch / "config.toml").optim.lr == pytest.approx(1e-4)
+    assert Config.load(run / "config.toml").optim.lr != pytest.approx(1e-4)  # the source is untouched
+    assert cli.main(["train", "--resume", str(run), "--steps", "3", "--set", "run.log_every=1"]) == 0
