@@ -127,9 +127,11 @@ def sample_noise(x0: Tensor, generator: torch.Generator | None = None, offset: f
 
 @dataclass(frozen=True)
 class Objective:
-    """One choice of parameterization, weighting and time sampling."""
+    """One choice of parameterization, weighting and time sampling. The parameterization has no
+    default here: the run's default lives once, in the settings description (engine/config.py).
+    Raises ValueError for an unknown choice or a non-positive gamma / logit_std or negative offset."""
 
-    parameterization: Parameterization = Parameterization.EPS
+    parameterization: Parameterization
     weighting: Weighting = Weighting.UNIFORM
     gamma: float = 5.0
     time_sampling: TimeSampling = TimeSampling.UNIFORM

@@ -143,7 +143,7 @@ def test_objective_validation():
     assert Objective("v", "min_snr").parameterization.value == "v"
     for kwargs, field in (({"gamma": 0}, "gamma"), ({"logit_std": 0}, "logit_std"), ({"offset_noise": -1}, "offset_noise")):
         with pytest.raises(ValueError, match=field):
-            Objective(**kwargs)
+            Objective("eps", **kwargs)
     with pytest.raises(ValueError):
         Objective(parameterization="velocity")
 
