@@ -11,10 +11,7 @@ from typing import Sequence
 
 from diffstudio.core.grids import SPACINGS
 from diffstudio.core.schedules import FAMILIES
-
-
-class UsageError(Exception):
-    """Bad input from the command line: reported on one line, exit code 2."""
+from diffstudio.usage import UsageError
 
 
 class _Parser(argparse.ArgumentParser):

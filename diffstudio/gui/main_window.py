@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from diffstudio.engine.config import Config, ConfigError
 from diffstudio.gui import help as H
-from diffstudio.gui.app import protect_singletons
+from diffstudio.gui.singletons import protect_singletons
 from diffstudio.gui.panels.objective import ObjectivePanel
 from diffstudio.gui.panels.sampling import SamplingPanel
 from diffstudio.gui.panels.schedule import SchedulePanel
