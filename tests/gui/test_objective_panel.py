@@ -9,7 +9,9 @@ import torch
 from diffstudio.core.parameterization import Coefficients
 from diffstudio.core.schedules import make_schedule
 from diffstudio.gui import help as H
-from diffstudio.gui.panels.objective import ObjectivePanel, time_density
+from diffstudio.core.objectives import time_density
+from diffstudio.engine import advice
+from diffstudio.gui.panels.objective import ObjectivePanel
 
 
 @pytest.fixture
@@ -31,7 +33,7 @@ def test_eps_with_ztsnr_warns_and_v_clears_it(panel):
     choose(panel.param_combo, "eps")
     assert state.config.objective.parameterization == "eps"
     assert panel.warning_label.isVisible()
-    assert H.WARN_EPS_ZTSNR.split(":")[0] in panel.warning_label.text()
+    assert advice.WARN_EPS_ZTSNR.split(":")[0] in panel.warning_label.text()
     assert "removing noise from pure noise leaves nothing" in panel.warning_label.text()
     choose(panel.param_combo, "v")
     assert not panel.warning_label.isVisible() and panel.warnings() == []

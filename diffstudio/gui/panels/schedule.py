@@ -46,6 +46,7 @@ from diffstudio.core.schedules import (
     ScheduleError,
     make_schedule,
 )
+from diffstudio.engine.advice import format_percent
 from diffstudio.gui import help as H
 from diffstudio.gui.widgets.draggable import DraggablePoints
 from diffstudio.gui.widgets.field import FieldMarker, NumberBox, set_tooltip
@@ -78,16 +79,6 @@ def page_of(family: str) -> int:
     if family in DISCRETE_FAMILIES:
         return PAGES["beta"]
     return PAGES.get(family, PAGES["cosine"])
-
-
-def format_percent(fraction: float) -> str:
-    """0.068265 -> '6.83 %'; tiny values keep three significant digits; exactly 0 -> '0 %'."""
-    pct = 100.0 * fraction
-    if pct == 0:
-        return "0 %"
-    if pct >= 0.1:
-        return f"{pct:.2f} %"
-    return f"{pct:.3g} %"
 
 
 def nice_range(lo: float, hi: float) -> tuple[float, float]:
