@@ -322,13 +322,18 @@ class MainWindow(QMainWindow):
         tp = self.training_panel
         if tp is not None:
             if hasattr(tp, "previewReady"):
-                tp.previewReady.connect(lambda p: self.sampling_panel.show_preview(p, source="training"))
+                tp.previewReady.connect(lambda p: self.sampling_panel.show_preview(
+                    p, source="training", config=getattr(tp, "run_config", None)))
             if hasattr(tp, "statusChanged"):
                 tp.statusChanged.connect(self._on_training_status)
             if hasattr(tp, "runStarted"):
-                tp.runStarted.connect(lambda _path: self.docks["training"].raise_())
+                tp.runStarted.connect(self._on_run_started)
             if hasattr(tp, "runFinished"):
                 tp.runFinished.connect(self._on_run_finished)
+
+    def _on_run_started(self, _path: str) -> None:
+        self.docks["training"].raise_()
+        self.sampling_panel.start_new_run(getattr(self.training_panel, "run_config", None))
 
     def _on_objective_warnings(self, warnings: list) -> None:
         """Mark the Objective tab and bring it forward when a choice starts to conflict."""

@@ -78,6 +78,7 @@ class TrainingPanel(QWidget):
         self.state = state
         self.thread: TrainingThread | None = None
         self.run_dir: str | None = None
+        self.run_config = None  # the config of the run being trained (or last trained)
         self.last_preview = None
         self.last_metrics: dict = {}
         self._export_threads: list[TaskThread] = []
@@ -258,6 +259,7 @@ class TrainingPanel(QWidget):
 
     def _launch(self, config, resume: str | None, dataset) -> None:
         self.last_metrics = {}
+        self.run_config = config
         self._show_message("", "")
         thread = TrainingThread(config, resume=resume, dataset=dataset)
         thread.started_run.connect(self._on_started)
