@@ -36,7 +36,8 @@ from PySide6.QtWidgets import (
 )
 
 from diffstudio.core.grids import sampling_grid
-from diffstudio.core.parameterization import Coefficients, add_noise
+from diffstudio.core.parameterization import Coefficients
+from diffstudio.core.terminal import LEAK_GAIN, leaked_signal, low_frequencies, terminal_sample
 from diffstudio.core.schedules import (
     DEFAULT_BETAS,
     DISCRETE_FAMILIES,
@@ -112,13 +113,6 @@ def test_image(size: int = 64) -> torch.Tensor:
         for c in range(3):
             img[c][disc] = colour[c]
     return img
-
-
-def block_average(x: torch.Tensor, k: int) -> torch.Tensor:
-    """(C, H, W) -> (C, H, W): each k x k block replaced by its mean (H, W divisible by k)."""
-    c, h, w = x.shape
-    blocks = x.reshape(c, h // k, k, w // k, k).mean(dim=(2, 4))
-    return blocks.repeat_interleave(k, 1).repeat_interleave(k, 2)
 
 
 class HeightHold(QObject):
@@ -521,9 +515,18 @@ class SchedulePanel(QWidget):
         self.thumbs = {"clean": ImageView(), "noised": ImageView(), "low": ImageView()}
         self.thumb_labels = {
             "clean": QLabel("clean image x₀"),
-            "noised": QLabel("x at t = 1: what the model sees at the last step"),
-            "low": QLabel("the same, 8×8 block average (contrast ×): low frequencies that leak"),
+            "noised": QLabel("x₁ = α₁x₀ + σ₁ε: what the model sees at the last step"),
+            "low": QLabel(""),
         }
+        self.leak_combo = QComboBox()
+        self.leak_combo.setObjectName("schedule_leak_view")
+        self.leak_combo.addItem(f"leaked signal x₁ − σ₁ε, ×{LEAK_GAIN:g}", "residual")
+        self.leak_combo.addItem("low frequencies, amplified", "low")
+        set_tooltip(self.leak_combo, "How to make the leak visible. Low frequencies: block averages of x₁, "
+                    "stretched (the noise averages out, the image's brightness and layout do not; needs a "
+                    "large image). Leaked signal: x₁ minus its noise, α₁x₀, at a fixed gain — an image "
+                    "whenever anything is left, flat grey at zero terminal SNR, on any image size.")
+        self.leak_combo.currentIndexChanged.connect(lambda _i: self._redraw_thumbnails())
         thumbs = QWidget()
         tcol = QVBoxLayout(thumbs)
         title = QLabel("<b>What the model sees at the last step</b>")
@@ -531,6 +534,8 @@ class SchedulePanel(QWidget):
         tcol.addWidget(title)
         tcol.addWidget(self.thumb_caption)
         for key in ("clean", "noised", "low"):
+            if key == "low":
+                tcol.addWidget(self.leak_combo)
             self.thumbs[key].setMinimumSize(64, 64)
             self.thumb_labels[key].setWordWrap(True)
             self.thumb_labels[key].setStyleSheet("color: #444; font-size: 9pt;")
@@ -767,23 +772,38 @@ class SchedulePanel(QWidget):
         if self.control_points.dragging is None or len(self.control_points.xy) != len(pts):
             self.control_points.set_points([(float(self.display_x(t)), lam) for t, lam in pts])
 
+    def _redraw_thumbnails(self) -> None:
+        self._drawn.pop("thumbnails", None)
+        try:
+            schedule = self.state.config.schedule.build()
+        except (ScheduleError, ValueError, TypeError):
+            return
+        self._draw_thumbnails(schedule)
+
     def _draw_thumbnails(self, schedule: Schedule) -> None:
-        """x at t = 1 depends on alpha_1 and sigma_1 only: recomputed when they (or the image) change."""
+        """x at t = 1 depends on alpha_1 and sigma_1 only: recomputed when they, the image or the
+        view of the leak change."""
         x0, eps = self._thumb_source, self._thumb_noise
         c = Coefficients.at(schedule, 1.0)
-        key = (float(c.alpha), float(c.sigma))
+        mode = self.leak_combo.currentData() or "residual"
+        key = (float(c.alpha), float(c.sigma), mode)
         if self._drawn.get("thumbnails") == key:
             return
         self._drawn["thumbnails"] = key
-        x1 = add_noise(x0[None], eps[None], c)[0]
-        k = max(2, x0.shape[-1] // 4)  # 4 x 4 blocks: noise falls by k, the leaked brightness stays
-        h = (x0.shape[-1] // k) * k
-        low = block_average(x1[:, :h, :h], k) * (k / 3.0)  # pure noise -> std 1/3 after the stretch
+        x1 = terminal_sample(x0, eps, c)
         self.thumbs["clean"].set_image(unit_to_uint8(x0.numpy()))
         self.thumbs["noised"].set_image(unit_to_uint8(x1.numpy()))
-        self.thumbs["low"].set_image(unit_to_uint8(low.numpy()))
-        self.thumb_labels["low"].setText(f"the same, {k}×{k} block average, contrast ×{k / 3:.3g}: "
-                                         "the low frequencies that leak")
+        left = format_percent(float(c.alpha))
+        if mode == "residual":
+            third = leaked_signal(x1, eps, c)
+            text = (f"x₁ − σ₁ε = α₁x₀ ×{LEAK_GAIN:g}: {left} of the image is left"
+                    + (" — nothing, flat grey" if float(c.alpha) == 0.0 else ""))
+        else:
+            third, k = low_frequencies(x1)
+            text = (f"x₁ in {k}×{k} blocks, contrast ×{k / 3:.3g}: the low frequencies that leak ({left}); "
+                    "pure noise stays noise")
+        self.thumbs["low"].set_image(unit_to_uint8(third.numpy()))
+        self.thumb_labels["low"].setText(text)
 
     # ------------------------------------------------------------ custom points
     def current_points(self) -> list[tuple[float, float]]:
