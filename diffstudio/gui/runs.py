@@ -449,6 +449,7 @@ class SampleStatsView(QWidget):
             return
         self.sample_means = np.asarray(means, dtype=np.float64)
         self.sample_item.setData(BRIGHTNESS_BINS, _density(self.sample_means))
+        self.sample_item.setVisible(True)
         self._step = getattr(preview, "step", None)
         self._config = config
         self._update_summary()
@@ -460,6 +461,7 @@ class SampleStatsView(QWidget):
         self._config = None
         self.stale_reason = stale_reason
         self.sample_item.setData(BRIGHTNESS_BINS, np.zeros(len(BRIGHTNESS_BINS) - 1))
+        self.sample_item.setVisible(False)
         self.summary.setText(text or "Brightness statistics appear with the first preview of an image run.")
 
     def advice(self) -> list[str]:

@@ -17,12 +17,14 @@ from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFrame,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QStackedWidget,
@@ -147,6 +149,7 @@ class PreviewView(QWidget):
         layout.addWidget(self.strip)
         layout.addWidget(self.strip_caption)
         layout.addWidget(self.stats)
+        self._update_buttons()
 
     def set_data_points(self, points: np.ndarray | None) -> None:
         if points is None:
@@ -168,6 +171,8 @@ class PreviewView(QWidget):
     def set_stale(self, reason: str | None) -> None:
         """Mark what is shown as no longer matching the settings (``reason`` says why), or not."""
         self.stale_label.setText(f"Stale: {reason}" if reason else "")
+        self.stale_label.setToolTip("Train on this data, or load and sample a checkpoint of it, for samples "
+                                    "that belong to it." if reason else "")
         self.stale_label.setVisible(bool(reason))
 
     @property
@@ -627,8 +632,7 @@ class SamplingPanel(QWidget):
             return None
         if data_key(made) == data_key(self.state.config):
             return None
-        return (f"these samples come from a model trained on {describe_data(made)}; the dataset is now "
-                f"{describe_data(self.state.config)}. Train, or sample a checkpoint of this data, for new ones.")
+        return f"made by a model of {describe_data(made)}; the dataset is now {describe_data(self.state.config)}."
 
     def _refresh_staleness(self) -> None:
         reason = self.stale_reason()
@@ -732,7 +736,11 @@ def _with_stats(preview: QWidget, stats: QWidget | None) -> QWidget:
     if stats is None:
         return preview
     splitter = QSplitter(Qt.Orientation.Vertical)
-    splitter.addWidget(preview)
+    area = QScrollArea()  # a short dock scrolls the preview instead of overlapping its parts
+    area.setWidget(preview)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    splitter.addWidget(area)
     splitter.addWidget(stats)
     splitter.setStretchFactor(0, 3)
     splitter.setStretchFactor(1, 1)

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
     QFrame,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -515,7 +516,7 @@ class SchedulePanel(QWidget):
         self.thumbs = {"clean": ImageView(), "noised": ImageView(), "low": ImageView()}
         self.thumb_labels = {
             "clean": QLabel("clean image x₀"),
-            "noised": QLabel("x₁ = α₁x₀ + σ₁ε: what the model sees at the last step"),
+            "noised": QLabel("x₁ = α₁x₀ + σ₁ε"),
             "low": QLabel(""),
         }
         self.leak_combo = QComboBox()
@@ -528,21 +529,37 @@ class SchedulePanel(QWidget):
                     "whenever anything is left, flat grey at zero terminal SNR, on any image size.")
         self.leak_combo.currentIndexChanged.connect(lambda _i: self._redraw_thumbnails())
         thumbs = QWidget()
-        tcol = QVBoxLayout(thumbs)
+        tcol = QGridLayout(thumbs)  # x0 | x1 side by side, the view of the leak under them
+        tcol.setContentsMargins(4, 0, 4, 0)
         title = QLabel("<b>What the model sees at the last step</b>")
         title.setWordWrap(True)
-        tcol.addWidget(title)
-        tcol.addWidget(self.thumb_caption)
+        tcol.addWidget(title, 0, 0, 1, 2)
+        tcol.addWidget(self.thumb_caption, 1, 0, 1, 2)
         for key in ("clean", "noised", "low"):
-            if key == "low":
-                tcol.addWidget(self.leak_combo)
-            self.thumbs[key].setMinimumSize(64, 64)
+            self.thumbs[key].setMinimumSize(56, 56)
             self.thumb_labels[key].setWordWrap(True)
             self.thumb_labels[key].setStyleSheet("color: #444; font-size: 9pt;")
-            tcol.addWidget(self.thumbs[key], 1)
-            tcol.addWidget(self.thumb_labels[key])
-        thumbs.setMinimumWidth(170)
-        thumbs.setMaximumWidth(260)
+            self.thumb_labels[key].setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignHCenter)
+        self.thumb_labels["clean"].setText("clean x₀")
+        self.thumb_labels["noised"].setText("x₁ = α₁x₀ + σ₁ε")
+        self.thumb_labels["noised"].setToolTip("What the model sees at the last training step, t = 1")
+        tcol.addWidget(self.thumbs["clean"], 2, 0)
+        tcol.addWidget(self.thumbs["noised"], 2, 1)
+        tcol.addWidget(self.thumb_labels["clean"], 3, 0)
+        tcol.addWidget(self.thumb_labels["noised"], 3, 1)
+        tcol.addWidget(self.leak_combo, 4, 0, 1, 2)
+        tcol.addWidget(self.thumbs["low"], 5, 0, 1, 2)
+        tcol.addWidget(self.thumb_labels["low"], 6, 0, 1, 2)
+        tcol.setRowStretch(2, 2)
+        tcol.setRowStretch(5, 3)
+        thumbs_area = QScrollArea()  # too short a window scrolls the column; nothing overlaps
+        thumbs_area.setWidget(thumbs)
+        thumbs_area.setWidgetResizable(True)
+        thumbs_area.setFrameShape(QFrame.Shape.NoFrame)
+        thumbs_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        thumbs_area.setMinimumWidth(180)
+        thumbs_area.setMaximumWidth(280)
+        thumbs = thumbs_area
 
         body = QSplitter(Qt.Orientation.Horizontal)
         body.addWidget(plots)
@@ -796,12 +813,11 @@ class SchedulePanel(QWidget):
         left = format_percent(float(c.alpha))
         if mode == "residual":
             third = leaked_signal(x1, eps, c)
-            text = (f"x₁ − σ₁ε = α₁x₀ ×{LEAK_GAIN:g}: {left} of the image is left"
-                    + (" — nothing, flat grey" if float(c.alpha) == 0.0 else ""))
+            text = (f"α₁x₀ ×{LEAK_GAIN:g}: {left} of the image is left"
+                    + (" — nothing: flat grey" if float(c.alpha) == 0.0 else ""))
         else:
             third, k = low_frequencies(x1)
-            text = (f"x₁ in {k}×{k} blocks, contrast ×{k / 3:.3g}: the low frequencies that leak ({left}); "
-                    "pure noise stays noise")
+            text = f"x₁ in {k}×{k} blocks, contrast ×{k / 3:.3g}: the low frequencies that leak ({left} left)"
         self.thumbs["low"].set_image(unit_to_uint8(third.numpy()))
         self.thumb_labels["low"].setText(text)
 
