@@ -17,14 +17,12 @@ from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFrame,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QSplitter,
     QStackedWidget,
@@ -736,11 +734,7 @@ def _with_stats(preview: QWidget, stats: QWidget | None) -> QWidget:
     if stats is None:
         return preview
     splitter = QSplitter(Qt.Orientation.Vertical)
-    area = QScrollArea()  # a short dock scrolls the preview instead of overlapping its parts
-    area.setWidget(preview)
-    area.setWidgetResizable(True)
-    area.setFrameShape(QFrame.Shape.NoFrame)
-    splitter.addWidget(area)
+    splitter.addWidget(preview)
     splitter.addWidget(stats)
     splitter.setStretchFactor(0, 3)
     splitter.setStretchFactor(1, 1)
