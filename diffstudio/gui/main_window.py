@@ -548,12 +548,17 @@ class MainWindow(QMainWindow):
         how = "saving a checkpoint" if save else "without saving a checkpoint"
         self.stopping_note = QLabel(f"Stopping training ({how})… the window closes when it has stopped.")
         self.stopping_note.setStyleSheet("QLabel { color: #8a3b00; font-weight: bold; padding: 0 8px; }")
-        self.statusBar().addWidget(self.stopping_note, 1)
+        self.statusBar().clearMessage()
+        self.statusBar().insertPermanentWidget(0, self.stopping_note, 1)  # messages never hide it
         self.setWindowTitle("diffstudio — stopping…")
         for dock in self.docks.values():
             if dock.widget() is not tp:
                 dock.setEnabled(False)  # no new work while it stops
-        tp.thread.finished.connect(lambda: QTimer.singleShot(0, self.close))
+        thread = tp.thread
+        if thread is None or thread.isFinished():  # it ended while the question was open
+            QTimer.singleShot(0, self.close)
+            return
+        thread.finished.connect(lambda: QTimer.singleShot(0, self.close))
         tp.stop_for_close(save)
 
     def close_without_asking(self) -> bool:

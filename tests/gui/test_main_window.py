@@ -237,6 +237,7 @@ def test_closing_mid_run_keeps_the_window_up_until_the_worker_stops(qtbot, setti
     thread = tp.thread
     qtbot.waitUntil(lambda: tp.status["step"] > 3, timeout=60000)
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
+    window.statusBar().showMessage("a passing message", 8000)  # must not hide the note
     assert window.close() is False  # not closed yet: the worker is asked to stop ...
     assert window.isVisible() and window.stopping_note.isVisible()  # ... and the window says so
     assert "stopping" in window.stopping_note.text().lower() and "without saving" in window.stopping_note.text()

@@ -225,3 +225,13 @@ def test_previews_can_be_enlarged_and_saved(panel, tmp_path, monkeypatch):
     assert saved == str(out) + ".png"
     assert np.array_equal(np.asarray(Image.open(saved).convert("RGB")), view.grid_view.image)
     window.close()
+
+
+def test_a_double_click_enlarges_the_grid(panel, qtbot):
+    from PySide6.QtCore import Qt
+
+    panel.show_preview(_image_preview(6))
+    before = len(panel.model_view.windows)
+    qtbot.mouseDClick(panel.model_view.grid_view, Qt.MouseButton.LeftButton)
+    assert len(panel.model_view.windows) == before + 1
+    panel.model_view.windows[-1].close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -106,7 +106,7 @@ class PreviewView(QWidget):
         self.stale_label.setVisible(False)
         self.grid_view = ImageView(placeholder)
         self.grid_view.setToolTip("Double-click to enlarge")
-        self.grid_view.mouseDoubleClickEvent = lambda _e: self.enlarge()
+        self.grid_view.installEventFilter(self)  # a double-click enlarges
         self.enlarge_button = QPushButton("Enlarge…")
         self.enlarge_button.setToolTip("Show the sample grid in its own, larger window")
         self.enlarge_button.clicked.connect(self.enlarge)
@@ -165,6 +165,12 @@ class PreviewView(QWidget):
         else:
             self._show_images(preview)
         self._update_buttons()
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
+        if obj is self.grid_view and event.type() == QEvent.Type.MouseButtonDblClick:
+            self.enlarge()
+            return True
+        return super().eventFilter(obj, event)
 
     def set_stale(self, reason: str | None) -> None:
         """Mark what is shown as no longer matching the settings (``reason`` says why), or not."""
