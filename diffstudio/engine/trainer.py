@@ -39,8 +39,10 @@ class TrainerHooks:
         return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainResult:
+    """What a finished run reports (it crosses from the training thread to the app: frozen)."""
+
     steps: int
     final_loss: float
     images_per_second: float

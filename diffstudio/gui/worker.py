@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from types import MappingProxyType
 from typing import Any, Callable
 
 from PySide6.QtCore import QCoreApplication, QThread, Signal
@@ -73,7 +74,7 @@ class TrainingThread(QThread):
     """Runs ``Trainer(config, hooks, run_dir, resume).run()`` on its own thread.
 
     Signals (all queued to the receiver's thread):
-    ``started_run(dict)`` on_start's info; ``progress(Progress)``; ``metrics(tuple[StepMetrics])``
+    ``started_run(Mapping)`` on_start's info (a read-only copy); ``progress(Progress)``; ``metrics(tuple[StepMetrics])``
     batched, at most 20 per second; ``preview(Preview)`` (messages are frozen dataclasses of
     :mod:`diffstudio.engine.messages` and :mod:`diffstudio.engine.preview`);
     ``checkpoint(step, path)``; ``message(level, text)``; ``pausedChanged(bool)`` once the
@@ -82,7 +83,7 @@ class TrainingThread(QThread):
     succeeded / failed is emitted, before ``finished``.
     """
 
-    started_run = Signal(dict)
+    started_run = Signal(object)
     progress = Signal(object)
     metrics = Signal(object)
     preview = Signal(object)
@@ -174,7 +175,7 @@ class TrainingThread(QThread):
             def on_start(self, info: dict) -> None:
                 thread.total_steps = int(info.get("total_steps", thread.total_steps))
                 thread.last_step = int(info.get("start_step", 0))
-                thread.started_run.emit(dict(info))
+                thread.started_run.emit(MappingProxyType(dict(info)))  # read-only copy
 
             def on_metrics(self, step: int, metrics: dict) -> None:
                 thread._add_metrics(step, metrics)

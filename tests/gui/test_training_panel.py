@@ -356,10 +356,17 @@ def test_worker_messages_are_frozen(qtbot, tmp_path):
     thread.metrics.connect(got["metrics"].extend)
     thread.progress.connect(got["progress"].append)
     thread.preview.connect(got["preview"].append)
-    with qtbot.waitSignal(thread.succeeded, timeout=RUN_TIMEOUT_MS):
+    started = []
+    thread.started_run.connect(started.append)
+    with qtbot.waitSignal(thread.succeeded, timeout=RUN_TIMEOUT_MS) as done:
         thread.start()
     assert thread.wait(10000)
     qtbot.wait(50)
+    result = done.args[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.steps = 0
+    with pytest.raises(TypeError):
+        started[0]["total_steps"] = 0  # the start info is a read-only copy
     metrics, progress, preview = got["metrics"][-1], got["progress"][-1], got["preview"][-1]
     assert isinstance(metrics, StepMetrics) and isinstance(progress, Progress) and isinstance(preview, Preview)
     assert metrics.step == progress.step == 30 and progress.total == 30 and metrics.get("loss") > 0
