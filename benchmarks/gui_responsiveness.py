@@ -79,7 +79,8 @@ def in_app(app, window, cfg, seconds: float) -> dict:
             lateness.append(max(0.0, clock.nsecsElapsed() / 1e6 - TICK_MS))
         clock.restart()
 
-    def on_progress(step, *_):
+    def on_progress(progress):
+        step = progress.step
         now = time.perf_counter()
         if step >= 1 and "first" not in marks:
             marks["first"] = (step, now)

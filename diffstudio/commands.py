@@ -10,8 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from diffstudio.cli import UsageError
-from diffstudio.engine.errors import describe_error  # noqa: F401 - the one boundary, re-exported
+from diffstudio.engine.errors import UsageError, describe_error  # noqa: F401 - the one boundary, re-exported
 
 
 def _schedule_from_args(args):
@@ -239,14 +238,15 @@ def _apply_sets(cfg, assignments: list[str]):
 
 def settings(args) -> int:
     """Every setting with its type, default, range or choices and help (``docs/settings.md``)."""
+    from diffstudio.engine.config import Config
     from diffstudio.engine.settings import describe, settings_json, settings_markdown
 
     if args.json:
-        print(json.dumps(settings_json(), indent=1, default=str))
+        print(json.dumps(settings_json(Config), indent=1, default=str))
     elif args.markdown:
-        sys.stdout.write(settings_markdown())
+        sys.stdout.write(settings_markdown(Config))
     else:
-        for s in describe():
+        for s in describe(Config):
             extra = s.range_text() or (", ".join(str(c.value) for c in s.choices))
             print(f"{s.name:<28} {json.dumps(s.default):<16} {extra:<40} {s.spec.help}")
     return 0

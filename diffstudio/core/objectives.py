@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable
 
+import math
+
 import torch
 
 from diffstudio.core.parameterization import (
@@ -113,6 +115,17 @@ def sample_times(
         i = (u * T).floor().clamp(0, T - 1)
         return schedule.index_to_t(i)
     return u.clamp(1e-5, 1.0)
+
+
+def time_density(t: Tensor, sampling: TimeSampling | str, m: float = 0.0, s: float = 1.0) -> Tensor:
+    """The density of the training time ``t`` (same shape as ``t``, in (0, 1)) that
+    :func:`sample_times` draws from. Uniform: 1. Logit-normal (Esser et al. 2024, eq. 19):
+    ``p(t) = exp(-(logit t - m)^2 / (2 s^2)) / (s sqrt(2 pi) t (1 - t))``. Raises ``ValueError``
+    for an unknown sampling."""
+    if TimeSampling(sampling) is TimeSampling.UNIFORM:
+        return torch.ones_like(t)
+    logit = torch.log(t) - torch.log1p(-t)
+    return torch.exp(-((logit - m) ** 2) / (2 * s**2)) / (s * math.sqrt(2 * math.pi) * t * (1 - t))
 
 
 def sample_noise(x0: Tensor, generator: torch.Generator | None = None, offset: float = 0.0) -> Tensor:

@@ -16,10 +16,32 @@ def uint16_to_unit_range(pixels: np.ndarray) -> Tensor:
     return x.div_(_U16_HALF).sub_(1.0).clamp_(-1.0, 1.0)
 
 
-def unit_range_to_uint8(x: Tensor) -> np.ndarray:
-    """float [-1, 1] (..., C, H, W) -> uint8 (..., H, W, C) for display and PNG export."""
+def unit_range_to_uint8(x: Tensor | np.ndarray) -> np.ndarray:
+    """float [-1, 1] (..., C, H, W) torch or numpy -> uint8 (..., H, W, C): ``round((x + 1) 127.5)``
+    after clipping to [-1, 1]. The one conversion from the training range to displayable pixels
+    (previews, grids, thumbnails, PNG export)."""
+    x = torch.as_tensor(x)
     u = ((x.detach().float().cpu().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
     return u.movedim(-3, -1).numpy()
+
+
+def image_grid(samples: Tensor | np.ndarray, nrow: int | None = None, pad: int = 1,
+               background: int = 255) -> np.ndarray:
+    """Tile float (N, C, H, W) images in [-1, 1] into one uint8 (rows (H + pad) + pad,
+    nrow (W + pad) + pad, 3) picture, row by row; ``nrow`` defaults to ceil(sqrt(N)) (a near-square
+    grid). Grey images are repeated to RGB, more than 3 channels keep the first 3."""
+    pixels = unit_range_to_uint8(samples)  # (N, H, W, C)
+    n, h, w, c = pixels.shape
+    if c == 1:
+        pixels = np.repeat(pixels, 3, axis=-1)
+    nrow = nrow or max(1, int(np.ceil(np.sqrt(n))))
+    rows = -(-n // nrow)
+    out = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, 3), background, dtype=np.uint8)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        y, x = pad + r * (h + pad), pad + q * (w + pad)
+        out[y:y + h, x:x + w] = pixels[i, :, :, :3]
+    return out
 
 
 def uint8_hwc_to_unit_range(images: np.ndarray) -> Tensor:

@@ -1,16 +1,29 @@
 """Plain-language advice about a configuration (and its data), for every front end.
 
-Pure functions over a :class:`~diffstudio.engine.config.Config`: the Trainer sends the result to
-its hooks' ``on_message`` at the start of a run (the CLI prints it, the app's log shows it), and
-the app's panels can show the same words while settings are edited. Each function returns a list
-of :class:`Advice`; none raises on a config that does not validate (it then says less)."""
+Pure functions over a :class:`~diffstudio.engine.config.Config`, no Qt, nothing printed:
+
+- :func:`training_advice` ``(config, dataset) -> [Advice]``: what the Trainer sends to its hooks'
+  ``on_message`` at the start of a run (the CLI prints it, the app's log shows it): eps/score
+  prediction made singular by zero terminal SNR, rectified flow with a shift, skipped files, the
+  loader's notes.
+- :func:`objective_advice` ``(config) -> (warnings, notes)``: the same warnings plus notes, for the
+  Objective panel while settings are edited.
+- :func:`run_advice` ``(config, stats) -> [str]``: after a run (or one of its previews), what its
+  samples' brightness spread says and which of Lin et al.'s fixes the run does *not* use yet.
+
+None raises on a config that does not validate (it then says less)."""
 
 from __future__ import annotations
 
 import math
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
+
+from diffstudio.core.grids import sampling_grid
+from diffstudio.core.schedules import DISCRETE_FAMILIES, ScheduleError
 
 SINGULAR_AT_T1 = {
     "eps": ("eps-prediction cannot recover the image at t = 1: with zero terminal SNR the input there is "
@@ -111,4 +124,135 @@ def training_advice(cfg, dataset: Any = None) -> list[Advice]:
     return sorted(items, key=lambda a: a.level != "warning")
 
 
-__all__ = ["Advice", "SINGULAR_AT_T1", "dataset_notes", "flow_shift", "singular_prediction", "skipped_files", "training_advice"]
+
+ZTSNR_SIGNAL = 1e-9
+"""A terminal signal alpha_1 at or below this counts as zero terminal SNR."""
+LEAKY_TERMINAL_SIGNAL = 0.01
+"""Above this terminal signal, eps-prediction gets the 'samples stay near mid-grey' note."""
+SQUEEZED_RATIO = 0.5
+"""Samples whose brightness spread is below this fraction of the data's are 'squeezed to mid-grey'."""
+GRID_STARTS_AT_ONE = 1e-6
+"""A sampling grid whose first time is within this of t = 1 starts from the last training step."""
+
+WARN_SCORE_SMALL_T = ("score prediction is numerically unstable at small t: its target −ε/σ grows "
+                      "without bound as the noise vanishes, so training breaks near clean images "
+                      "(why DDPM switched to eps). Prefer eps, v or flow.")
+NOTE_FLOW_ON_BETAS = ("flow prediction on a beta schedule is fine: the target is dx_t/dt of this "
+                      "schedule and every sampler converts it to (x0, ε).")
+NOTE_OFFSET_WITH_ZTSNR = ("offset noise is a workaround for non-zero terminal SNR; with this "
+                          "zero-terminal-SNR schedule it is not needed (Lin et al. 2024).")
+NOTE_EPS_LEAKY = ("eps works with this schedule, but it leaves {pct} of the image at t=1 while "
+                  "sampling starts from pure noise: samples stay close to mid-grey. Zero terminal SNR "
+                  "with v-prediction fixes it.")
+
+
+def format_percent(fraction: float) -> str:
+    """0.068265 -> '6.83 %'; tiny values keep three significant digits; exactly 0 -> '0 %'."""
+    pct = 100.0 * fraction
+    if pct == 0:
+        return "0 %"
+    if pct >= 0.1:
+        return f"{pct:.2f} %"
+    return f"{pct:.3g} %"
+
+
+def objective_advice(config) -> tuple[list[str], list[str]]:
+    """``(warnings, notes)`` in plain words for ``config``'s objective on its schedule.
+
+    Warnings: choices that cannot work (eps/score prediction with zero terminal SNR, score at small
+    t) or that cannot be exported (rectified flow with ``schedule.shift != 1``). Notes: choices that
+    work at a cost. An invalid schedule gives only what does not depend on it; never raises."""
+    o = config.objective
+    warnings: list[str] = []
+    notes: list[str] = []
+    terminal = _terminal_signal(config)
+    ztsnr = terminal is not None and terminal <= ZTSNR_SIGNAL
+    warnings.extend(a.text for a in singular_prediction(config))  # the words `train` prints too
+    if o.parameterization == "score":
+        warnings.append(WARN_SCORE_SMALL_T)
+    warnings.extend(a.text for a in flow_shift(config))
+    if o.parameterization == "flow" and config.schedule.family in DISCRETE_FAMILIES:
+        notes.append(NOTE_FLOW_ON_BETAS)
+    if o.parameterization == "eps" and terminal is not None and terminal > LEAKY_TERMINAL_SIGNAL:
+        notes.append(NOTE_EPS_LEAKY.format(pct=format_percent(terminal)))
+    if ztsnr and isinstance(o.offset_noise, (int, float)) and o.offset_noise > 0:
+        notes.append(NOTE_OFFSET_WITH_ZTSNR)
+    return warnings, notes
+
+
+@dataclass(frozen=True)
+class BrightnessStats:
+    """The spread of per-image mean brightness: a preview's samples against the data the run
+    trained on (std over images, in data units [-1, 1]). ``data_std`` is None when unknown."""
+
+    sample_std: float
+    data_std: float | None
+    samples: int
+    step: int | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """sample_std / data_std (1 = the data's full spread), or None when it cannot be judged."""
+        if self.data_std is None or not self.data_std > 0 or self.samples < 2:
+            return None
+        return self.sample_std / self.data_std
+
+    @classmethod
+    def of(cls, sample_means: Sequence[float] | np.ndarray, data_means: Sequence[float] | np.ndarray | None,
+           step: int | None = None) -> "BrightnessStats":
+        """From per-image means of the samples (N,) and of the data (M,) (None: unknown)."""
+        s = np.asarray(sample_means, dtype=np.float64).reshape(-1)
+        d = None if data_means is None else np.asarray(data_means, dtype=np.float64).reshape(-1)
+        data_std = float(d.std()) if d is not None and len(d) > 1 else None
+        return cls(float(s.std()) if len(s) else float("nan"), data_std, int(len(s)), step)
+
+
+def _sampling_start(config) -> float | None:
+    """The first time of the config's sampling grid (1.0 when sampling starts at the last
+    training step), or None when the schedule or grid is invalid."""
+    s = config.sampling
+    try:
+        grid = sampling_grid(config.schedule.build(), int(s.steps), s.spacing, shift=float(s.shift))
+    except (ScheduleError, ValueError, TypeError):
+        return None
+    return float(grid[0])
+
+
+def run_advice(config: Any, stats: BrightnessStats) -> list[str]:
+    """What the brightness of a run's samples says, judged against that run's own settings.
+
+    ``config``: the config of the run (or checkpoint) that made the samples, not the one being
+    edited. Returns [] when the spread is fine or cannot be judged; else a finding and either the
+    fixes of Lin et al. 2024 that this run does not use yet (zero terminal SNR, v/flow prediction
+    with it, sampling from t = 1) or, when it uses them all, the remaining causes. Never advises a
+    fix the run already has."""
+    ratio = stats.ratio
+    if ratio is None or not math.isfinite(ratio) or ratio >= SQUEEZED_RATIO:
+        return []
+    at = f" at step {stats.step:,}" if stats.step is not None else ""
+    out = [f"The samples{at} spread {ratio:.2f} × as widely in brightness as the data: squeezed toward "
+           "mid-grey (the 'uniform lighting' problem)."]
+    param = config.objective.parameterization
+    terminal = _terminal_signal(config)
+    start = _sampling_start(config)
+    fixes: list[str] = []
+    if terminal is not None and terminal > ZTSNR_SIGNAL:
+        fixes.append(f"zero terminal SNR (this run leaves {format_percent(terminal)} of the image at t = 1)")
+        if param in ("eps", "score"):
+            fixes.append("v or flow prediction with it")
+    elif param in ("eps", "score"):
+        fixes.append(f"v or flow prediction ({param} cannot use zero terminal SNR)")
+    if start is not None and start < 1.0 - GRID_STARTS_AT_ONE:
+        spacing = "'trailing'" if config.schedule.family in DISCRETE_FAMILIES else "'uniform' or 'shifted'"
+        fixes.append(f"{spacing} spacing (sampling starts at t = {start:.3f}, not t = 1)")
+    if fixes:
+        out.append("Try " + "; ".join(fixes) + " (Lin et al. 2024).")
+    else:
+        out.append(f"This run already uses zero terminal SNR, {param}-prediction and a grid that starts at "
+                   "t = 1, which remove the known schedule causes: the model probably needs more training, "
+                   "or the sampler more steps.")
+    return out
+
+
+__all__ = ["Advice", "BrightnessStats", "SINGULAR_AT_T1", "dataset_notes", "flow_shift", "format_percent",
+           "objective_advice", "run_advice", "singular_prediction", "skipped_files", "training_advice"]

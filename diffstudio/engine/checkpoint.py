@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import tempfile
 import warnings
@@ -46,6 +47,11 @@ EMA_FILE = "ema.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+CHECKPOINTS = "checkpoints"
+"""The sub-folder of a run folder that holds its checkpoints (``step-000250`` ...)."""
+LATEST = "latest"
+"""The text file in ``checkpoints/`` naming the latest checkpoint folder."""
+STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
 class CheckpointError(ValueError):
@@ -282,15 +288,39 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
         return p
     if (p / STATE_FILE).exists() or (p / MODEL_FILE).exists():
         return p
-    from diffstudio.engine.run_dir import RunDir
-
-    run_path = p.parent if p.name == "checkpoints" and RunDir.is_run_dir(p.parent) else p
-    if RunDir.is_run_dir(run_path):
-        latest = RunDir(run_path).latest_checkpoint()
+    run_path = p.parent if p.name == CHECKPOINTS else p
+    if (run_path / CHECKPOINTS).is_dir():
+        latest = latest_checkpoint(run_path / CHECKPOINTS)
         if latest is None:
             raise CheckpointError(f"{run_path} is a run folder without any complete checkpoint yet")
         return latest
     raise CheckpointError(f"{p} is neither a checkpoint folder (no {STATE_FILE}) nor a run folder")
+
+
+def complete_checkpoints(folder: str | os.PathLike) -> list[tuple[int, Path]]:
+    """``[(step, path)]`` of the complete checkpoints (``step-N`` folders holding their
+    ``state.json``) in a run's ``checkpoints/`` folder, in step order; partial writes are invisible."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), c) for c in folder.iterdir()
+             if (m := STEP_DIR.match(c.name)) and (c / STATE_FILE).is_file()]
+    return sorted(found)
+
+
+def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The checkpoint that ``folder/latest`` names (``folder`` is a run's ``checkpoints/``), or,
+    should that file be missing or stale, the complete checkpoint with the highest step; None
+    when there is none."""
+    folder = Path(folder)
+    try:
+        name = (folder / LATEST).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        name = ""
+    if STEP_DIR.match(name) and (folder / name / STATE_FILE).is_file():
+        return folder / name
+    found = complete_checkpoints(folder)
+    return found[-1][1] if found else None
 
 
 def _load_folder(p: Path) -> Checkpoint:

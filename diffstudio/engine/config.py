@@ -28,7 +28,7 @@ from diffstudio.core.objectives import TIME_SAMPLINGS, WEIGHTINGS, Objective
 from diffstudio.core.parameterization import PARAMETERIZATIONS
 from diffstudio.core.samplers import SAMPLERS
 from diffstudio.core.schedules import DISCRETE_FAMILIES, FAMILIES, Schedule, ScheduleError, make_schedule
-from diffstudio.engine.settings import SEED_MAX, setting
+from diffstudio.engine.settings import SEED_MAX, register_root, setting
 
 
 class ConfigError(ValueError):
@@ -229,6 +229,7 @@ class RunConfig:
                         "Checkpoints", advanced=True)
 
 
+@register_root
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -31,6 +31,8 @@ from diffstudio.core.denoiser import Denoiser, oracle_model
 from diffstudio.core.grids import sampling_grid
 from diffstudio.core.parameterization import Coefficients, SingularPredictionWarning
 from diffstudio.core.samplers import sample
+from diffstudio.data.pixels import image_grid
+from diffstudio.engine.preview import Preview
 
 Tensor = torch.Tensor
 F64 = torch.float64
@@ -161,29 +163,8 @@ def _brightness_range() -> tuple[float, float]:
 # --------------------------------------------------------------------------- the preview
 
 
-@dataclass
-class OraclePreview:
-    """Shaped like the engine's ``Preview`` (same field names) plus what the oracle adds.
-
-    ``samples``: float32 numpy (N, C, H, W) in [-1, 1] or (N, 2); ``grid``: uint8 HxWx3 (images);
-    ``points``: (N, 2) (toys); ``mean_brightness``: (N,) (images); ``trajectory``: list of
-    ``(t, x_t, x0_hat)`` numpy for sample 0; ``spread``: std of the reported statistic (brightness
-    or per-axis position) over the samples divided by the data's own std (1.0 = full range);
-    ``warnings``: plain-language problems met while sampling (e.g. a singular prediction)."""
-
-    kind: str
-    samples: np.ndarray
-    grid: np.ndarray | None = None
-    points: np.ndarray | None = None
-    mean_brightness: np.ndarray | None = None
-    trajectory: list = field(default_factory=list)
-    step: int = 0
-    spread: float = float("nan")
-    data_std: float = 1.0
-    grid_times: np.ndarray | None = None
-    warnings: list[str] = field(default_factory=list)
-    source: str = "oracle"
-    title: str = ""
+OraclePreview = Preview
+"""The oracle returns the engine's one preview type (``source="oracle"``); the old name stays."""
 
 
 def oracle_preview(config, n: int = 16, seed: int = 0, *, grid_count: int | None = None,
@@ -221,27 +202,11 @@ def _package(data: OracleData, out: Tensor, trajectory: list, grid: Tensor, mess
     samples = out.float().numpy()
     title = f"perfect {param}-model, {schedule_text}, {s.sampler} {s.steps} steps ({s.spacing})"
     common = dict(trajectory=trajectory, data_std=data.data_std, grid_times=grid.numpy(),
-                  warnings=messages, title=title)
+                  warnings=messages, title=title, source="oracle")
     if data.kind == "points":
         spread = float(np.mean(samples.std(axis=0))) / data.data_std if len(samples) > 1 else float("nan")
-        return OraclePreview("points", samples, points=samples, spread=spread, **common)
+        return Preview(0, "points", samples, spread=spread, **common)
     brightness = samples.reshape(len(samples), -1).mean(axis=1)
     spread = float(brightness.std()) / data.data_std if len(samples) > 1 else float("nan")
-    return OraclePreview("image", samples, grid=image_grid(samples[:grid_count]), mean_brightness=brightness,
+    return Preview(0, "image", samples, grid=image_grid(samples[:grid_count]), mean_brightness=brightness,
                          spread=spread, **common)
-
-
-def image_grid(samples: np.ndarray, pad: int = 1) -> np.ndarray:
-    """float (N, C, H, W) in [-1, 1] -> one uint8 (rows*H, cols*W, 3) near-square grid."""
-    n, c, h, w = samples.shape
-    cols = max(1, math.ceil(math.sqrt(n)))
-    rows = math.ceil(n / cols)
-    pixels = np.clip((samples + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
-    if c == 1:
-        pixels = np.repeat(pixels, 3, axis=1)
-    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 32, dtype=np.uint8)
-    for i in range(n):
-        r, q = divmod(i, cols)
-        y, x = pad + r * (h + pad), pad + q * (w + pad)
-        out[y:y + h, x:x + w] = pixels[i, :3].transpose(1, 2, 0)
-    return out

@@ -29,16 +29,21 @@ from typing import Any
 import numpy as np
 
 from diffstudio.engine.atomic import as_os_error, atomic_write, atomic_write_text
-from diffstudio.engine.checkpoint import STATE_FILE, remove_dir, save_checkpoint
+from diffstudio.engine.checkpoint import (
+    CHECKPOINTS,
+    LATEST,
+    STATE_FILE,
+    complete_checkpoints,
+    latest_checkpoint,
+    remove_dir,
+    save_checkpoint,
+)
 
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
 EVENTS_FILE = "events.jsonl"
 PREVIEWS = "previews"
-CHECKPOINTS = "checkpoints"
-LATEST = "latest"
 ABANDONED = "abandoned"
-_STEP_DIR = re.compile(r"^step-(\d+)$")
 _PREVIEW = re.compile(r"^step-(\d+)\.png$")
 
 
@@ -255,19 +260,12 @@ class RunDir:
 
     def checkpoints(self) -> list[tuple[int, Path]]:
         """Complete checkpoints ``[(step, folder)]`` in step order (partial writes are invisible)."""
-        return _numbered(self.path / CHECKPOINTS, _STEP_DIR, lambda p: (p / STATE_FILE).is_file())
+        return complete_checkpoints(self.path / CHECKPOINTS)
 
     def latest_checkpoint(self) -> Path | None:
         """The folder ``checkpoints/latest`` names, or (should it be missing or stale) the
         complete checkpoint with the highest step; None when there is none."""
-        try:
-            name = (self.path / CHECKPOINTS / LATEST).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
-            name = ""
-        if _STEP_DIR.match(name) and (self.path / CHECKPOINTS / name / STATE_FILE).is_file():
-            return self.path / CHECKPOINTS / name
-        found = self.checkpoints()
-        return found[-1][1] if found else None
+        return latest_checkpoint(self.path / CHECKPOINTS)
 
     def mark_latest(self, step: int) -> Path:
         """Point ``checkpoints/latest`` at a complete checkpoint (written atomically)."""

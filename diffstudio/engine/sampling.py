@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,42 +12,16 @@ import torch
 from diffstudio.core.denoiser import Denoiser
 from diffstudio.core.grids import sampling_grid
 from diffstudio.core.samplers import sample
+from diffstudio.data.pixels import image_grid
 from diffstudio.engine.config import Config, SamplingConfig
+from diffstudio.engine.preview import Preview
 from diffstudio.models.info import DataInfo
 
 
-@dataclass
-class Preview:
-    """What the app shows of a model: samples, their grid, a trajectory of one sample."""
-
-    step: int
-    kind: str  # "image" | "points"
-    samples: np.ndarray  # (N, C, H, W) or (N, 2), float32 in data units ([-1, 1] for images)
-    labels: np.ndarray | None = None
-    grid: np.ndarray | None = None  # uint8 (H, W, 3) for images
-    mean_brightness: np.ndarray | None = None  # (N,) for images
-    trajectory: list[tuple[float, np.ndarray, np.ndarray]] = field(default_factory=list)  # (t, x_t, x0_hat)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def points(self) -> np.ndarray | None:
-        return self.samples if self.kind == "points" else None
-
-
 def to_grid(samples: torch.Tensor | np.ndarray, nrow: int | None = None, pad: int = 1) -> np.ndarray:
-    """Tile (N, C, H, W) images in [-1, 1] into one uint8 (H', W', 3) picture."""
-    x = torch.as_tensor(samples).float().clamp(-1, 1)
-    n, c, h, w = x.shape
-    if c == 1:
-        x = x.expand(n, 3, h, w)
-    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
-    rows = math.ceil(n / nrow)
-    canvas = torch.ones(3, rows * (h + pad) + pad, nrow * (w + pad) + pad)
-    for i in range(n):
-        r, col = divmod(i, nrow)
-        top, left = pad + r * (h + pad), pad + col * (w + pad)
-        canvas[:, top:top + h, left:left + w] = x[i, :3]
-    return ((canvas + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    """Tile (N, C, H, W) images in [-1, 1] into one uint8 (H', W', 3) picture
+    (:func:`diffstudio.data.pixels.image_grid`, the one conversion to pixels)."""
+    return image_grid(samples, nrow=nrow, pad=pad)
 
 
 def _labels(info: DataInfo, n: int, device) -> tuple[torch.Tensor | None, torch.Tensor | None]:

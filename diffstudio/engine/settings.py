@@ -163,10 +163,22 @@ def by_name(config_cls: type | None = None) -> dict[str, SettingInfo]:
     return {s.name: s for s in describe(config_cls)}
 
 
-def _config_cls() -> type:
-    from diffstudio.engine.config import Config
+_ROOT: list[type] = []
 
-    return Config
+
+def register_root(config_cls: type) -> type:
+    """Make ``config_cls`` (the app's ``Config``) the tree that :func:`describe` and the other
+    functions here describe when no class is given. ``engine.config`` registers its ``Config``
+    when it is imported, so this module never imports it (no import cycle)."""
+    _ROOT[:] = [config_cls]
+    return config_cls
+
+
+def _config_cls() -> type:
+    """The registered config class; LookupError when ``diffstudio.engine.config`` was never imported."""
+    if not _ROOT:
+        raise LookupError("no config class is registered: import diffstudio.engine.config first")
+    return _ROOT[0]
 
 
 # ----------------------------------------------------------------------------- validation (pydantic)

@@ -42,8 +42,10 @@ class TrainerHooks:
         return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainResult:
+    """What a finished run reports (it crosses from the training thread to the app: frozen)."""
+
     steps: int
     final_loss: float  # NaN when no loss is known (nothing trained, and none saved)
     images_per_second: float

@@ -13,44 +13,14 @@ import os
 import sys
 import time
 
+from diffstudio.gui.singletons import protect_singletons  # noqa: F401 - also re-exported here
+
 _T0 = time.perf_counter()
 
 
 def _timing(label: str, since: float = _T0) -> None:
     if os.environ.get("DIFFSTUDIO_STARTUP_TIMING"):
         print(f"[startup] {label}: {time.perf_counter() - since:.3f} s", file=sys.stderr, flush=True)
-
-
-_PADDED = False
-_PAD = 1 << 40
-
-
-def protect_singletons() -> bool:
-    """Work around a reference-count bug of shiboken 6.12 on CPython < 3.12.
-
-    Qt methods that return void or bool hand back ``None`` / ``True`` / ``False`` without a new
-    reference, so every such call (``QLabel.setText``, ``setValue``, pyqtgraph's ``setData`` ...)
-    drops one reference to a singleton. Python 3.12 made them immortal, which hides the bug; on 3.11
-    the count of ``None`` falls by about a hundred per edit in this app, and CPython aborts
-    ("Fatal Python error: none_dealloc" / "bool_dealloc") after a few hundred edits — seconds of
-    dragging a control point — or at exit. Padding their counts by 2**40 keeps the process away
-    from zero for good. Idempotent; True when the pads are in place."""
-    global _PADDED
-    if _PADDED:
-        return True
-    if sys.version_info >= (3, 12) or sys.implementation.name != "cpython" or hasattr(sys, "getobjects"):
-        return False  # immortal singletons, another interpreter, or a trace-refs build (other layout)
-    import ctypes
-
-    for obj in (None, True, False):
-        before = sys.getrefcount(obj)
-        count = ctypes.c_ssize_t.from_address(id(obj))  # ob_refcnt is the first field of PyObject
-        count.value += _PAD
-        if sys.getrefcount(obj) - before != _PAD:  # not the layout we expected: undo, give up
-            count.value -= _PAD
-            return False
-    _PADDED = True
-    return True
 
 
 def create_app(argv: list[str] | None = None):
@@ -134,7 +104,28 @@ def run_app(argv: list[str] | None = None) -> int:
     if window._dataset_cls is None:
         QTimer.singleShot(0, lambda: _load_default_dataset(window))
     app.aboutToQuit.connect(window.save_layout)
-    return int(app.exec())
+    exit_now(int(app.exec()))
+    return 0  # not reached
+
+
+def exit_now(code: int) -> None:
+    """End the process once the event loop has returned, skipping the interpreter's teardown.
+
+    By then everything that must survive is written: the window saved its layout (QSettings are
+    synced), every background thread was stopped and joined on ``aboutToQuit`` (worker.stop_all_tasks),
+    run folders are written with flushed appends and atomic replaces. What is left is tearing down
+    PyTorch, Qt and some 10^5 Python objects, which keeps nothing and took 1.5-3 s on the build
+    machine (benchmarks/close_mid_run.py): the process would linger, unseen, after its window has
+    gone. Log handlers and standard streams are flushed first."""
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _load_default_dataset(window) -> None:

@@ -130,18 +130,6 @@ WEIGHT_CAPTION = (
     "the noisiest steps. Log scale; each curve is normalised to its largest value."
 )
 
-WARN_EPS_ZTSNR = SINGULAR_AT_T1["eps"]  # the engine's words (engine/advice.py), shared with `train`
-WARN_SCORE_ZTSNR = SINGULAR_AT_T1["score"]
-WARN_SCORE_SMALL_T = ("score prediction is numerically unstable at small t: its target −ε/σ grows "
-                      "without bound as the noise vanishes, so training breaks near clean images "
-                      "(why DDPM switched to eps). Prefer eps, v or flow.")
-NOTE_FLOW_ON_BETAS = ("flow prediction on a beta schedule is fine: the target is dx_t/dt of this "
-                      "schedule and every sampler converts it to (x0, ε).")
-NOTE_OFFSET_WITH_ZTSNR = ("offset noise is a workaround for non-zero terminal SNR; with this "
-                          "zero-terminal-SNR schedule it is not needed (Lin et al. 2024).")
-NOTE_EPS_LEAKY = ("eps works with this schedule, but it leaves {pct} of the image at t=1 while "
-                  "sampling starts from pure noise: samples stay close to mid-grey. Zero terminal SNR "
-                  "with v-prediction fixes it.")
 NOTE_TRAINING = "A run is training: these settings apply to the next run."
 
 # ------------------------------------------------------------------ sampling

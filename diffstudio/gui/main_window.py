@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from diffstudio.engine.config import Config, ConfigError
 from diffstudio.gui import help as H
-from diffstudio.gui.app import protect_singletons
+from diffstudio.gui.singletons import protect_singletons
 from diffstudio.gui.panels.objective import ObjectivePanel
 from diffstudio.gui.panels.sampling import SamplingPanel
 from diffstudio.gui.panels.schedule import SchedulePanel
@@ -93,6 +93,8 @@ class MainWindow(QMainWindow):
         self.panels: dict[str, QWidget] = {}
         self.docks: dict[str, QDockWidget] = {}
         self._closing = False
+        self._stopping_to_close = False
+        self.stopping_note: QLabel | None = None
         self._build_panels()
         self._build_menus()
         self._build_status_bar()
@@ -322,13 +324,18 @@ class MainWindow(QMainWindow):
         tp = self.training_panel
         if tp is not None:
             if hasattr(tp, "previewReady"):
-                tp.previewReady.connect(lambda p: self.sampling_panel.show_preview(p, source="training"))
+                tp.previewReady.connect(lambda p: self.sampling_panel.show_preview(
+                    p, source="training", config=getattr(tp, "run_config", None)))
             if hasattr(tp, "statusChanged"):
                 tp.statusChanged.connect(self._on_training_status)
             if hasattr(tp, "runStarted"):
-                tp.runStarted.connect(lambda _path: self.docks["training"].raise_())
+                tp.runStarted.connect(self._on_run_started)
             if hasattr(tp, "runFinished"):
                 tp.runFinished.connect(self._on_run_finished)
+
+    def _on_run_started(self, _path: str) -> None:
+        self.docks["training"].raise_()
+        self.sampling_panel.start_new_run(getattr(self.training_panel, "run_config", None))
 
     def _on_objective_warnings(self, warnings: list) -> None:
         """Mark the Objective tab and bring it forward when a choice starts to conflict."""
@@ -443,9 +450,11 @@ class MainWindow(QMainWindow):
         fmt, ok = QInputDialog.getItem(self, "Export format", "Format:", ["diffusers", "safetensors"], 0, False)
         if not ok:
             return
-        parent = QFileDialog.getExistingDirectory(self, "Export into which folder?", str(Path(source).parent))
-        if parent:
-            self.export(source, fmt, str(Path(parent) / f"{Path(source).name}-{fmt}"))
+        from diffstudio.gui.panels.training import export_target
+
+        target = export_target(self, fmt, source)
+        if target:
+            self.export(source, fmt, target)
 
     def export(self, source: str, fmt: str, out_dir: str) -> None:
         tp = self.training_panel
@@ -512,6 +521,15 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         tp = self.training_panel
+        if tp is not None and getattr(tp, "training", False) and not self._closing:
+            if not self._stopping_to_close:  # first close while training: ask, then stop in the background
+                save = tp.ask_to_stop()
+                if save is None:
+                    event.ignore()
+                    return
+                self._stop_then_close(tp, save)
+            event.ignore()  # the window stays up, saying so, until the worker has stopped
+            return
         if tp is not None and hasattr(tp, "shutdown"):
             if not tp.shutdown(ask=not self._closing):
                 event.ignore()
@@ -522,6 +540,26 @@ class MainWindow(QMainWindow):
         if dp is not None and hasattr(dp, "shutdown"):
             dp.shutdown()
         super().closeEvent(event)
+
+    def _stop_then_close(self, tp, save: bool) -> None:
+        """Closing mid-run: ask the worker to stop, keep the window up with a note, and close it
+        (so the app quits) once the worker's thread has finished."""
+        self._stopping_to_close = True
+        how = "saving a checkpoint" if save else "without saving a checkpoint"
+        self.stopping_note = QLabel(f"Stopping training ({how})… the window closes when it has stopped.")
+        self.stopping_note.setStyleSheet("QLabel { color: #8a3b00; font-weight: bold; padding: 0 8px; }")
+        self.statusBar().clearMessage()
+        self.statusBar().insertPermanentWidget(0, self.stopping_note, 1)  # messages never hide it
+        self.setWindowTitle("diffstudio — stopping…")
+        for dock in self.docks.values():
+            if dock.widget() is not tp:
+                dock.setEnabled(False)  # no new work while it stops
+        thread = tp.thread
+        if thread is None or thread.isFinished():  # it ended while the question was open
+            QTimer.singleShot(0, self.close)
+            return
+        thread.finished.connect(lambda: QTimer.singleShot(0, self.close))
+        tp.stop_for_close(save)
 
     def close_without_asking(self) -> bool:
         """Close as the tests and a second Quit do: stop training without a question."""

@@ -403,6 +403,9 @@ class SampleStatsView(QWidget):
         self.state = state
         self.data_means: np.ndarray | None = None
         self.sample_means: np.ndarray | None = None
+        self.stale_reason: str | None = None
+        self._config = None
+        self._step: int | None = None
         self.plot_widget = plot_widget(left="density",
                                        bottom="per-image mean brightness (-1 black … 1 white)")
         plot = self.plot_widget.getPlotItem()
@@ -433,17 +436,42 @@ class SampleStatsView(QWidget):
             self.data_item.setData(BRIGHTNESS_BINS, _density(self.data_means))
         self._update_summary()
 
-    def update_preview(self, preview) -> None:
-        """Show a new Preview's brightness (ignored for 2-D point previews)."""
+    def update_preview(self, preview, config=None) -> None:
+        """Show a new Preview's brightness (ignored for 2-D point previews). ``config``: the config
+        of the run or checkpoint that made it, which the advice judges (None: numbers only)."""
         means = getattr(preview, "mean_brightness", None)
+        self.stale_reason = None
         if means is None:
+            self.sample_means = None
+            self.sample_item.setData(BRIGHTNESS_BINS, np.zeros(len(BRIGHTNESS_BINS) - 1))
             if getattr(preview, "kind", "") == "points":
                 self.summary.setText("Brightness statistics are for image datasets.")
             return
         self.sample_means = np.asarray(means, dtype=np.float64)
         self.sample_item.setData(BRIGHTNESS_BINS, _density(self.sample_means))
+        self.sample_item.setVisible(True)
         self._step = getattr(preview, "step", None)
+        self._config = config
         self._update_summary()
+
+    def clear_samples(self, text: str = "", stale_reason: str | None = None) -> None:
+        """Forget the samples (a new run started, or they no longer match the data shown):
+        the histogram keeps the dataset only, and ``text`` says why."""
+        self.sample_means = None
+        self._config = None
+        self.stale_reason = stale_reason
+        self.sample_item.setData(BRIGHTNESS_BINS, np.zeros(len(BRIGHTNESS_BINS) - 1))
+        self.sample_item.setVisible(False)
+        self.summary.setText(text or "Brightness statistics appear with the first preview of an image run.")
+
+    def advice(self) -> list[str]:
+        """What the shown samples' spread says about the run that made them (engine advice)."""
+        s, d, config = self.sample_means, self.data_means, getattr(self, "_config", None)
+        if s is None or config is None:
+            return []
+        from diffstudio.engine.advice import BrightnessStats, run_advice
+
+        return run_advice(config, BrightnessStats.of(s, d, getattr(self, "_step", None)))
 
     def _update_summary(self) -> None:
         s, d = self.sample_means, self.data_means
@@ -456,9 +484,9 @@ class SampleStatsView(QWidget):
             text += (f" vs the dataset's {d.std():.3f} (ratio {ratio:.2f}); "
                      f"dark (< -0.7) {np.mean(s < -0.7):.0%} vs {np.mean(d < -0.7):.0%}, "
                      f"bright (> 0.7) {np.mean(s > 0.7):.0%} vs {np.mean(d > 0.7):.0%}")
-            if ratio < 0.5:
-                text += ". Samples are squeezed toward mid-grey: try zero terminal SNR with v-prediction " \
-                        "and trailing timesteps (Lin et al. 2024)."
+        advice = self.advice()
+        if advice:
+            text += ". " + " ".join(advice)
         self.summary.setText(text)
 
 

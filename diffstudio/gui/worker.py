@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from types import MappingProxyType
 from typing import Any, Callable
 
 from PySide6.QtCore import QCoreApplication, QThread, Signal
@@ -56,16 +57,17 @@ class TrainingThread(QThread):
     """Runs ``Trainer(config, hooks, run_dir, resume).run()`` on its own thread.
 
     Signals (all queued to the receiver's thread):
-    ``started_run(dict)`` on_start's info; ``progress(step, total, steps_per_s, eta_s)``;
-    ``metrics(list[(step, dict)])`` batched, at most 20 per second; ``preview(Preview)``;
+    ``started_run(Mapping)`` on_start's info (a read-only copy); ``progress(Progress)``; ``metrics(tuple[StepMetrics])``
+    batched, at most 20 per second; ``preview(Preview)`` (messages are frozen dataclasses of
+    :mod:`diffstudio.engine.messages` and :mod:`diffstudio.engine.preview`);
     ``checkpoint(step, path)``; ``message(level, text)``; ``pausedChanged(bool)`` once the
     training loop has actually stopped (True) or gone on (False); ``succeeded(TrainResult)``
     (None after :meth:`abort`); ``failed(str)`` with a readable message. Exactly one of
     succeeded / failed is emitted, before ``finished``.
     """
 
-    started_run = Signal(dict)
-    progress = Signal(int, int, float, float)
+    started_run = Signal(object)
+    progress = Signal(object)
     metrics = Signal(object)
     preview = Signal(object)
     checkpoint = Signal(int, str)
@@ -87,7 +89,7 @@ class TrainingThread(QThread):
         self._running = threading.Event()  # cleared while paused
         self._running.set()
         self._lock = threading.Lock()
-        self._pending: list[tuple[int, dict]] = []
+        self._pending: list = []  # StepMetrics not yet emitted
         self._throttle = _Throttle(METRICS_INTERVAL_S)
         self.total_steps = int(config.run.steps)
         self.last_step = 0
@@ -156,7 +158,7 @@ class TrainingThread(QThread):
             def on_start(self, info: dict) -> None:
                 thread.total_steps = int(info.get("total_steps", thread.total_steps))
                 thread.last_step = int(info.get("start_step", 0))
-                thread.started_run.emit(dict(info))
+                thread.started_run.emit(MappingProxyType(dict(info)))  # read-only copy
 
             def on_metrics(self, step: int, metrics: dict) -> None:
                 thread._add_metrics(step, metrics)
@@ -183,9 +185,12 @@ class TrainingThread(QThread):
         return QtHooks()
 
     def _add_metrics(self, step: int, metrics: dict) -> None:
+        from diffstudio.engine.messages import StepMetrics
+
         self.last_step = int(step)
+        message = StepMetrics(int(step), {k: _plain(v) for k, v in metrics.items()})
         with self._lock:
-            self._pending.append((int(step), {k: _plain(v) for k, v in metrics.items()}))
+            self._pending.append(message)
         if self._throttle.ready():
             self._flush_metrics()
 
@@ -194,10 +199,12 @@ class TrainingThread(QThread):
             batch, self._pending = self._pending, []
         if not batch:
             return
-        step, last = batch[-1]
-        self.metrics.emit(batch)
-        self.progress.emit(step, self.total_steps, float(last.get("steps_per_s", 0.0) or 0.0),
-                           float(last.get("eta_s", 0.0) or 0.0))
+        from diffstudio.engine.messages import Progress
+
+        last = batch[-1]
+        self.metrics.emit(tuple(batch))
+        self.progress.emit(Progress(last.step, self.total_steps, float(last.get("steps_per_s", 0.0) or 0.0),
+                                    float(last.get("eta_s", float("nan")) or 0.0)))
 
     def _check_abort(self) -> None:
         if self._abort.is_set():

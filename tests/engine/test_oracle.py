@@ -15,7 +15,7 @@ from diffstudio.engine.oracle import (
     ORACLE_SOURCES,
     flat_posterior_mean,
     has_oracle,
-    image_grid,
+    image_grid,  # re-exported from data.pixels
     mixture_posterior_mean,
     oracle_preview,
     truncated_normal_mean,

@@ -154,3 +154,31 @@ def test_cancel_leaves_no_dataset(qtbot, panel, monkeypatch):
     assert blocker.args == [False]
     assert panel.state.dataset is None and "cancelled" in panel.status_label.text()
     assert not panel.loading and not panel.cancel_button.isVisibleTo(panel)
+
+
+def test_every_skipped_file_is_readable_in_a_short_dock(qtbot, tmp_path):
+    """Docked in a short, wide dock (the panel scrolls), the table shows all of its rows."""
+    from diffstudio.gui.main_window import _scrollable
+
+    folder = _mixed_folder(tmp_path)
+    (folder / "broken2.png").write_bytes(b"not a png either")
+    (folder / "empty2.jpg").write_bytes(b"")
+    panel = DatasetPanel(AppState(Config()))
+    dock = _scrollable(panel)
+    qtbot.addWidget(dock)
+    dock.resize(1100, 260)  # the default layout's bottom dock on a small screen
+    dock.show()
+    try:
+        _wait_loaded(qtbot, panel)
+        panel.resolution_spin.setValue(16)
+        with qtbot.waitSignal(panel.loadFinished, timeout=LOAD_TIMEOUT_MS):
+            panel.set_folder(str(folder))
+        qtbot.wait(50)
+        table = panel.skipped_table
+        assert table.rowCount() == 4
+        last = table.rowCount() - 1
+        assert table.rowViewportPosition(0) >= 0
+        assert table.rowViewportPosition(last) + table.rowHeight(last) <= table.viewport().height()
+        assert panel.height() > dock.viewport().height()  # the dock scrolls to it instead
+    finally:
+        panel.shutdown()

@@ -221,3 +221,30 @@ def test_singleton_refcounts_are_protected(qapp):
     for _ in range(70_000):  # more than None's whole natural count: aborted the process unpadded
         label.setText("x")
     assert sys.getrefcount(None) > 0 and (not padded or before > 2**39)
+
+
+def test_closing_mid_run_keeps_the_window_up_until_the_worker_stops(qtbot, settings, tmp_path, monkeypatch):
+    from diffstudio.engine.presets import preset
+    from diffstudio.engine.run_dir import RunDir
+
+    config = preset("moons-flow").updated(
+        run={"steps": 1_000_000, "out_dir": str(tmp_path / "runs"), "log_every": 1, "preview_every": 10_000,
+             "checkpoint_every": 100_000, "device": "cpu"})
+    window = make_window(qtbot, settings, config)
+    tp = window.training_panel
+    qtbot.waitUntil(lambda: window.state.dataset is not None, timeout=60000)
+    assert tp.start()
+    thread = tp.thread
+    qtbot.waitUntil(lambda: tp.status["step"] > 3, timeout=60000)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
+    window.statusBar().showMessage("a passing message", 8000)  # must not hide the note
+    assert window.close() is False  # not closed yet: the worker is asked to stop ...
+    assert window.isVisible() and window.stopping_note.isVisible()  # ... and the window says so
+    assert "stopping" in window.stopping_note.text().lower() and "without saving" in window.stopping_note.text()
+    assert window.close() is False  # a second close while stopping does not ask again
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=60000)  # it closes once the worker stopped
+    assert thread.isFinished()
+    run = RunDir(tp.run_dir)  # "No" still leaves a valid run folder: its config and metrics
+    assert run.config().data.source == "moons"
+    rows, _ = run.read_metrics()
+    assert rows and rows[-1]["step"] >= 3 and run.checkpoints() == []  # no final checkpoint

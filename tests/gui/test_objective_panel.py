@@ -8,8 +8,9 @@ import torch
 
 from diffstudio.core.parameterization import Coefficients
 from diffstudio.core.schedules import make_schedule
-from diffstudio.gui import help as H
-from diffstudio.gui.panels.objective import ObjectivePanel, time_density
+from diffstudio.core.objectives import time_density
+from diffstudio.engine import advice
+from diffstudio.gui.panels.objective import ObjectivePanel
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_eps_with_ztsnr_warns_and_v_clears_it(panel):
     choose(panel.param_combo, "eps")
     assert state.config.objective.parameterization == "eps"
     assert panel.warning_label.isVisible()
-    assert H.WARN_EPS_ZTSNR.split(":")[0] in panel.warning_label.text()
+    assert advice.SINGULAR_AT_T1["eps"].split(":")[0] in panel.warning_label.text()
     assert "removing noise from pure noise leaves nothing" in panel.warning_label.text()
     choose(panel.param_combo, "v")
     assert not panel.warning_label.isVisible() and panel.warnings() == []
@@ -45,6 +46,16 @@ def test_eps_warning_follows_the_schedule(panel):
     assert panel.note_label.isVisible() and "6.83 %" in panel.note_label.text()
     state.update("schedule", family="flow")  # zero terminal SNR by construction
     assert panel.warning_label.isVisible()
+
+
+def test_flow_with_a_shift_is_warned_about(panel):
+    state = panel.state
+    state.update("objective", parameterization="flow")
+    state.update("schedule", family="flow", shift=3.0)
+    assert panel.warning_label.isVisible() and "shift 3" in panel.warning_label.text()
+    assert panel.warnings() == advice.objective_advice(state.config)[0]  # the engine's advice, as is
+    state.update("schedule", shift=1.0)
+    assert not panel.warning_label.isVisible()
 
 
 def test_score_warns_about_small_t_and_flow_on_betas_is_fine(panel):

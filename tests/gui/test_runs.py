@@ -128,10 +128,36 @@ def test_sample_stats_view_shows_squeezed_brightness(qtbot):
     samples = np.zeros((16, 1, 8, 8), dtype=np.float32) + np.linspace(-0.1, 0.1, 16, dtype=np.float32)[:, None, None, None]
     preview = Preview(step=100, kind="image", samples=samples,
                       mean_brightness=samples.reshape(16, -1).mean(1))
-    view.update_preview(preview)
+    view.update_preview(preview, state.config)  # the config of the run that made the samples
     _, sample_density = view.sample_item.getData()
     assert sample_density.sum() > 0
     assert "step 100" in view.summary.text() and "mid-grey" in view.summary.text()
+    assert "Try zero terminal SNR" in view.summary.text()  # lighting-sd-eps leaves 6.8 % at t = 1
+
+
+def test_a_ztsnr_v_trailing_run_is_never_advised_to_use_ztsnr(qtbot):
+    from diffstudio.data.registry import load_dataset
+    from diffstudio.engine.sampling import Preview
+
+    config = Config().updated(schedule={"family": "scaled_linear", "ztsnr": True},
+                              objective={"parameterization": "v"}, sampling={"spacing": "trailing"})
+    state = AppState(config)
+    state.set_dataset(load_dataset("lighting", resolution=8, channels=1, n=512))
+    view = SampleStatsView(state)
+    qtbot.addWidget(view)
+    samples = np.zeros((16, 1, 8, 8), np.float32) + np.linspace(-0.1, 0.1, 16, dtype=np.float32)[:, None, None, None]
+    view.update_preview(Preview(step=100, kind="image", samples=samples,
+                                mean_brightness=samples.reshape(16, -1).mean(1)), config)
+    text = view.summary.text()
+    assert "mid-grey" in text  # the finding is reported ...
+    assert "Try" not in text and "trailing' spacing" not in text  # ... but no fix it already has
+    assert "already uses zero terminal SNR, v-prediction" in text
+    # the same samples from a leaky run are told what that run lacks, and only that
+    leaky = config.updated(schedule={"ztsnr": False})
+    view.update_preview(Preview(step=100, kind="image", samples=samples,
+                                mean_brightness=samples.reshape(16, -1).mean(1)), leaky)
+    assert "Try zero terminal SNR (this run leaves 6.83 %" in view.summary.text()
+    assert "v or flow" not in view.summary.text() and "spacing" not in view.summary.text()
     # points previews are ignored, a new dataset replaces the reference histogram
     view.update_preview(Preview(step=1, kind="points", samples=np.zeros((4, 2), np.float32)))
     state.set_dataset(None)

@@ -169,3 +169,69 @@ def test_sample_now_runs_in_the_background(panel, qtbot):
     preview = blocker.args[0]
     assert preview.kind == "points" and preview.samples.shape == (32, 2)
     assert "checkpoint" in panel.model_view.title.text()
+    assert not panel.checkpoint_label.text().startswith("Sampling")  # the label ends with the sampling
+    assert "Checkpoint: memory (step 7)" in panel.checkpoint_label.text()
+
+
+def _image_preview(step: int, brightness: float = 0.0) -> Preview:
+    samples = np.full((4, 1, 8, 8), brightness, np.float32) + np.linspace(-0.05, 0.05, 4, dtype=np.float32)[:, None, None, None]
+    return Preview(step=step, kind="image", samples=samples, grid=np.zeros((19, 19, 3), np.uint8),
+                   mean_brightness=samples.reshape(4, -1).mean(1))
+
+
+def test_changing_the_dataset_marks_previews_and_histogram_stale(panel):
+    from diffstudio.data.registry import load_dataset
+
+    state = panel.state
+    state.set_config(state.config.updated(data={"source": "lighting", "resolution": 8, "channels": 1}))
+    state.set_dataset(load_dataset("lighting", resolution=8, channels=1, n=256))
+    run_config = state.config
+    panel.show_preview(_image_preview(100), source="training", config=run_config)
+    stats = panel.model_stats
+    assert not panel.model_view.stale and stats.sample_means is not None
+    assert "mid-grey" in stats.summary.text()  # advice about this run, judged on this run's data
+    assert panel.checkpoint_label.isHidden()  # no "No checkpoint loaded." above live previews
+
+    state.update("data", source="digits", resolution=None, channels=None)  # the user picks other data
+    assert panel.model_view.stale
+    assert "a model of 'lighting' (8 px, 1 channel)" in panel.model_view.stale_label.text()
+    assert "'digits'" in panel.model_view.stale_label.text()
+    assert stats.sample_means is None and not stats.sample_item.isVisible()
+    assert "mid-grey" not in stats.summary.text() and "No sample statistics" in stats.summary.text()
+    assert stats.advice() == []
+
+    state.update("data", source="lighting", resolution=8, channels=1)  # back to the run's data
+    assert not panel.model_view.stale and stats.sample_means is not None
+
+    panel.start_new_run(run_config)  # a new run: the last run's samples are not its own
+    assert panel.model_view.grid_view.image is None and stats.sample_means is None
+    assert "new run" in panel.model_view.grid_view.placeholder()
+
+
+def test_previews_can_be_enlarged_and_saved(panel, tmp_path, monkeypatch):
+    from PIL import Image
+    from PySide6.QtWidgets import QFileDialog
+
+    panel.show_preview(_image_preview(5))
+    view = panel.model_view
+    assert view.enlarge_button.isVisibleTo(view) and view.save_button.isVisibleTo(view)
+    window = view.enlarge()
+    assert window is not None and window.isVisible()
+    assert window.view.target_rect().width() > 19 * 2  # shown larger than in the panel's minimum
+    assert np.array_equal(window.view.image, view.grid_view.image)
+    out = tmp_path / "grid"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "PNG image (*.png)"))
+    saved = view.save_dialog()
+    assert saved == str(out) + ".png"
+    assert np.array_equal(np.asarray(Image.open(saved).convert("RGB")), view.grid_view.image)
+    window.close()
+
+
+def test_a_double_click_enlarges_the_grid(panel, qtbot):
+    from PySide6.QtCore import Qt
+
+    panel.show_preview(_image_preview(6))
+    before = len(panel.model_view.windows)
+    qtbot.mouseDClick(panel.model_view.grid_view, Qt.MouseButton.LeftButton)
+    assert len(panel.model_view.windows) == before + 1
+    panel.model_view.windows[-1].close()

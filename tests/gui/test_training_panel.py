@@ -312,3 +312,76 @@ def test_the_engine_advice_reaches_the_panel_at_the_start_of_a_run(qtbot, make_p
     _wait_idle(qtbot, panel)
     assert panel.run_warnings == expected
     assert "\n".join(f"⚠ {w}" for w in expected) in shown
+
+
+def test_export_asks_for_a_file_or_a_new_folder(qtbot, make_panel, tmp_path, monkeypatch):
+    """safetensors: a save-file dialog (the name typed is the file written); diffusers: a new
+    folder's name is accepted (the export creates it)."""
+    from PySide6.QtWidgets import QFileDialog
+
+    cfg = preset("quickstart").updated(
+        run={"steps": 2, "out_dir": str(tmp_path / "runs"), "preview_every": 100, "checkpoint_every": 100,
+             "log_every": 1, "device": "cpu"}, sampling={"num_samples": 4, "steps": 2})
+    panel = make_panel(cfg)
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_TIMEOUT_MS):
+        panel.start()
+    _wait_idle(qtbot, panel)
+    asked = []
+
+    def answer(path):
+        def dialog(parent, title, start, filters, *a, **k):
+            asked.append((title, start, filters))
+            return str(path), filters
+        return dialog
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", answer(tmp_path / "out" / "mine"))
+    (tmp_path / "out").mkdir()
+    panel.format_combo.setCurrentIndex(panel.format_combo.findData("safetensors"))
+    with qtbot.waitSignal(panel.exportFinished, timeout=RUN_TIMEOUT_MS) as exported:
+        panel.export_button.click()
+    assert exported.args == [str(tmp_path / "out" / "mine.safetensors")]
+    assert (tmp_path / "out" / "mine.safetensors").is_file()
+    assert asked[-1][1].endswith("-step-000002.safetensors") and "safetensors" in asked[-1][2]
+
+    new_folder = tmp_path / "out" / "brand-new" / "pipeline"  # neither folder exists yet
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", answer(new_folder))
+    panel.format_combo.setCurrentIndex(panel.format_combo.findData("diffusers"))
+    qtbot.waitUntil(panel.export_button.isEnabled, timeout=RUN_TIMEOUT_MS)  # the first export's thread ended
+    with qtbot.waitSignal(panel.exportFinished, timeout=RUN_TIMEOUT_MS) as exported:
+        panel.export_button.click()
+    assert exported.args == [str(new_folder)], panel.export_label.text()
+    assert (new_folder / "model_index.json").is_file()
+    assert asked[-1][1].endswith("-step-000002-diffusers")
+
+
+def test_worker_messages_are_frozen(qtbot, tmp_path):
+    import dataclasses
+
+    from diffstudio.engine.messages import Progress, StepMetrics
+    from diffstudio.engine.preview import Preview
+
+    thread = TrainingThread(moons_config(tmp_path, steps=30))
+    got = {"metrics": [], "progress": [], "preview": []}
+    thread.metrics.connect(got["metrics"].extend)
+    thread.progress.connect(got["progress"].append)
+    thread.preview.connect(got["preview"].append)
+    started = []
+    thread.started_run.connect(started.append)
+    with qtbot.waitSignal(thread.succeeded, timeout=RUN_TIMEOUT_MS) as done:
+        thread.start()
+    assert thread.wait(10000)
+    qtbot.wait(50)
+    result = done.args[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.steps = 0
+    with pytest.raises(TypeError):
+        started[0]["total_steps"] = 0  # the start info is a read-only copy
+    metrics, progress, preview = got["metrics"][-1], got["progress"][-1], got["preview"][-1]
+    assert isinstance(metrics, StepMetrics) and isinstance(progress, Progress) and isinstance(preview, Preview)
+    assert metrics.step == progress.step == 30 and progress.total == 30 and metrics.get("loss") > 0
+    for message, name in ((metrics, "step"), (progress, "step"), (preview, "step")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(message, name, 0)
+    with pytest.raises(TypeError):
+        metrics.values["loss"] = 0.0  # read-only
+    assert isinstance(preview.warnings, tuple) and isinstance(preview.trajectory, tuple)

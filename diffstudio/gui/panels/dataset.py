@@ -65,6 +65,10 @@ class LoadKey:
         return cls(data.source, data.resolution, data.channels, data.labels, data.num_points, seed)
 
 
+SKIPPED_ROWS_SHOWN = 8
+"""The skipped-files table shows this many rows without scrolling inside it."""
+
+
 class DatasetPanel(QWidget):
     """Dataset choice, thumbnails / scatter, counts and skipped files; binds to ``state``."""
 
@@ -475,6 +479,18 @@ class DatasetPanel(QWidget):
             self.skipped_table.setItem(row, 1, reason)
         self.skipped_table.resizeColumnToContents(0)
         self.skipped_label.setText(f"Skipped files: {len(skipped)}" if skipped else "Skipped files: none")
+        self._fit_skipped_table()
+
+    def _fit_skipped_table(self) -> None:
+        """Tall enough for every row up to SKIPPED_ROWS_SHOWN (the docked panel scrolls to show it
+        all), scrolling inside beyond that: a short dock never squeezes the list to a row or two."""
+        t = self.skipped_table
+        rows = min(t.rowCount(), SKIPPED_ROWS_SHOWN)
+        row_h = t.verticalHeader().defaultSectionSize()
+        height = t.horizontalHeader().height() + max(1, rows) * row_h + 2 * t.frameWidth()
+        if t.horizontalScrollBar().isVisible() or t.horizontalHeader().length() > t.viewport().width():
+            height += t.horizontalScrollBar().sizeHint().height()
+        t.setMinimumHeight(height)
 
     def skipped_rows(self) -> list[tuple[str, str]]:
         """(file, reason) rows of the skipped-files table (full paths)."""

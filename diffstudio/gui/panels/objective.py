@@ -1,14 +1,13 @@
 """The objective editor: what the network predicts, how each noise level is weighted, which
 training times are drawn, offset noise — with a plot of the effective weight over t and plain
-warnings for combinations that cannot work.
+warnings for combinations that cannot work (from :func:`diffstudio.engine.advice.objective_advice`,
+which the command line uses too).
 
 The weights come from :func:`diffstudio.core.objectives.loss_weight` and
 :func:`diffstudio.core.parameterization.determinant`; the panel multiplies them by the density of
 the time sampling and states them on x0-MSE as well, so parameterizations can be compared."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -24,53 +23,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from diffstudio.core.objectives import TIME_SAMPLINGS, WEIGHTINGS, loss_weight
+from diffstudio.core.objectives import TIME_SAMPLINGS, WEIGHTINGS, loss_weight, time_density
 from diffstudio.core.parameterization import PARAMETERIZATIONS, Coefficients, determinant
-from diffstudio.core.schedules import DISCRETE_FAMILIES, ScheduleError
-from diffstudio.engine.advice import singular_prediction
+from diffstudio.core.schedules import ScheduleError
+from diffstudio.engine.advice import objective_advice
 from diffstudio.gui import help as H
-from diffstudio.gui.panels.schedule import _compact, format_percent
+from diffstudio.gui.panels.schedule import _compact
 from diffstudio.gui.widgets.field import FieldMarker, NumberBox, set_tooltip
 from diffstudio.gui.widgets.plots import EDITED, SIGMA, pen, plot_widget
 
 WEIGHT_POINTS = 1000
 NARROW_WIDTH = 440  # below this width the form sits above the plot
-LEAKY_TERMINAL_SIGNAL = 0.01  # above this, eps on a non-ZTSNR schedule gets the 'mid-grey' note
 WARNING_STYLE = ("QLabel { background: #fff4e5; color: #8a3b00; border: 1px solid #f0b070; "
                  "border-radius: 4px; padding: 6px; }")
 NOTE_STYLE = ("QLabel { background: #eef5fc; color: #17456e; border: 1px solid #b5d0ea; "
               "border-radius: 4px; padding: 6px; }")
-
-
-def time_density(t: torch.Tensor, sampling: str, m: float = 0.0, s: float = 1.0) -> torch.Tensor:
-    """Density of the training time t. Uniform: 1. Logit-normal (Esser et al. 2024, eq. 19):
-    ``p(t) = exp(-(logit t - m)^2 / (2 s^2)) / (s sqrt(2 pi) t (1 - t))``."""
-    if sampling != "logit_normal":
-        return torch.ones_like(t)
-    logit = torch.log(t) - torch.log1p(-t)
-    return torch.exp(-((logit - m) ** 2) / (2 * s**2)) / (s * math.sqrt(2 * math.pi) * t * (1 - t))
-
-
-def objective_messages(config) -> tuple[list[str], list[str]]:
-    """(warnings, notes) in plain words for the config's objective on its schedule."""
-    o = config.objective
-    warnings: list[str] = []
-    notes: list[str] = []
-    try:
-        schedule = config.schedule.build()
-    except (ScheduleError, ValueError, TypeError):
-        schedule = None
-    ztsnr = schedule is not None and schedule.terminal_signal <= 1e-9
-    warnings.extend(a.text for a in singular_prediction(config))  # the words train and sample use too
-    if o.parameterization == "score":
-        warnings.append(H.WARN_SCORE_SMALL_T)
-    if o.parameterization == "flow" and config.schedule.family in DISCRETE_FAMILIES:
-        notes.append(H.NOTE_FLOW_ON_BETAS)
-    if o.parameterization == "eps" and schedule is not None and schedule.terminal_signal > LEAKY_TERMINAL_SIGNAL:
-        notes.append(H.NOTE_EPS_LEAKY.format(pct=format_percent(schedule.terminal_signal)))
-    if ztsnr and isinstance(o.offset_noise, (int, float)) and o.offset_noise > 0:
-        notes.append(H.NOTE_OFFSET_WITH_ZTSNR)
-    return warnings, notes
 
 
 class ObjectivePanel(QWidget):
@@ -260,10 +227,10 @@ class ObjectivePanel(QWidget):
         self._draw_weights()
 
     def warnings(self) -> list[str]:
-        return objective_messages(self.state.config)[0]
+        return objective_advice(self.state.config)[0]
 
     def _show_messages(self) -> None:
-        warnings, notes = objective_messages(self.state.config)
+        warnings, notes = objective_advice(self.state.config)
         self.warning_label.setText("<br><br>".join("⚠ " + _escape(w) for w in warnings))
         self.warning_label.setVisible(bool(warnings))
         self.note_label.setText("\n\n".join(notes))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -36,7 +36,7 @@ from diffstudio.engine.oracle import ORACLE_SOURCES, has_oracle, oracle_preview
 from diffstudio.gui import help as H
 from diffstudio.gui.widgets.background import LatestRunner
 from diffstudio.gui.widgets.field import FieldMarker, NumberBox, set_tooltip
-from diffstudio.gui.widgets.image_view import ImageView, unit_to_uint8
+from diffstudio.gui.widgets.image_view import ImageView, ImageWindow, save_png, unit_to_uint8
 from diffstudio.gui.widgets.plots import EDITED, MARKER, POINT, pen, plot_widget
 from diffstudio.gui.widgets.spacing import fill_spacing_combo
 
@@ -71,6 +71,26 @@ def trajectory_strip(trajectory, frames: int = TRAJECTORY_FRAMES, gap: int = 2) 
     return out, [float(trajectory[i][0]) for i in picks]
 
 
+DATA_FIELDS = ("source", "resolution", "channels", "num_points")
+"""The data settings that decide what a model learns (labels and flips do not change the data)."""
+
+
+def data_key(config) -> tuple:
+    """What identifies the data a config trains on (previews of other data are stale)."""
+    return tuple(getattr(config.data, name, None) for name in DATA_FIELDS)
+
+
+def describe_data(config) -> str:
+    """'digits' or 'lighting (32 px, 1 channel)': the data of a config, in words."""
+    d = config.data
+    extra = [f"{d.resolution} px"] if d.resolution else []
+    if d.channels:
+        extra.append(f"{d.channels} channel{'s' if d.channels != 1 else ''}")
+    if getattr(d, "num_points", None):
+        extra.append(f"first {d.num_points:,}")
+    return f"'{d.source}'" + (f" ({', '.join(extra)})" if extra else "")
+
+
 class PreviewView(QWidget):
     """One preview: a title, the sample grid or a scatter over the data, a trajectory strip."""
 
@@ -80,7 +100,20 @@ class PreviewView(QWidget):
         self.title = QLabel()
         self.title.setWordWrap(True)
         self.title.setStyleSheet("font-weight: bold;")
+        self.stale_label = QLabel()
+        self.stale_label.setWordWrap(True)
+        self.stale_label.setStyleSheet(WARNING_STYLE)
+        self.stale_label.setVisible(False)
         self.grid_view = ImageView(placeholder)
+        self.grid_view.setToolTip("Double-click to enlarge")
+        self.grid_view.installEventFilter(self)  # a double-click enlarges
+        self.enlarge_button = QPushButton("Enlarge…")
+        self.enlarge_button.setToolTip("Show the sample grid in its own, larger window")
+        self.enlarge_button.clicked.connect(self.enlarge)
+        self.save_button = QPushButton("Save PNG…")
+        self.save_button.setToolTip("Save the sample grid as a PNG file")
+        self.save_button.clicked.connect(self.save_dialog)
+        self.windows: list[QWidget] = []
         self.points_plot = plot_widget("", "", "")
         self.points_plot.setAspectLocked(True)
         self.data_scatter = pg.ScatterPlotItem(size=3, pen=None, brush=pg.mkBrush(150, 150, 150, 90))
@@ -104,11 +137,17 @@ class PreviewView(QWidget):
         self.stats.setTextFormat(Qt.TextFormat.RichText)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        layout.addWidget(self.title)
+        title_row = QHBoxLayout()
+        title_row.addWidget(self.title, 1)
+        title_row.addWidget(self.enlarge_button)
+        title_row.addWidget(self.save_button)
+        layout.addLayout(title_row)
+        layout.addWidget(self.stale_label)
         layout.addWidget(self.stack, 1)
         layout.addWidget(self.strip)
         layout.addWidget(self.strip_caption)
         layout.addWidget(self.stats)
+        self._update_buttons()
 
     def set_data_points(self, points: np.ndarray | None) -> None:
         if points is None:
@@ -120,19 +159,62 @@ class PreviewView(QWidget):
         self.preview = preview
         self.title.setText(title)
         self.stats.setText(stats)
+        self.set_stale(None)
         if getattr(preview, "kind", "image") == "points":
             self._show_points(preview)
         else:
             self._show_images(preview)
+        self._update_buttons()
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
+        if obj is self.grid_view and event.type() == QEvent.Type.MouseButtonDblClick:
+            self.enlarge()
+            return True
+        return super().eventFilter(obj, event)
+
+    def set_stale(self, reason: str | None) -> None:
+        """Mark what is shown as no longer matching the settings (``reason`` says why), or not."""
+        self.stale_label.setText(f"Stale: {reason}" if reason else "")
+        self.stale_label.setToolTip("Train on this data, or load and sample a checkpoint of it, for samples "
+                                    "that belong to it." if reason else "")
+        self.stale_label.setVisible(bool(reason))
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.stale_label.text())
+
+    def enlarge(self):
+        """The sample grid in its own resizable window (None when there is no grid)."""
+        image = self.grid_view.image
+        if image is None or self.stack.currentWidget() is not self.grid_view:
+            return None
+        window = ImageWindow(image, self.title.text() or "Samples", parent=self)
+        self.windows = [w for w in self.windows if w.isVisible()] + [window]
+        window.show()
+        return window
+
+    def save_dialog(self) -> str | None:
+        image = self.grid_view.image
+        if image is None:
+            return None
+        path, _ = QFileDialog.getSaveFileName(self, "Save the sample grid", "samples.png", "PNG image (*.png)")
+        return save_png(image, path) if path else None
+
+    def _update_buttons(self) -> None:
+        has_grid = self.grid_view.image is not None and self.stack.currentWidget() is self.grid_view
+        self.enlarge_button.setVisible(has_grid)
+        self.save_button.setVisible(has_grid)
 
     def clear(self, placeholder: str) -> None:
         self.preview = None
         self.title.setText("")
         self.stats.setText("")
+        self.set_stale(None)
         self.stack.setCurrentWidget(self.grid_view)
         self.grid_view.clear(placeholder)
         self.strip.clear("")
         self.strip_caption.setText("")
+        self._update_buttons()
 
     def _show_images(self, preview) -> None:
         self.stack.setCurrentWidget(self.grid_view)
@@ -178,6 +260,8 @@ class SamplingPanel(QWidget):
         self.loaded = None  # engine.sampling.Loaded
         self.last_oracle = None
         self.last_preview = None
+        self._preview_config = None  # the config of the run or checkpoint that made last_preview
+        self._preview_source = ""
         self.marker = FieldMarker()
         self._data_brightness_std: float | None = None
         self._oracle_stats_source: str | None = None
@@ -189,7 +273,7 @@ class SamplingPanel(QWidget):
         self._build()
         self.oracle_runner.finished.connect(self._on_oracle)
         self.oracle_runner.failed.connect(self._on_oracle_failed)
-        self.sample_runner.finished.connect(lambda p: self.show_preview(p, source="checkpoint"))
+        self.sample_runner.finished.connect(self._on_sampled)
         self.sample_runner.failed.connect(lambda m: self._set_model_status(f"Sampling failed: {m}", error=True))
         self.sample_runner.busyChanged.connect(lambda _b: self._update_buttons())
         self.load_runner.finished.connect(self._on_loaded)
@@ -265,9 +349,10 @@ class SamplingPanel(QWidget):
         # ---- model tab
         self.model_view = PreviewView("No samples yet. Start training (previews appear here as it runs), "
                                       "or load a checkpoint and press Sample now.")
-        self.checkpoint_label = QLabel("No checkpoint loaded.")
+        self.checkpoint_label = QLabel("")
         self.checkpoint_label.setWordWrap(True)
         self.checkpoint_label.setStyleSheet("color: #555;")
+        self.checkpoint_label.setVisible(False)  # only says something once a checkpoint is involved
         self.load_button = QPushButton("Load checkpoint…")
         self.load_button.setToolTip("A run folder or one of its checkpoint folders")
         self.sample_button = QPushButton("Sample now")
@@ -357,6 +442,8 @@ class SamplingPanel(QWidget):
 
     # ================================================================== sync
     def _on_config_changed(self, section: str) -> None:
+        if section in ("data", "all"):
+            self._refresh_staleness()
         if section in ("sampling", "schedule", "all"):
             self._sync()
         elif section in ("data", "model"):
@@ -419,6 +506,7 @@ class SamplingPanel(QWidget):
         self.model_view.set_data_points(points)
         if self.model_stats is not None:
             self.model_stats.setVisible(dataset is None or getattr(dataset, "kind", "image") == "image")
+        self._refresh_staleness()
         self._update_buttons()
 
     # ================================================================ oracle
@@ -461,6 +549,7 @@ class SamplingPanel(QWidget):
         kind = "points" if source == "gaussians8" else "image"
         n, shown = oracle_counts(config.sampling.num_samples, kind)
         seed = int(config.sampling.seed)
+        self._oracle_config = config  # the newest request's result is the only one shown
         self.oracle_runner.submit(lambda: oracle_preview(config, n=n, seed=seed, grid_count=shown))
 
     def _on_oracle(self, preview) -> None:
@@ -470,13 +559,12 @@ class SamplingPanel(QWidget):
         what = "brightness" if preview.kind == "image" else "per-axis position"
         stats = (f"Spread of the samples' {what}: <b>{preview.spread:.2f}</b> × the data's "
                  f"(1.00 = the full range; {len(preview.samples)} samples).")
-        if preview.kind == "image" and preview.spread < 0.8:
-            stats += " Squeezed toward mid-grey: the 'uniform lighting' problem."
+        config = self._oracle_config or self.state.config  # the advice is in the histogram's summary
         self.oracle_view.show_preview(preview, preview.title, stats)
         if self.oracle_stats is not None:
             self.oracle_stats.setVisible(preview.kind == "image")
             self._oracle_stats_data(config_source=self._oracle_source())
-            self.oracle_stats.update_preview(preview)
+            self.oracle_stats.update_preview(preview, config)
         if preview.kind == "points":
             self.oracle_view.set_data_points(_gaussians8_reference())
         self.oracle_warning.setText("\n".join("⚠ " + w for w in preview.warnings))
@@ -496,11 +584,18 @@ class SamplingPanel(QWidget):
         self.oracle_view.title.setText(f"No oracle preview: {message}")
 
     # ================================================================= model
-    def show_preview(self, preview, source: str = "training") -> None:
-        """Show an engine Preview (from training, or sampled from a checkpoint)."""
+    def show_preview(self, preview, source: str = "training", config=None) -> None:
+        """Show an engine Preview from training (``source="training"``) or sampled from a
+        checkpoint (``"checkpoint"``). ``config``: the config of the run or checkpoint that made
+        it (default: the loaded checkpoint's, or the current settings); its data decides when the
+        preview goes stale, and the brightness advice judges it."""
         if self.last_preview is None:
             self.tabs.setCurrentIndex(0)  # the first model result comes forward (later ones: the user's tab)
+        if config is None:
+            config = self.loaded.config if source == "checkpoint" and self.loaded is not None else self.state.config
         self.last_preview = preview
+        self._preview_config = config
+        self._preview_source = source
         step = getattr(preview, "step", 0)
         title = {"training": f"Training preview at step {step:,}",
                  "checkpoint": f"Sampled from the checkpoint (step {step:,})"}.get(source, source)
@@ -516,8 +611,43 @@ class SamplingPanel(QWidget):
         self.model_view.show_preview(preview, title, stats)
         if self.model_stats is not None:
             self.model_stats.setVisible(getattr(preview, "kind", "image") == "image")
-            self.model_stats.update_preview(preview)
+            self.model_stats.update_preview(preview, config)
+        self._refresh_staleness()
         self.previewShown.emit(preview)
+
+    def start_new_run(self, config=None) -> None:
+        """A new run started: the previous run's samples, statistics and advice are its own, not
+        this run's, so they are cleared until this run's first preview arrives."""
+        if self.last_preview is None or self._preview_source != "training":
+            return
+        every = getattr(getattr(config, "run", None), "preview_every", None)
+        when = f" (every {every:,} steps)" if isinstance(every, int) else ""
+        self.last_preview = None
+        self._preview_config = None
+        self.model_view.clear(f"A new run started: its first preview appears here{when}.")
+        if self.model_stats is not None:
+            self.model_stats.clear_samples("A new run started: its brightness statistics appear with its first "
+                                           "preview.")
+
+    def stale_reason(self) -> str | None:
+        """Why the model preview no longer matches the data (None when it does, or there is none)."""
+        made = getattr(self, "_preview_config", None)
+        if self.last_preview is None or made is None:
+            return None
+        if data_key(made) == data_key(self.state.config):
+            return None
+        return f"made by a model of {describe_data(made)}; the dataset is now {describe_data(self.state.config)}."
+
+    def _refresh_staleness(self) -> None:
+        reason = self.stale_reason()
+        self.model_view.set_stale(reason)
+        stats = self.model_stats
+        if stats is None:
+            return
+        if reason is not None and stats.stale_reason != reason:
+            stats.clear_samples("No sample statistics: " + reason, stale_reason=reason)
+        elif reason is None and stats.stale_reason is not None and self.last_preview is not None:
+            stats.update_preview(self.last_preview, self._preview_config)  # the data matches again
 
     def load_checkpoint(self, path: str) -> None:
         """Load a run or checkpoint folder for Sample now (in the background)."""
@@ -532,8 +662,7 @@ class SamplingPanel(QWidget):
 
     def _on_loaded(self, loaded) -> None:
         self.loaded = loaded
-        self._set_model_status(f"Checkpoint: {loaded.path} (step {loaded.step:,}); its schedule and "
-                               "prediction are used, with the sampler settings above.")
+        self._set_model_status(self._loaded_text())
         self._update_buttons()
         self.checkpointLoaded.emit(str(loaded.path))
 
@@ -558,8 +687,20 @@ class SamplingPanel(QWidget):
         self.sample_runner.submit(run)
         self._update_buttons()
 
+    def _loaded_text(self) -> str:
+        loaded = self.loaded
+        if loaded is None:
+            return ""
+        return (f"Checkpoint: {loaded.path} (step {loaded.step:,}); Sample now uses its schedule and "
+                "prediction with the sampler settings above.")
+
+    def _on_sampled(self, preview) -> None:
+        self._set_model_status(self._loaded_text())  # "Sampling…" ends with the sampling
+        self.show_preview(preview, source="checkpoint")
+
     def _set_model_status(self, text: str, error: bool = False) -> None:
         self.checkpoint_label.setText(text)
+        self.checkpoint_label.setVisible(bool(text))
         self.checkpoint_label.setStyleSheet("color: #b00020;" if error else "color: #555;")
 
     def _update_buttons(self) -> None:

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
     QFrame,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -36,7 +37,8 @@ from PySide6.QtWidgets import (
 )
 
 from diffstudio.core.grids import sampling_grid
-from diffstudio.core.parameterization import Coefficients, add_noise
+from diffstudio.core.parameterization import Coefficients
+from diffstudio.core.terminal import LEAK_GAIN, leaked_signal, low_frequencies, terminal_sample
 from diffstudio.core.schedules import (
     DEFAULT_BETAS,
     DISCRETE_FAMILIES,
@@ -46,6 +48,7 @@ from diffstudio.core.schedules import (
     ScheduleError,
     make_schedule,
 )
+from diffstudio.engine.advice import format_percent
 from diffstudio.gui import help as H
 from diffstudio.gui.widgets.draggable import DraggablePoints
 from diffstudio.gui.widgets.field import FieldMarker, NumberBox, set_tooltip
@@ -80,16 +83,6 @@ def page_of(family: str) -> int:
     return PAGES.get(family, PAGES["cosine"])
 
 
-def format_percent(fraction: float) -> str:
-    """0.068265 -> '6.83 %'; tiny values keep three significant digits; exactly 0 -> '0 %'."""
-    pct = 100.0 * fraction
-    if pct == 0:
-        return "0 %"
-    if pct >= 0.1:
-        return f"{pct:.2f} %"
-    return f"{pct:.3g} %"
-
-
 def nice_range(lo: float, hi: float) -> tuple[float, float]:
     """[lo, hi] widened to multiples of a round step (1, 2 or 5 times a power of ten, the finest
     that makes at most twelve steps): -15.44, 7.07 -> -16, 8."""
@@ -121,13 +114,6 @@ def test_image(size: int = 64) -> torch.Tensor:
         for c in range(3):
             img[c][disc] = colour[c]
     return img
-
-
-def block_average(x: torch.Tensor, k: int) -> torch.Tensor:
-    """(C, H, W) -> (C, H, W): each k x k block replaced by its mean (H, W divisible by k)."""
-    c, h, w = x.shape
-    blocks = x.reshape(c, h // k, k, w // k, k).mean(dim=(2, 4))
-    return blocks.repeat_interleave(k, 1).repeat_interleave(k, 2)
 
 
 class HeightHold(QObject):
@@ -530,23 +516,50 @@ class SchedulePanel(QWidget):
         self.thumbs = {"clean": ImageView(), "noised": ImageView(), "low": ImageView()}
         self.thumb_labels = {
             "clean": QLabel("clean image x₀"),
-            "noised": QLabel("x at t = 1: what the model sees at the last step"),
-            "low": QLabel("the same, 8×8 block average (contrast ×): low frequencies that leak"),
+            "noised": QLabel("x₁ = α₁x₀ + σ₁ε"),
+            "low": QLabel(""),
         }
+        self.leak_combo = QComboBox()
+        self.leak_combo.setObjectName("schedule_leak_view")
+        self.leak_combo.addItem(f"leaked signal x₁ − σ₁ε, ×{LEAK_GAIN:g}", "residual")
+        self.leak_combo.addItem("low frequencies, amplified", "low")
+        set_tooltip(self.leak_combo, "How to make the leak visible. Low frequencies: block averages of x₁, "
+                    "stretched (the noise averages out, the image's brightness and layout do not; needs a "
+                    "large image). Leaked signal: x₁ minus its noise, α₁x₀, at a fixed gain — an image "
+                    "whenever anything is left, flat grey at zero terminal SNR, on any image size.")
+        self.leak_combo.currentIndexChanged.connect(lambda _i: self._redraw_thumbnails())
         thumbs = QWidget()
-        tcol = QVBoxLayout(thumbs)
+        tcol = QGridLayout(thumbs)  # x0 | x1 side by side, the view of the leak under them
+        tcol.setContentsMargins(4, 0, 4, 0)
         title = QLabel("<b>What the model sees at the last step</b>")
         title.setWordWrap(True)
-        tcol.addWidget(title)
-        tcol.addWidget(self.thumb_caption)
+        tcol.addWidget(title, 0, 0, 1, 2)
+        tcol.addWidget(self.thumb_caption, 1, 0, 1, 2)
         for key in ("clean", "noised", "low"):
-            self.thumbs[key].setMinimumSize(64, 64)
+            self.thumbs[key].setMinimumSize(56, 56)
             self.thumb_labels[key].setWordWrap(True)
             self.thumb_labels[key].setStyleSheet("color: #444; font-size: 9pt;")
-            tcol.addWidget(self.thumbs[key], 1)
-            tcol.addWidget(self.thumb_labels[key])
-        thumbs.setMinimumWidth(170)
-        thumbs.setMaximumWidth(260)
+            self.thumb_labels[key].setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignHCenter)
+        self.thumb_labels["clean"].setText("clean x₀")
+        self.thumb_labels["noised"].setText("x₁ = α₁x₀ + σ₁ε")
+        self.thumb_labels["noised"].setToolTip("What the model sees at the last training step, t = 1")
+        tcol.addWidget(self.thumbs["clean"], 2, 0)
+        tcol.addWidget(self.thumbs["noised"], 2, 1)
+        tcol.addWidget(self.thumb_labels["clean"], 3, 0)
+        tcol.addWidget(self.thumb_labels["noised"], 3, 1)
+        tcol.addWidget(self.leak_combo, 4, 0, 1, 2)
+        tcol.addWidget(self.thumbs["low"], 5, 0, 1, 2)
+        tcol.addWidget(self.thumb_labels["low"], 6, 0, 1, 2)
+        tcol.setRowStretch(2, 2)
+        tcol.setRowStretch(5, 3)
+        thumbs_area = QScrollArea()  # too short a window scrolls the column; nothing overlaps
+        thumbs_area.setWidget(thumbs)
+        thumbs_area.setWidgetResizable(True)
+        thumbs_area.setFrameShape(QFrame.Shape.NoFrame)
+        thumbs_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        thumbs_area.setMinimumWidth(180)
+        thumbs_area.setMaximumWidth(280)
+        thumbs = thumbs_area
 
         body = QSplitter(Qt.Orientation.Horizontal)
         body.addWidget(plots)
@@ -776,23 +789,37 @@ class SchedulePanel(QWidget):
         if self.control_points.dragging is None or len(self.control_points.xy) != len(pts):
             self.control_points.set_points([(float(self.display_x(t)), lam) for t, lam in pts])
 
+    def _redraw_thumbnails(self) -> None:
+        self._drawn.pop("thumbnails", None)
+        try:
+            schedule = self.state.config.schedule.build()
+        except (ScheduleError, ValueError, TypeError):
+            return
+        self._draw_thumbnails(schedule)
+
     def _draw_thumbnails(self, schedule: Schedule) -> None:
-        """x at t = 1 depends on alpha_1 and sigma_1 only: recomputed when they (or the image) change."""
+        """x at t = 1 depends on alpha_1 and sigma_1 only: recomputed when they, the image or the
+        view of the leak change."""
         x0, eps = self._thumb_source, self._thumb_noise
         c = Coefficients.at(schedule, 1.0)
-        key = (float(c.alpha), float(c.sigma))
+        mode = self.leak_combo.currentData() or "residual"
+        key = (float(c.alpha), float(c.sigma), mode)
         if self._drawn.get("thumbnails") == key:
             return
         self._drawn["thumbnails"] = key
-        x1 = add_noise(x0[None], eps[None], c)[0]
-        k = max(2, x0.shape[-1] // 4)  # 4 x 4 blocks: noise falls by k, the leaked brightness stays
-        h = (x0.shape[-1] // k) * k
-        low = block_average(x1[:, :h, :h], k) * (k / 3.0)  # pure noise -> std 1/3 after the stretch
+        x1 = terminal_sample(x0, eps, c)
         self.thumbs["clean"].set_image(unit_to_uint8(x0.numpy()))
         self.thumbs["noised"].set_image(unit_to_uint8(x1.numpy()))
-        self.thumbs["low"].set_image(unit_to_uint8(low.numpy()))
-        self.thumb_labels["low"].setText(f"the same, {k}×{k} block average, contrast ×{k / 3:.3g}: "
-                                         "the low frequencies that leak")
+        left = format_percent(float(c.alpha))
+        if mode == "residual":
+            third = leaked_signal(x1, eps, c)
+            text = (f"α₁x₀ ×{LEAK_GAIN:g}: {left} of the image is left"
+                    + (" — nothing: flat grey" if float(c.alpha) == 0.0 else ""))
+        else:
+            third, k = low_frequencies(x1)
+            text = f"x₁ in {k}×{k} blocks, contrast ×{k / 3:.3g}: the low frequencies that leak ({left} left)"
+        self.thumbs["low"].set_image(unit_to_uint8(third.numpy()))
+        self.thumb_labels["low"].setText(text)
 
     # ------------------------------------------------------------ custom points
     def current_points(self) -> list[tuple[float, float]]:

@@ -64,6 +64,27 @@ def device_choices() -> list[tuple[str, str]]:
     return choices
 
 
+def export_target(parent, fmt: str, checkpoint: str, start_dir: str | None = None) -> str | None:
+    """Ask where to export ``checkpoint``: a save-file dialog for a ``.safetensors`` file, and a
+    save dialog that takes a new folder's name for a diffusers folder (the export creates it; an
+    existing folder must be empty or a previous export). None when cancelled."""
+    ckpt = Path(checkpoint)
+    run_name = ckpt.parent.parent.name if ckpt.parent.name == "checkpoints" else ckpt.name
+    base = f"{run_name}-{ckpt.name}" if ckpt.name.startswith("step-") else run_name
+    start = Path(start_dir) if start_dir else (ckpt.parent.parent.parent if ckpt.parent.name == "checkpoints"
+                                              else ckpt.parent)
+    if fmt == "safetensors":
+        path, _ = QFileDialog.getSaveFileName(parent, "Export as a safetensors file",
+                                              str(start / f"{base}.safetensors"), "safetensors (*.safetensors)")
+        if path and not path.endswith(".safetensors"):
+            path += ".safetensors"
+        return path or None
+    path, _ = QFileDialog.getSaveFileName(parent, "Export as a diffusers folder (type a new folder's name)",
+                                          str(start / f"{base}-diffusers"), "diffusers pipeline folder (*)",
+                                          options=QFileDialog.Option.DontConfirmOverwrite)
+    return path or None
+
+
 class TrainingPanel(QWidget):
     """Controls, progress, loss curve and checkpoints of the run being trained."""
 
@@ -78,6 +99,7 @@ class TrainingPanel(QWidget):
         self.state = state
         self.thread: TrainingThread | None = None
         self.run_dir: str | None = None
+        self.run_config = None  # the config of the run being trained (or last trained)
         self.last_preview = None
         self.last_metrics: dict = {}
         self.run_warnings: list[str] = []  # the engine's advice for the current run (engine/advice.py)
@@ -260,6 +282,7 @@ class TrainingPanel(QWidget):
     def _launch(self, config, resume: str | None, dataset) -> None:
         self.last_metrics = {}
         self.run_warnings = []
+        self.run_config = config
         self._show_message("", "")
         thread = TrainingThread(config, resume=resume, dataset=dataset)
         thread.started_run.connect(self._on_started)
@@ -303,6 +326,31 @@ class TrainingPanel(QWidget):
         self._set_status(state="stopping")
         self._update_buttons()
 
+    def ask_to_stop(self) -> bool | None:
+        """Ask "Save a checkpoint and stop training?": True (Yes: save), False (No: stop without
+        one; the run folder keeps its config, metrics and earlier checkpoints), None (Cancel)."""
+        answer = QMessageBox.question(
+            self, "Training is running", "Save a checkpoint and stop training?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+            | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Yes)
+        if answer == QMessageBox.StandardButton.Cancel:
+            return None
+        return answer == QMessageBox.StandardButton.Yes
+
+    def stop_for_close(self, save: bool) -> None:
+        """Ask the run to stop (with its final checkpoint when ``save``) without waiting: the
+        window stays up, says so, and closes when ``thread.finished`` arrives."""
+        thread = self.thread
+        if thread is None:
+            return
+        if save:
+            self.stop()
+        else:
+            thread.abort()
+            self.rate_label.setText("stopping without a checkpoint…")
+            self._set_status(state="stopping")
+            self._update_buttons()
+
     def shutdown(self, ask: bool = True) -> bool:
         """Stop and join every thread of this panel; False when the user cancels.
 
@@ -312,13 +360,10 @@ class TrainingPanel(QWidget):
         thread = self.thread
         save = True
         if thread is not None and thread.isRunning() and ask:
-            answer = QMessageBox.question(
-                self, "Training is running", "Save a checkpoint and stop training?",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
-                | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Yes)
-            if answer == QMessageBox.StandardButton.Cancel:
+            answer = self.ask_to_stop()
+            if answer is None:
                 return False
-            save = answer == QMessageBox.StandardButton.Yes
+            save = answer
         if thread is not None:
             if not save:
                 thread.abort()
@@ -343,16 +388,20 @@ class TrainingPanel(QWidget):
         if self.run_dir:
             self.runStarted.emit(self.run_dir)
 
-    def _on_progress(self, step: int, total: int, steps_per_s: float, eta_s: float) -> None:
+    def _on_progress(self, progress) -> None:
+        """A :class:`~diffstudio.engine.messages.Progress`: the bar and the status bar show its step."""
+        total = progress.total
         self.progress_bar.setMaximum(max(1, total))
-        self.progress_bar.setValue(min(step, total))
-        self.rate_label.setText(f"{steps_per_s:,.1f} steps/s · ETA {format_duration(eta_s)}")
-        self._set_status(step=step, total=total, steps_per_s=steps_per_s, eta_s=eta_s)
+        self.progress_bar.setValue(min(progress.step, total))
+        if not (self.thread is not None and (self.thread.stopping or self.thread.paused)):
+            self.rate_label.setText(f"{progress.steps_per_s:,.1f} steps/s · ETA {format_duration(progress.eta_s)}")
+        self._set_status(step=progress.step, total=total, steps_per_s=progress.steps_per_s, eta_s=progress.eta_s)
 
-    def _on_metrics(self, batch: list) -> None:
-        steps, losses = loss_rows(m for _, m in batch)
+    def _on_metrics(self, batch) -> None:
+        """A tuple of :class:`~diffstudio.engine.messages.StepMetrics`."""
+        steps, losses = loss_rows({"step": m.step, **m.values} for m in batch)
         self.curve.add(steps, losses)
-        self.last_metrics = dict(batch[-1][1])
+        self.last_metrics = dict(batch[-1].values)
 
     def _on_preview(self, preview) -> None:
         self.last_preview = preview
@@ -387,6 +436,7 @@ class TrainingPanel(QWidget):
             self._show_message(f"{how} at step {result.steps}{loss}. Checkpoint saved in {result.run_dir}",
                                NOTE_STYLE)
             self.progress_bar.setValue(min(result.steps, self.progress_bar.maximum()))
+            self._set_status(step=int(result.steps))  # the status bar and the bar say the same step
         self.runFinished.emit(result)
 
     def _on_failed(self, message: str) -> None:
@@ -458,13 +508,9 @@ class TrainingPanel(QWidget):
         if checkpoint is None:
             return
         fmt = self.format_combo.currentData()
-        parent = QFileDialog.getExistingDirectory(self, f"Export ({fmt}) into which folder?",
-                                                  str(Path(checkpoint).parent.parent))
-        if not parent:
-            return
-        if fmt == "diffusers":  # a pipeline folder; safetensors picks "<run>-step-N.safetensors" itself
-            parent = str(Path(parent) / f"{Path(checkpoint).parent.parent.name}-{Path(checkpoint).name}-diffusers")
-        self.export_checkpoint(checkpoint, fmt, parent)
+        target = export_target(self, fmt, checkpoint)
+        if target:
+            self.export_checkpoint(checkpoint, fmt, target)
 
     def export_checkpoint(self, checkpoint: str, fmt: str, out_dir: str) -> None:
         """Export in the background; the result (or the reason it failed) is shown inline."""

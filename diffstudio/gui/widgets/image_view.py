@@ -24,10 +24,10 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
 
 def unit_to_uint8(x: np.ndarray) -> np.ndarray:
     """float (C, H, W) or (H, W) in [-1, 1] -> uint8 (H, W, 3), clipped."""
+    from diffstudio.data.pixels import unit_range_to_uint8
+
     a = np.asarray(x, dtype=np.float32)
-    if a.ndim == 3:
-        a = a.transpose(1, 2, 0)
-    return to_uint8_rgb(np.clip((a + 1.0) * 127.5, 0, 255).round().astype(np.uint8))
+    return to_uint8_rgb(unit_range_to_uint8(a[None] if a.ndim == 2 else a))
 
 
 class ImageView(QWidget):
@@ -92,3 +92,47 @@ class ImageView(QWidget):
         p.setPen(QColor(0, 0, 0, 60))
         p.drawRect(rect.adjusted(0, 0, -1, -1))
         p.end()
+
+
+def save_png(image: np.ndarray, path: str) -> str:
+    """Write a uint8 (H, W, 3) picture to ``path`` as PNG (Pillow); returns the path written
+    (``.png`` added when missing). Raises OSError when the file cannot be written."""
+    from PIL import Image
+
+    if not path.lower().endswith(".png"):
+        path += ".png"
+    Image.fromarray(to_uint8_rgb(image)).save(path, format="PNG")
+    return path
+
+
+class ImageWindow(QWidget):
+    """A resizable top-level window showing one picture large (pixel-exact at integer scales),
+    with Save PNG…. ``ImageWindow(image, title)``; the window deletes itself when closed."""
+
+    def __init__(self, image: np.ndarray, title: str = "Preview", parent=None):
+        from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout
+
+        super().__init__(parent, Qt.WindowType.Window)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        self.setWindowTitle(title)
+        self.view = ImageView(min_size=128)
+        self.view.set_image(image)
+        self.caption = QLabel(title)
+        self.caption.setWordWrap(True)
+        self.save_button = QPushButton("Save PNG…")
+        self.save_button.clicked.connect(self.save_dialog)
+        row = QHBoxLayout()
+        row.addWidget(self.caption, 1)
+        row.addWidget(self.save_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.view, 1)
+        layout.addLayout(row)
+        h, w = self.view.image.shape[:2]
+        scale = max(1, min(8, 720 // max(h, w, 1)))  # a larger integer scale, within a 720 px box
+        self.resize(max(320, w * scale + 24), max(240, h * scale + 64))
+
+    def save_dialog(self) -> str | None:
+        from PySide6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self, "Save the picture", "preview.png", "PNG image (*.png)")
+        return save_png(self.view.image, path) if path else None
