@@ -25,11 +25,13 @@ def _schedule_from_args(args):
 
 def schedule(args) -> int:
     """Terminal signal, terminal SNR and the sampling timesteps of a schedule."""
-    from diffstudio.core.grids import default_spacing, model_timesteps, sampling_grid
+    from diffstudio.core.grids import check_shift, default_spacing, model_timesteps, sampling_grid
 
+    if args.shift is not None:
+        check_shift(args.shift)  # ScheduleError: one line, exit 2 (0 is no longer read as "unset")
     sched = _schedule_from_args(args)
     spacing = args.spacing or default_spacing(sched)
-    grid = sampling_grid(sched, args.steps, spacing, **({"shift": args.shift} if args.shift else {}))
+    grid = sampling_grid(sched, args.steps, spacing, **({"shift": args.shift} if args.shift is not None else {}))
     steps = model_timesteps(sched, grid)
     timesteps = [int(round(v)) for v in steps.tolist()] if sched.is_discrete else [round(v, 6) for v in steps.tolist()]
     alpha = sched.alpha(grid)
