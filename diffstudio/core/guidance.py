@@ -13,17 +13,20 @@ def _std(x: Tensor) -> Tensor:
     return x.to(torch.float64).std(dim=tuple(range(1, x.dim())), keepdim=True)
 
 
-def _spread_ratio(guided: Tensor, cond: Tensor) -> Tensor:
-    """``std(cond) / std(guided)`` per sample (float64, (B, 1, ...)), and 1 where ``guided`` has no
-    spread above its own rounding (``std <= 8 eps_dtype max|guided|``, e.g. a flat-colour
-    prediction): there is nothing to rescale, so such a sample is left unchanged."""
+def _spread_ratio(guided: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
+    """``(std(cond) / std(guided), flat)`` per sample, float64 and bool, shaped (B, 1, ...).
+
+    ``flat`` marks samples whose guided prediction has no spread above its own rounding
+    (``std <= 8 eps_dtype max|guided|``, e.g. a flat-colour prediction, or a NaN std of a
+    one-element sample): there the ratio is 0/0, nothing is to be rescaled, and it is set to 1."""
     spread_g, spread_c = _std(guided), _std(cond)
     dims = tuple(range(1, guided.dim()))
     scale = guided.to(torch.float64).abs().amax(dim=dims, keepdim=True)
     floor = 8.0 * torch.finfo(guided.dtype).eps * scale
-    flat = ~(spread_g > floor)  # also catches NaN from a single-element sample
+    flat = ~(spread_g > floor)
     ratio = spread_c / torch.where(flat, torch.ones_like(spread_g), spread_g)
-    return torch.where(flat | ~torch.isfinite(ratio), torch.ones_like(ratio), ratio)
+    flat = flat | ~torch.isfinite(ratio)
+    return torch.where(flat, torch.ones_like(ratio), ratio), flat
 
 
 def rescale_guidance(guided: Tensor, cond: Tensor, phi: float) -> Tensor:
@@ -37,8 +40,9 @@ def rescale_guidance(guided: Tensor, cond: Tensor, phi: float) -> Tensor:
     shape and dtype."""
     if phi == 0:
         return guided
-    ratio = _spread_ratio(guided, cond).to(dtype=guided.dtype, device=guided.device)
-    return phi * (guided * ratio) + (1.0 - phi) * guided
+    ratio, flat = _spread_ratio(guided, cond)
+    mixed = phi * (guided * ratio.to(dtype=guided.dtype, device=guided.device)) + (1.0 - phi) * guided
+    return torch.where(flat.to(guided.device), guided, mixed)
 
 
 def classifier_free_guidance(uncond: Tensor, cond: Tensor, scale: float, phi: float = 0.0) -> Tensor:

@@ -36,7 +36,7 @@ from diffstudio.core.parameterization import (
     SingularPredictionError,
     SingularPredictionWarning,
 )
-from diffstudio.core.samplers import SAMPLERS, sample
+from diffstudio.core.samplers import SAMPLERS, Point, SamplerError, sample
 from diffstudio.core.schedules import DiscreteSchedule, make_schedule
 
 from ._gaussian import MU, S, SCHEDULES, initial_x, marginal, oracle_denoiser, posterior_mean
@@ -262,3 +262,33 @@ def test_unknown_sampler():
     schedule = DiscreteSchedule()
     with pytest.raises(ValueError, match="sampler"):
         sample("plms", oracle_denoiser(schedule, "eps"), torch.zeros(1, 2), sampling_grid(schedule, 2), schedule)
+
+
+@pytest.mark.parametrize("eta", [-0.1, 1.5, 5.0, float("nan")])
+def test_eta_outside_zero_one_is_refused(eta):
+    """eta > 1 would ask for more fresh noise than sigma_q holds (it used to be clipped silently)."""
+    schedule = make_schedule("cosine")
+    grid = sampling_grid(schedule, 4, "uniform")
+    with pytest.raises(SamplerError, match="eta"):
+        sample("ddim_eta", oracle_denoiser(schedule, "v"), torch.zeros(1, 2), grid, schedule, eta=eta)
+
+
+def test_fresh_noise_is_drawn_after_the_model_call_from_the_given_generator():
+    """DDPM's first fresh noise is the generator's next draw after whatever came before it (the
+    start noise, in a pipeline): a step from t_0 to t_1 adds exactly c z with z that draw."""
+    schedule = make_schedule("linear", ztsnr=True)
+    grid = sampling_grid(schedule, 4, "trailing")
+    d = oracle_denoiser(schedule, "v")
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 16, generator=g)
+    g_ref = torch.Generator().manual_seed(7)
+    torch.randn(3, 16, generator=g_ref)  # the start noise
+    z = torch.randn(3, 16, generator=g_ref)  # the next draw
+    out = sample("ddpm", d, x, grid[:3], schedule, generator=g)
+    # the same two steps by hand: the first step's noise is z, the second the draw after it
+    p, q = Point.at(schedule, float(grid[0])), Point.at(schedule, float(grid[1]))
+    x0, eps = d(x, p.t)
+    ratio = (p.alpha * q.sigma) ** 2 / (p.sigma * q.alpha) ** 2
+    c = q.sigma * math.sqrt(1 - ratio)
+    x1 = q.alpha * x0 + math.sqrt(q.sigma**2 - c**2) * eps + c * z
+    torch.testing.assert_close(sample("ddpm", d, x1, grid[1:3], schedule, generator=g_ref), out)
