@@ -63,3 +63,80 @@ def test_ddpm_sample_equals_ddpm_pipeline(tmp_path, schedule, param, spacing):
     other = pipe(batch_size=n, generator=torch.Generator().manual_seed(seed + 1), num_inference_steps=steps,
                  output_type="np").images
     assert float(np.abs(ours - other).max()) > 1e-2
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_oracle_one_trailing_euler_step_returns_the_data_mean(tmp_path, capsys):
+    """The default recipe (scaled_linear + ZTSNR, v, trailing): one Euler step from pure noise goes
+    through x0_hat = E[x0] (the exact denoiser of lighting-flat knows nothing at alpha = 0), so
+    every sample is the flat image at the middle of the brightness range."""
+    from diffstudio.data.lighting import lighting_brightness_range
+
+    npy = tmp_path / "one.npy"
+    code, out, err = run_cli(capsys, "sample", "--oracle", "lighting-flat", "--sampler", "euler", "--steps", 1,
+                             "--spacing", "trailing", "--n", 4, "--out", tmp_path / "one.png", "--npy", npy)
+    assert code == 0 and "wrote 4 samples" in out and (tmp_path / "one.png").stat().st_size > 0
+    samples = np.load(npy)
+    low, high = lighting_brightness_range()
+    assert samples.shape == (4, 1, 32, 32)
+    np.testing.assert_allclose(samples, 0.5 * (low + high), atol=1e-6)
+
+
+def test_oracle_matches_oracle_preview_and_takes_a_preset(tmp_path, capsys):
+    from diffstudio.engine.oracle import oracle_preview
+    from diffstudio.engine.presets import preset
+
+    npy = tmp_path / "g.npy"
+    code, out, _ = run_cli(capsys, "sample", "--oracle", "gaussians8", "--preset", "quickstart", "--sampler", "heun",
+                           "--steps", 8, "--n", 32, "--seed", 3, "--out", tmp_path / "g.png", "--npy", npy)
+    assert code == 0
+    cfg = preset("quickstart").updated(data={"source": "gaussians8"}, sampling={"sampler": "heun", "steps": 8})
+    expected = oracle_preview(cfg, n=32, seed=3).samples
+    np.testing.assert_array_equal(np.load(npy), expected)
+    assert (tmp_path / "g.png").stat().st_size > 0
+
+
+def test_oracle_with_a_config_file(tmp_path, capsys):
+    cfg = Config().updated(schedule={"family": "cosine", "ztsnr": False}, objective={"parameterization": "v"},
+                           sampling={"spacing": "karras", "sampler": "dpmpp_2m", "steps": 6})
+    path = cfg.save(tmp_path / "c.toml")
+    npy = tmp_path / "c.npy"
+    code, out, _ = run_cli(capsys, "sample", "--oracle", "lighting-flat", "--config", path, "--n", 3,
+                           "--out", tmp_path / "c.png", "--npy", npy)
+    assert code == 0 and "dpmpp_2m 6 steps (karras)" in out
+    samples = np.load(npy)
+    assert float(samples.reshape(3, -1).std(axis=1).max()) <= 1e-4  # flat, as the data
+
+
+@pytest.mark.parametrize(("argv", "field"), [
+    (["--eta", "5", "--sampler", "ddim_eta"], "eta"),
+    (["--eta", "-0.5", "--sampler", "ddim_eta"], "eta"),
+    (["--steps", "0"], "steps"),
+    (["--spacing", "shifted", "--shift", "0", "--preset", "moons-flow"], "shift"),
+    (["--spacing", "shifted", "--shift", "nan", "--preset", "moons-flow"], "shift"),
+])
+def test_bad_oracle_settings_are_one_line_errors(tmp_path, capsys, argv, field):
+    code, out, err = run_cli(capsys, "sample", "--oracle", "gaussians8", *argv, "--out", tmp_path / "x.png")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and field in err and "Traceback" not in err
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("shift", ["0", "-2", "nan", "inf"])
+def test_schedule_refuses_a_shift_that_is_not_positive_and_finite(capsys, shift):
+    """``--shift 0`` used to be read as "not given" and silently became 3."""
+    code, out, err = run_cli(capsys, "schedule", "cosine", "--spacing", "shifted", "--shift", shift)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "shift" in err
+
+
+def test_schedule_uses_the_shift_it_is_given(capsys):
+    import json
+
+    code, out, _ = run_cli(capsys, "schedule", "cosine", "--spacing", "shifted", "--shift", "0.5", "--steps", 2, "--json")
+    assert code == 0
+    assert json.loads(out)["t"] == [1.0, pytest.approx(0.5 * 0.5 / (0.5 + 0.5 * 0.5), abs=1e-6)]
