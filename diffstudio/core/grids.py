@@ -65,10 +65,6 @@ def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * t / ((1.0 - t) + shift * t)
 
 
-KARRAS_T_MIN = 1.0 / 4096  # the smallest non-zero time of a karras grid where sigma(0) = 0
-KARRAS_T_TOP = 1.0 - 1.0 / 1000  # the last of the 1000 training timesteps before t = 1
-
-
 def _ve(schedule: Schedule, t: torch.Tensor) -> torch.Tensor:
     """The variance-exploding noise level ``sigma_t / alpha_t`` (inf where alpha = 0)."""
     return schedule.sigma(t) / schedule.alpha(t)
@@ -89,32 +85,36 @@ def noisy_at_zero(schedule: Schedule) -> bool:
     return float(schedule.sigma(0.0)) > 0.0
 
 
-def karras_range(schedule: Schedule) -> tuple[float, float]:
-    """``(sigma_max, sigma_min)`` in Karras et al.'s units ``sigma/alpha`` for a karras grid.
+def karras_range(schedule: Schedule, steps: int) -> tuple[float, float]:
+    """``(sigma_max, sigma_min)`` of an N-step karras grid, in Karras et al.'s units ``sigma/alpha``.
 
-    ``sigma_max`` is ``ve(1)``, or where alpha(1) = 0 (infinite) the schedule's largest finite one
-    on its 1000 training timesteps, ``ve(0.999)``, as diffusers' karras sigmas start at the
-    schedule's largest (clamped) sigma. ``sigma_min`` is ``ve(0)`` where t = 0 holds noise, else
-    ``ve(1/4096)``."""
+    As diffusers' karras sigmas, which span the sigmas of the spacing's own timesteps
+    (``in_sigmas[0]`` to ``in_sigmas[-1]``), the range is that of the uniform grid's model times
+    ``1, 1 - 1/N, ..., 1/N``: ``sigma_max = ve(1)``, or where alpha(1) = 0 (infinite) the largest
+    finite one, ``ve(1 - 1/N)``; ``sigma_min = ve(1/N)``. Where t = 0 still holds noise (EDM,
+    custom points) ``sigma_min = ve(0)``, k-diffusion's ``get_sigmas_karras(N, sigma_min, sigma_max)``.
+    Needs ``steps >= 2``."""
     one = torch.ones((), dtype=torch.float64)
     hi = float(_ve(schedule, one))
     if not math.isfinite(hi):
-        hi = float(_ve(schedule, one * KARRAS_T_TOP))
-    lo = float(_ve(schedule, one * (0.0 if noisy_at_zero(schedule) else KARRAS_T_MIN)))
+        hi = float(_ve(schedule, one * (1.0 - 1.0 / steps)))
+    lo = float(_ve(schedule, one * (0.0 if noisy_at_zero(schedule) else 1.0 / steps)))
     return hi, lo
 
 
 def _karras_times(schedule: Schedule, steps: int, rho: float) -> torch.Tensor:
     """N times whose noise levels ``sigma/alpha`` follow Karras et al. 2022, eq. 5 (k-diffusion
     ``get_sigmas_karras(N)`` before its final 0) over :func:`karras_range`; the first time is
-    exactly 1 (also under zero terminal SNR, whose ramp starts at the largest finite sigma)."""
-    hi, lo = karras_range(schedule)
+    exactly 1 (under zero terminal SNR it replaces the ramp's first, largest finite sigma)."""
+    if steps == 1:
+        return torch.ones(1, dtype=torch.float64)
+    hi, lo = karras_range(schedule, steps)
     ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
     target = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
     t = _time_of_ve(schedule, target)
     t[0] = 1.0
-    if steps > 1:
-        t[-1] = 0.0 if noisy_at_zero(schedule) else KARRAS_T_MIN
+    if noisy_at_zero(schedule):
+        t[-1] = 0.0
     return t
 
 

@@ -120,21 +120,24 @@ def _karras_ramp(hi, lo, n, rho=7.0):
 
 
 @pytest.mark.parametrize("name", sorted(CONTINUOUS))
-def test_karras_grid_spaces_noise_levels_by_rho(name):
+@pytest.mark.parametrize("steps", [2, 5, 12])
+def test_karras_grid_spaces_noise_levels_by_rho(name, steps):
     """Karras et al. 2022, eq. 5: the N model times have noise levels ``sigma/alpha`` on the rho
-    ramp from sigma_max to sigma_min. Under zero terminal SNR (sigma_max infinite) the ramp starts
-    at the largest finite sigma of the 1000 training timesteps, ve(0.999), and its first point is
-    moved to t = 1 itself."""
+    ramp from sigma_max to sigma_min, the range of the uniform grid's model times (as diffusers'
+    karras sigmas span its spacing's): under zero terminal SNR from the largest finite one,
+    ve(1 - 1/N), the ramp's first point then moved to t = 1 itself; down to ve(1/N), or ve(0) where
+    t = 0 holds noise."""
     s = CONTINUOUS[name]()
-    steps = 12
     grid = sampling_grid(s, steps, "karras", rho=7.0)
-    hi, lo = karras_range(s)
+    hi, lo = karras_range(s, steps)
     ztsnr = float(s.alpha(1.0)) == 0.0
-    assert hi == pytest.approx(float(s.sigma(1.0) / s.alpha(1.0)) if not ztsnr else float(s.sigma(0.999) / s.alpha(0.999)))
-    ve = s.sigma(grid[:-1]) / s.alpha(grid[:-1])
+    ve = lambda t: float(s.sigma(t) / s.alpha(t))  # noqa: E731
+    assert hi == pytest.approx(ve(1.0 - 1.0 / steps) if ztsnr else ve(1.0))
+    assert lo == pytest.approx(ve(0.0) if name in NOISY_AT_ZERO else ve(1.0 / steps))
+    levels = s.sigma(grid[:-1]) / s.alpha(grid[:-1])
     expected = _karras_ramp(hi, lo, steps)
     first = 1 if ztsnr else 0
-    torch.testing.assert_close(ve[first:], expected[first:], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(levels[first:], expected[first:], rtol=1e-9, atol=1e-12)
     assert float(grid[0]) == 1.0
 
 
