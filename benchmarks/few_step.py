@@ -31,7 +31,7 @@ Measures:
 
     python benchmarks/few_step.py                      # full (toys 2000 steps, digits 1500 steps)
     python benchmarks/few_step.py --digits-steps 800   # a smaller digits budget
-    python benchmarks/few_step.py --skip-digits        # samplers + toys only (about 10 min on 1 thread)
+    python benchmarks/few_step.py --skip-digits        # samplers + toys only (18 min on 1 thread, load 7-11)
     python benchmarks/few_step.py --only-samplers      # section 0 only (a few minutes, no training)
     python benchmarks/few_step.py --quick              # smoke run (< 1 min; figures not meaningful)
 
