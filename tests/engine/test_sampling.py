@@ -164,3 +164,12 @@ def test_karras_on_zero_terminal_snr_is_no_worse_than_uniform(schedule):
     sw = {spacing: sliced_wasserstein(sample("ddim", d, x, sampling_grid(s, 10, spacing), s), ref)
           for spacing in ("uniform", "karras")}
     assert sw["karras"] <= sw["uniform"] + 0.005, sw
+
+
+def test_bad_settings_for_a_trained_run_are_one_line_errors(tmp_path, capsys):
+    cfg = Config().updated(model={"preset": "tiny", "class_conditional": False})
+    run = make_run(tmp_path, cfg)
+    for argv, field in ((["--sampler", "ddim_eta", "--eta", "5"], "eta"), (["--steps", "0"], "steps")):
+        code, out, err = run_cli(capsys, "sample", run.path, *argv, "--n", 2, "--out", tmp_path / "x.png")
+        assert code == 2 and out == "" and err.count("\n") == 1 and field in err, err
+    assert not (tmp_path / "x.png").exists()
