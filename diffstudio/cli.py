@@ -66,17 +66,25 @@ def _train_parser(sub) -> None:
 
 def _sample_parser(sub) -> None:
     from diffstudio.core.samplers import SAMPLERS
+    from diffstudio.engine.oracle import ORACLE_SOURCES
+    from diffstudio.engine.presets import PRESETS
 
-    p = sub.add_parser("sample", help="sample a trained run or checkpoint to a PNG grid")
-    p.add_argument("source", help="a run folder or checkpoint folder")
+    p = sub.add_parser("sample", help="sample a trained run, a checkpoint or a perfect model to a PNG grid")
+    p.add_argument("source", nargs="?", help="a run folder or checkpoint folder (not with --oracle)")
+    p.add_argument("--oracle", choices=ORACLE_SOURCES, default=None, metavar="DATASET",
+                   help=f"sample the exact denoiser of a dataset instead of a model ({', '.join(ORACLE_SOURCES)}): "
+                        "what the schedule and sampler give with no training")
+    p.add_argument("--config", default=None, help="with --oracle: a config file (.toml or .json)")
+    p.add_argument("--preset", choices=list(PRESETS), default=None, help="with --oracle: a named configuration")
     p.add_argument("--sampler", choices=list(SAMPLERS), default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--spacing", choices=SPACINGS, default=None)
+    p.add_argument("--shift", type=float, default=None, help="the time shift of --spacing shifted (SD3: 3)")
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale")
     p.add_argument("--cfg-rescale", type=float, default=None, help="guidance rescale phi (Lin et al.)")
-    p.add_argument("--eta", type=float, default=None)
+    p.add_argument("--eta", type=float, default=None, help="ddim_eta's noise, 0 (DDIM) to 1 (DDPM)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="the PNG file to write")
     p.add_argument("--npy", default=None, help="also save the raw samples as .npy")

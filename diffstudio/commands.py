@@ -25,11 +25,13 @@ def _schedule_from_args(args):
 
 def schedule(args) -> int:
     """Terminal signal, terminal SNR and the sampling timesteps of a schedule."""
-    from diffstudio.core.grids import default_spacing, model_timesteps, sampling_grid
+    from diffstudio.core.grids import check_shift, default_spacing, model_timesteps, sampling_grid
 
+    if args.shift is not None:
+        check_shift(args.shift)  # ScheduleError: one line, exit 2 (0 is no longer read as "unset")
     sched = _schedule_from_args(args)
     spacing = args.spacing or default_spacing(sched)
-    grid = sampling_grid(sched, args.steps, spacing, **({"shift": args.shift} if args.shift else {}))
+    grid = sampling_grid(sched, args.steps, spacing, **({"shift": args.shift} if args.shift is not None else {}))
     steps = model_timesteps(sched, grid)
     timesteps = [int(round(v)) for v in steps.tolist()] if sched.is_discrete else [round(v, 6) for v in steps.tolist()]
     alpha = sched.alpha(grid)
@@ -313,32 +315,72 @@ def _check_sample_args(args) -> None:
     resolve_device(args.device, "--device")
 
 
+def _sampling_overrides(args) -> dict:
+    overrides = {"sampler": args.sampler, "steps": args.steps, "spacing": args.spacing, "eta": args.eta,
+                 "shift": args.shift, "guidance_scale": args.cfg, "guidance_rescale": args.cfg_rescale}
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def _refuse(cfg, sections: tuple[str, ...]) -> None:
+    errors = [e for e in cfg.validate() if e[0].startswith(sections)]
+    if errors:
+        raise UsageError("; ".join(f"{f}: {m}" for f, m in errors))
+
+
 def sample(args) -> int:
+    _check_sample_args(args)
+    if args.oracle:
+        return _sample_oracle(args)
+    if args.source is None:
+        raise UsageError("sample: give a run or checkpoint folder, or --oracle DATASET")
+    if args.config or args.preset:
+        raise UsageError("--config/--preset: only with --oracle (a run carries its own config)")
+    from diffstudio.engine.sampling import generate, load_for_sampling
+
+    loaded = load_for_sampling(args.source, args.device)
+    cfg = loaded.config.updated(sampling=_sampling_overrides(args))
+    _refuse(cfg, ("sampling.",))
+    preview = generate(loaded.model, cfg, loaded.data_info, n=args.n, seed=args.seed, device=args.device,
+                       on_singular="raise")
+    _write_samples(args, preview.grid, preview.samples)
+    return 0
+
+
+def _sample_oracle(args) -> int:
+    """``sample --oracle DATASET``: the exact denoiser under a config's schedule and sampler."""
+    from diffstudio.engine.config import Config
+    from diffstudio.engine.oracle import oracle_preview
+    from diffstudio.engine.presets import preset
+
+    if args.source is not None:
+        raise UsageError(f"--oracle: samples the exact denoiser, not a model; drop {args.source!r}")
+    if args.config and args.preset:
+        raise UsageError("--config/--preset: give one of them")
+    cfg = Config.load(args.config) if args.config else preset(args.preset) if args.preset else Config()
+    cfg = cfg.updated(data={"source": args.oracle}, sampling=_sampling_overrides(args))
+    _refuse(cfg, ("sampling.", "schedule.", "objective."))
+    preview = oracle_preview(cfg, n=args.n, seed=args.seed)
+    for message in preview.warnings:
+        sys.stderr.write(f"warning: {message}\n")
+    if cfg.sampling.guidance_scale != 1.0 or cfg.sampling.guidance_rescale:
+        sys.stderr.write("note: the exact denoiser is unconditional, so guidance changes nothing\n")
+    _write_samples(args, preview.grid, preview.samples, f" ({preview.title}; spread {preview.spread:.3f} of the data's)")
+    return 0
+
+
+def _write_samples(args, grid, samples, detail: str = "") -> None:
     import numpy as np
     from PIL import Image
 
-    from diffstudio.engine.sampling import generate, load_for_sampling
-
-    _check_sample_args(args)
-    loaded = load_for_sampling(args.source, args.device)
-    overrides = {"sampler": args.sampler, "steps": args.steps, "spacing": args.spacing, "eta": args.eta,
-                 "guidance_scale": args.cfg, "guidance_rescale": args.cfg_rescale}
-    cfg = loaded.config.updated(sampling={k: v for k, v in overrides.items() if v is not None})
-    errors = [e for e in cfg.validate() if e[0].startswith("sampling.")]
-    if errors:
-        raise UsageError("; ".join(f"{f}: {m}" for f, m in errors))
-    preview = generate(loaded.model, cfg, loaded.data_info, n=args.n, seed=args.seed, device=args.device,
-                       on_singular="raise")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if preview.grid is not None:
-        Image.fromarray(preview.grid).save(out)
+    if grid is not None:
+        Image.fromarray(grid).save(out)
     else:
-        _scatter_png(preview.samples, out)
+        _scatter_png(samples, out)
     if args.npy:
-        np.save(args.npy, preview.samples)
-    print(f"wrote {args.n} samples to {out}" + (f" and {args.npy}" if args.npy else ""))
-    return 0
+        np.save(args.npy, samples)
+    print(f"wrote {len(samples)} samples to {out}" + (f" and {args.npy}" if args.npy else "") + detail)
 
 
 def _scatter_png(points, out: Path, size: int = 512) -> None:

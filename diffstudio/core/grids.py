@@ -3,9 +3,17 @@
 Discrete schedules use diffusers' timestep spacings (Lin et al. 2024, Table 2):
 ``leading`` (with ``steps_offset``), ``linspace`` and ``trailing``; index ``i`` is time ``(i+1)/T``
 and the last step goes to ``t = 0`` (diffusers' ``set_alpha_to_one=True``). Continuous schedules
-use ``uniform`` t, ``shifted`` t (SD3's shift) or ``karras`` (rho-spaced noise levels)."""
+use ``uniform`` t, ``shifted`` t (SD3's shift) or ``karras`` (rho-spaced noise levels).
+
+The last grid time 0 means clean data: every sampler's last step returns ``x0_hat`` there. A
+schedule whose ``t = 0`` still holds noise (``sigma_0 > 0``: EDM's ``sigma_min``, custom log-SNR
+points) is sampled k-diffusion's way: its N model calls sit on N times from 1 down to 0 inclusive
+(for EDM the N Karras noise levels of ``get_sigmas_karras(N)``), and a final 0 follows, so such a
+grid ends ``..., 0, 0``."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -18,7 +26,10 @@ SPACINGS = DISCRETE_SPACINGS + CONTINUOUS_SPACINGS
 
 
 def discrete_timesteps(T: int, steps: int, spacing: str, steps_offset: int = 0) -> np.ndarray:
-    """The integer timesteps diffusers' ``DDIMScheduler.set_timesteps`` produces, descending."""
+    """The integer timesteps diffusers' ``DDIMScheduler.set_timesteps(steps)`` produces, descending,
+    shape (steps,). Equal to diffusers for every ``steps`` in 1..T (checked for T = 1000), except
+    that trailing spacing never has diffusers' extra trailing -1 (steps = 61, 103, ...). Raises
+    :class:`ScheduleError` naming ``steps``, ``spacing`` or ``steps_offset``."""
     if not 1 <= steps <= T:
         raise ScheduleError(f"steps: must be between 1 and {T}, got {steps}")
     if spacing == "linspace":
@@ -30,20 +41,28 @@ def discrete_timesteps(T: int, steps: int, spacing: str, steps_offset: int = 0) 
             raise ScheduleError(f"steps_offset: {steps_offset} moves leading timesteps outside 0..{T - 1}")
         return ts
     if spacing == "trailing":
-        # diffusers writes np.arange(T, 0, -T / steps), whose float step gives one extra element
-        # (timestep -1, i.e. t = 0 twice) for some counts (steps = 61, 103, ...); same values, exact length.
-        return np.round(T - np.arange(steps) * (T / steps)).astype(np.int64) - 1
+        # diffusers' own expression, np.arange(T, 0, -T / steps) rounded: its float accumulation
+        # decides which way the x.5 values round (steps = 48, 96, ...), so it is kept verbatim. For
+        # some counts (steps = 61, 103, ...) it yields one extra element (timestep -1, t = 0 twice):
+        # diffstudio keeps the first ``steps`` values, the only difference from DDIMScheduler.
+        return (np.round(np.arange(T, 0, -T / steps))[:steps] - 1).astype(np.int64)
     raise ScheduleError(f"spacing: {spacing!r} is not a discrete spacing {DISCRETE_SPACINGS}")
+
+
+def check_shift(shift: float) -> float:
+    """``shift`` as a float if it is positive and finite, else :class:`ScheduleError` naming it."""
+    value = float(shift)
+    if not (math.isfinite(value) and value > 0):
+        raise ScheduleError(f"shift: must be a positive finite number, got {shift}")
+    return value
 
 
 def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
     """SD3's resolution shift (Esser et al. 2024, eq. 23): ``shift t / (1 + (shift - 1) t)``,
-    with the denominator written ``(1 - t) + shift t`` so that t = 1 maps to exactly 1."""
+    with the denominator written ``(1 - t) + shift t`` so that t = 1 maps to exactly 1.
+    ``shift`` > 0 and finite (else :class:`ScheduleError`); maps [0, 1] onto [0, 1]."""
+    shift = check_shift(shift)
     return shift * t / ((1.0 - t) + shift * t)
-
-
-KARRAS_VE_MAX = 1e4  # the largest noise level a karras grid aims at when alpha(1) = 0 (infinite)
-KARRAS_T_MIN = 1.0 / 4096  # the smallest non-zero time of a karras grid (its sigma_min)
 
 
 def _ve(schedule: Schedule, t: torch.Tensor) -> torch.Tensor:
@@ -61,18 +80,41 @@ def _time_of_ve(schedule: Schedule, target: torch.Tensor, iterations: int = 64) 
     return 0.5 * (lo + hi)
 
 
-def _karras_times(schedule: Schedule, steps: int, rho: float) -> torch.Tensor:
-    """Times whose VE noise levels ``sigma/alpha`` follow Karras et al. 2022, eq. 5, from
-    ``ve(1)`` (capped at ``KARRAS_VE_MAX``) down to ``ve(KARRAS_T_MIN)``; the first time is 1."""
+def noisy_at_zero(schedule: Schedule) -> bool:
+    """Whether ``t = 0`` still holds noise (``sigma_0 > 0``: EDM, custom log-SNR points)."""
+    return float(schedule.sigma(0.0)) > 0.0
+
+
+def karras_range(schedule: Schedule, steps: int) -> tuple[float, float]:
+    """``(sigma_max, sigma_min)`` of an N-step karras grid, in Karras et al.'s units ``sigma/alpha``.
+
+    As diffusers' karras sigmas, which span the sigmas of the spacing's own timesteps
+    (``in_sigmas[0]`` to ``in_sigmas[-1]``), the range is that of the uniform grid's model times
+    ``1, 1 - 1/N, ..., 1/N``: ``sigma_max = ve(1)``, or where alpha(1) = 0 (infinite) the largest
+    finite one, ``ve(1 - 1/N)``; ``sigma_min = ve(1/N)``. Where t = 0 still holds noise (EDM,
+    custom points) ``sigma_min = ve(0)``, k-diffusion's ``get_sigmas_karras(N, sigma_min, sigma_max)``.
+    Needs ``steps >= 2``."""
     one = torch.ones((), dtype=torch.float64)
-    hi = min(float(_ve(schedule, one)), KARRAS_VE_MAX)
-    lo = float(_ve(schedule, one * KARRAS_T_MIN))
+    hi = float(_ve(schedule, one))
+    if not math.isfinite(hi):
+        hi = float(_ve(schedule, one * (1.0 - 1.0 / steps)))
+    lo = float(_ve(schedule, one * (0.0 if noisy_at_zero(schedule) else 1.0 / steps)))
+    return hi, lo
+
+
+def _karras_times(schedule: Schedule, steps: int, rho: float) -> torch.Tensor:
+    """N times whose noise levels ``sigma/alpha`` follow Karras et al. 2022, eq. 5 (k-diffusion
+    ``get_sigmas_karras(N)`` before its final 0) over :func:`karras_range`; the first time is
+    exactly 1 (under zero terminal SNR it replaces the ramp's first, largest finite sigma)."""
+    if steps == 1:
+        return torch.ones(1, dtype=torch.float64)
+    hi, lo = karras_range(schedule, steps)
     ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
     target = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
     t = _time_of_ve(schedule, target)
     t[0] = 1.0
-    if steps > 1:
-        t[-1] = KARRAS_T_MIN
+    if noisy_at_zero(schedule):
+        t[-1] = 0.0
     return t
 
 
@@ -85,7 +127,13 @@ def sampling_grid(
     shift: float = 3.0,
     rho: float = 7.0,
 ) -> torch.Tensor:
-    """Descending float64 times of length ``steps + 1``; the last is 0 (clean data)."""
+    """Descending float64 times of length ``steps + 1``; the last is 0 (clean data).
+
+    Discrete schedules: diffusers' timesteps (:func:`discrete_timesteps`) as times ``(i+1)/T``.
+    Continuous: ``uniform`` (``linspace(1, 0, N + 1)``), ``shifted`` (SD3's shift of it) or
+    ``karras``. Where ``sigma_0 > 0`` (see the module docstring) the N model times run from 1 to 0
+    inclusive and a final 0 follows. Raises :class:`ScheduleError` naming ``steps``, ``spacing``,
+    ``shift`` or ``steps_offset``."""
     if steps < 1:
         raise ScheduleError(f"steps: must be at least 1, got {steps}")
     if isinstance(schedule, DiscreteSchedule):
@@ -95,10 +143,15 @@ def sampling_grid(
         return torch.cat([schedule.index_to_t(idx), torch.zeros(1, dtype=torch.float64)])
     if spacing not in CONTINUOUS_SPACINGS:
         raise ScheduleError(f"spacing: use one of {CONTINUOUS_SPACINGS} for a continuous schedule")
+    if spacing == "shifted":
+        check_shift(shift)
     if spacing == "karras":
         t = _karras_times(schedule, steps, rho)
     else:
-        t = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)[:-1]
+        if noisy_at_zero(schedule):
+            t = torch.linspace(1.0, 0.0, steps, dtype=torch.float64) if steps > 1 else torch.ones(1, dtype=torch.float64)
+        else:
+            t = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)[:-1]
         if spacing == "shifted":
             t = shift_time(t, shift)
     return torch.cat([t, torch.zeros(1, dtype=torch.float64)])

@@ -32,10 +32,11 @@ def _labels(info: DataInfo, n: int, device) -> tuple[torch.Tensor | None, torch.
     return cond, torch.full_like(cond, info.num_classes)
 
 
-def start_noise(info: DataInfo, n: int, seed: int, device) -> torch.Tensor:
-    """Pure noise N(0, I) from a fixed seed (the start of every preview)."""
+def start_noise(info: DataInfo, n: int, seed: int | torch.Generator, device) -> torch.Tensor:
+    """Pure noise N(0, I), float32, drawn on the CPU from ``seed`` (an int, or a CPU generator that
+    then goes on to give the sampler's fresh noise) and moved to ``device``."""
     shape = (n, 2) if info.kind == "points" else (n, info.channels, info.resolution, info.resolution)
-    g = torch.Generator().manual_seed(seed)
+    g = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=g).to(device)
 
 
@@ -52,7 +53,11 @@ def generate(
     step: int = 0,
     on_singular: str = "warn",
 ) -> Preview:
-    """Sample ``n`` items with the configured sampler; record the trajectory of the first."""
+    """Sample ``n`` items with the configured sampler; record the trajectory of the first.
+
+    Random numbers come from one CPU ``torch.Generator`` seeded with ``seed`` (default: the config's):
+    first the start noise, then each step's fresh noise, in the order diffusers' pipelines draw them
+    (``DDPMPipeline(...)(generator=torch.Generator().manual_seed(seed))`` gives the same images)."""
     s = sampling or config.sampling
     n = n or s.num_samples
     schedule = config.schedule.build()
@@ -60,7 +65,8 @@ def generate(
     denoise = Denoiser(model, schedule, config.objective.parameterization, cond, uncond,
                        s.guidance_scale, s.guidance_rescale, on_singular)
     grid = sampling_grid(schedule, s.steps, s.spacing, shift=s.shift)
-    x = start_noise(info, n, s.seed if seed is None else seed, device)  # pure noise, as every pipeline
+    g = torch.Generator().manual_seed(s.seed if seed is None else seed)
+    x = start_noise(info, n, g, device)  # pure noise first, as every pipeline
     trajectory: list[tuple[float, np.ndarray, np.ndarray]] = []
 
     def record(i: int, t: float, x_t: torch.Tensor, x0: torch.Tensor) -> None:
@@ -70,7 +76,6 @@ def generate(
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        g = torch.Generator(device=device).manual_seed(s.seed if seed is None else seed)
         out = sample(s.sampler, denoise, x, grid, schedule, eta=s.eta, generator=g, callback=record)
     trajectory.append((0.0, out[0].float().cpu().numpy(), out[0].float().cpu().numpy()))
     return _preview(out.float().cpu(), info, step, cond, trajectory, sorted({str(w.message) for w in caught}))

@@ -13,7 +13,6 @@ from diffstudio.core.choices import (  # the registries describe their own entri
     TIME_SAMPLING_CHOICES,
     WEIGHTING_CHOICES,
 )
-from diffstudio.engine.advice import SINGULAR_AT_T1
 
 APP_NAME = "diffstudio"
 ORG_NAME = "diffstudio"

@@ -52,12 +52,22 @@ def test_alphas_cumprod_match_diffusers(diffusers, family, ztsnr):
 
 
 @pytest.mark.parametrize("spacing", ["leading", "linspace", "trailing"])
-@pytest.mark.parametrize("steps", [1, 2, 4, 10, 25, 50])
-def test_timesteps_match_ddim_scheduler(diffusers, spacing, steps):
+def test_timesteps_match_ddim_scheduler_for_every_step_count(diffusers, spacing):
+    """Every N in 1..1000 (T = 1000). The one difference: for some N (61, 103, ...) diffusers'
+    trailing spacing has an extra last entry -1 (t = 0 twice); diffstudio stops after N entries."""
     sched = diffusers.DDIMScheduler(timestep_spacing=spacing)
     assert sched.config.steps_offset == 0
-    sched.set_timesteps(steps)
-    assert sched.timesteps.tolist() == discrete_timesteps(T, steps, spacing).tolist()
+    extra = []
+    for steps in range(1, T + 1):
+        sched.set_timesteps(steps)
+        ref = sched.timesteps.tolist()
+        ours = discrete_timesteps(T, steps, spacing).tolist()
+        if len(ref) == steps + 1:
+            assert spacing == "trailing" and ref[-1] == -1, steps
+            extra.append(steps)
+            ref = ref[:-1]
+        assert ours == ref, steps
+    assert (61 in extra and 103 in extra) if spacing == "trailing" else not extra
 
 
 @pytest.mark.parametrize("steps", [1, 2, 4, 10, 25, 50])

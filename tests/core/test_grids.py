@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from diffstudio.core.grids import (
+    check_shift,
     default_spacing,
+    karras_range,
+    noisy_at_zero,
     discrete_timesteps,
     model_timesteps,
     sampling_grid,
@@ -70,14 +73,26 @@ def test_leading_single_step_starts_at_clean_data():
     assert grid.tolist() == [0.001, 0.0]
 
 
+NOISY_AT_ZERO = {"edm", "edm+ztsnr", "custom"}  # sigma(0) > 0
+
+
 @pytest.mark.parametrize("name", sorted(CONTINUOUS))
 @pytest.mark.parametrize("spacing", ["uniform", "shifted", "karras"])
 @pytest.mark.parametrize("steps", [1, 2, 5, 30])
 def test_continuous_grids_descend_from_one_to_zero(name, spacing, steps):
-    grid = sampling_grid(CONTINUOUS[name](), steps, spacing)
+    """N + 1 times from 1 to 0. Where t = 0 still holds noise the N model times end at t = 0 itself
+    and the final clean 0 follows (k-diffusion's N sigmas + 0), so only those grids repeat 0."""
+    schedule = CONTINUOUS[name]()
+    grid = sampling_grid(schedule, steps, spacing)
     assert grid.dtype == F64 and len(grid) == steps + 1
     assert float(grid[0]) == 1.0 and float(grid[-1]) == 0.0
-    assert bool((grid[1:] < grid[:-1]).all())
+    assert noisy_at_zero(schedule) == (name in NOISY_AT_ZERO)
+    model_times = grid[:-1]
+    assert bool((model_times[1:] < model_times[:-1]).all())
+    if name in NOISY_AT_ZERO and steps > 1:
+        assert float(grid[-2]) == 0.0
+    else:
+        assert float(grid[-2]) > 0.0
 
 
 def test_uniform_and_shifted_grids():
@@ -98,18 +113,57 @@ def test_shifted_grid_starts_at_exactly_one(shift):
     assert float(make_schedule("flow").alpha(grid[0])) == 0.0
 
 
-@pytest.mark.parametrize("name", ["edm", "custom", "flow_shift3"])
-def test_karras_grid_spaces_noise_levels_by_rho(name):
-    """Karras et al. 2022, eq. 5: ``(sigma/alpha)^(1/rho)`` is equally spaced over the N points
-    before the final 0 (schedules without zero terminal SNR start at their own sigma_max)."""
+def _karras_ramp(hi, lo, n, rho=7.0):
+    """k-diffusion's get_sigmas_karras(n, lo, hi, rho) before its appended 0."""
+    ramp = torch.linspace(0, 1, n, dtype=F64)
+    return (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
+
+
+@pytest.mark.parametrize("name", sorted(CONTINUOUS))
+@pytest.mark.parametrize("steps", [2, 5, 12])
+def test_karras_grid_spaces_noise_levels_by_rho(name, steps):
+    """Karras et al. 2022, eq. 5: the N model times have noise levels ``sigma/alpha`` on the rho
+    ramp from sigma_max to sigma_min, the range of the uniform grid's model times (as diffusers'
+    karras sigmas span its spacing's): under zero terminal SNR from the largest finite one,
+    ve(1 - 1/N), the ramp's first point then moved to t = 1 itself; down to ve(1/N), or ve(0) where
+    t = 0 holds noise."""
     s = CONTINUOUS[name]()
-    rho, steps = 7.0, 12
-    grid = sampling_grid(s, steps, "karras", rho=rho)
-    ve = (s.sigma(grid[:-1]) / s.alpha(grid[:-1])).clamp_max(1e4)
-    root = ve ** (1 / rho)
-    gaps = root[:-1] - root[1:]
-    assert bool((gaps > 0).all())
-    torch.testing.assert_close(gaps, gaps.mean().expand_as(gaps), rtol=2e-3, atol=0)
+    grid = sampling_grid(s, steps, "karras", rho=7.0)
+    hi, lo = karras_range(s, steps)
+    ztsnr = float(s.alpha(1.0)) == 0.0
+    ve = lambda t: float(s.sigma(t) / s.alpha(t))  # noqa: E731
+    assert hi == pytest.approx(ve(1.0 - 1.0 / steps) if ztsnr else ve(1.0))
+    assert lo == pytest.approx(ve(0.0) if name in NOISY_AT_ZERO else ve(1.0 / steps))
+    levels = s.sigma(grid[:-1]) / s.alpha(grid[:-1])
+    expected = _karras_ramp(hi, lo, steps)
+    first = 1 if ztsnr else 0
+    torch.testing.assert_close(levels[first:], expected[first:], rtol=1e-9, atol=1e-12)
+    assert float(grid[0]) == 1.0
+
+
+@pytest.mark.parametrize("steps", [1, 2, 10, 40])
+def test_edm_grid_is_k_diffusion_get_sigmas_karras(diffusers, steps):
+    """EDM, N steps: the N Karras sigmas of ``get_sigmas_karras(N, 0.002, 80, 7)`` and a final 0,
+    as diffusers' EDMEulerScheduler(final_sigmas_type="zero") builds them; the karras spacing of
+    the EDM schedule is the same grid."""
+    s = make_schedule("edm")
+    ref = diffusers.EDMEulerScheduler(sigma_min=0.002, sigma_max=80.0, rho=7.0, final_sigmas_type="zero")
+    ref.set_timesteps(steps)
+    for spacing in ("uniform", "karras"):
+        grid = sampling_grid(s, steps, spacing)
+        ve = (s.sigma(grid) / s.alpha(grid)).clone()
+        ve[-1] = 0.0  # the final point is clean data (the sampler returns x0_hat there)
+        torch.testing.assert_close(ve, ref.sigmas.to(F64), rtol=1e-6, atol=0)
+        torch.testing.assert_close(ve[:-1], _karras_ramp(80.0, 0.002, steps), rtol=1e-9, atol=0)
+
+
+def test_shift_must_be_positive_and_finite():
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ScheduleError, match="shift"):
+            sampling_grid(make_schedule("cosine"), 4, "shifted", shift=bad)
+        with pytest.raises(ScheduleError, match="shift"):
+            shift_time(torch.tensor(0.5, dtype=F64), bad)
+    assert float(check_shift(2)) == 2.0
 
 
 def test_default_spacing():

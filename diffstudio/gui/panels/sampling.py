@@ -301,7 +301,7 @@ class SamplingPanel(QWidget):
                                                    Qt.ItemDataRole.ToolTipRole)
         set_tooltip(self.sampler_combo, "How to walk from noise to data. ODE samplers are deterministic; SDE "
                                         "samplers add fresh noise. Any of them works with any prediction.")
-        self.eta = NumberBox(0.0, 10.0, digits=4)
+        self.eta = NumberBox(0.0, 1.0, digits=4)
         set_tooltip(self.eta, "η: how much fresh noise DDIM adds (0 = deterministic DDIM, 1 = DDPM).")
         self.eta_label = QLabel("η")
         self.steps_spin = QSpinBox()
