@@ -37,6 +37,7 @@ class DataConfig:
     labels: bool = True  # use class labels when the dataset has them
     hflip: bool = False  # random horizontal flip (on the device)
     num_points: int | None = None  # size of a 2-D toy dataset
+    memory_budget_mb: float = 0.0  # MiB of data held on the training device, >= 0 (fractions allowed); 0: auto (25 % of free CUDA memory; CPU: 10 % of available RAM, at most 512 MiB). A folder larger than this streams from its on-disk uint8 cache
 
 
 @dataclass

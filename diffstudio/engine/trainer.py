@@ -103,13 +103,23 @@ class Trainer:
         self.run_dir = self._open_run_dir()
 
     def _load_data(self):
+        """Device-resident (uint8 where exact) within ``data.memory_budget_mb``, else streamed from the
+        folder's pixel cache; rank 0 builds the cache while the other ranks wait, then they open it."""
         if self._dataset is not None:
-            return self._dataset
-        from diffstudio.data.registry import load_dataset
+            return self._dataset.as_uint8()
+        from diffstudio.data.training_data import load_training_data, progress_messages
 
         d = self.config.data
-        return load_dataset(d.source, resolution=d.resolution, channels=d.channels, labels=d.labels,
-                            n=d.num_points, seed=self.config.run.seed)
+        if not self.world.is_main:
+            self.world.barrier()
+        loaded = load_training_data(d.source, self.device, resolution=d.resolution, channels=d.channels,
+                                    labels=d.labels, n=d.num_points, seed=self.config.run.seed,
+                                    memory_budget_mb=d.memory_budget_mb, should_cancel=self.hooks.should_stop,
+                                    progress=progress_messages(lambda text: self.hooks.on_message("info", text)))
+        if self.world.is_main:
+            self.world.barrier()
+            self.hooks.on_message("info", loaded.placement)
+        return loaded.dataset
 
     def _data_info(self) -> DataInfo:
         d = self.data
@@ -250,6 +260,7 @@ class Trainer:
         t = sample_times(self.schedule, b * world, self.generator, o.time_sampling, o.logit_mean, o.logit_std,
                          x.device)[part]
         eps = sample_noise(x.new_empty((b * world,) + tuple(x.shape[1:])), self.generator, o.offset_noise)[part]
+        self.data.prefetch(self.generator, b, shard=(rank, world))  # the next step's rows (streaming path)
         return x, y, t, eps
 
     def _autocast(self):
@@ -313,6 +324,8 @@ class Trainer:
             self._setup()
             return self._loop()
         finally:
+            if getattr(self, "data", None) is not None:
+                self.data.close()
             self.world.close()
 
     def _loop(self) -> TrainResult:

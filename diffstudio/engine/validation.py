@@ -87,6 +87,7 @@ def _training(cfg: "Config", errors: list) -> None:
         errors.append(("data.resolution", "must be an integer >= 4"))
     if not str(d.source).strip():
         errors.append(("data.source", "choose a built-in dataset or a folder"))
+    _positive(errors, "data.memory_budget_mb", d.memory_budget_mb, allow_zero=True)
 
 
 def validate(cfg: "Config") -> list[tuple[str, str]]:
