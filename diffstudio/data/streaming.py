@@ -56,6 +56,7 @@ class StreamingDataset:
         self._ring: list[tuple[Tensor, torch.cuda.Event | None]] = []
         self._turn = 0
         self._stream = None
+        self.reads = {"ahead": 0, "waited": 0}  # batches read ahead / read on the training thread
 
     def __len__(self) -> int:
         return int(self.pixels.shape[0])
@@ -100,6 +101,7 @@ class StreamingDataset:
         _check_generator(generator, self._device)
         idx = draw_indices(len(self), batch_size, generator, shard)
         rows = self._take_prepared(idx)
+        self.reads["ahead" if rows is not None else "waited"] += 1
         if rows is None:
             rows = torch.from_numpy(self._gather(idx.cpu().numpy())).to(self._device)
         x = finish_batch(rows, generator, hflip, shard)

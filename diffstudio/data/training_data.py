@@ -48,7 +48,7 @@ def memory_budget(setting_mb: int, device: torch.device) -> int:
     """Bytes of data held on ``device``: ``setting_mb`` MiB when > 0; otherwise (auto) 25 % of the
     free memory of a CUDA device, or on the CPU 10 % of the available RAM capped at 512 MiB."""
     if setting_mb > 0:
-        return int(setting_mb) << 20
+        return int(setting_mb * 2**20)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(AUTO_CUDA_FRACTION * free)
@@ -146,4 +146,4 @@ def _folder_cache(root: Path, resolution: int, channels: int, labels: bool, prog
 
 
 def _mib(size: int) -> str:
-    return f"{size / 2**20:,.1f} MiB"
+    return f"{size / 2**20:,.1f} MiB" if size >= 2**20 else f"{size / 2**10:,.1f} KiB"

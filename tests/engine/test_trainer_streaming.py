@@ -1,0 +1,57 @@
+"""A folder larger than the memory budget trains from its on-disk cache, and with the same seed gives
+bit-identical weights to the device-resident path (hflip, labels and label dropout included)."""
+
+import numpy as np
+import torch
+from PIL import Image
+
+from diffstudio.data.streaming import StreamingDataset
+from diffstudio.engine.checkpoint import load_checkpoint
+from diffstudio.engine.presets import preset
+from diffstudio.engine.trainer import Trainer, TrainerHooks
+
+
+class Messages(TrainerHooks):
+    def __init__(self):
+        self.messages = []
+
+    def on_message(self, level, text):
+        self.messages.append(text)
+
+
+def labelled_folder(root, count=24):
+    rng = np.random.default_rng(5)
+    for i in range(count):
+        folder = root / ("cats" if i % 2 else "dogs")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    return root
+
+
+def train(tmp_path, folder, name, budget_mb):
+    cfg = preset("quickstart").updated(
+        data={"source": str(folder), "resolution": 8, "channels": 3, "hflip": True, "labels": True,
+              "memory_budget_mb": budget_mb},
+        run={"steps": 3, "out_dir": str(tmp_path / "runs"), "name": name, "preview_every": 10_000,
+             "checkpoint_every": 10_000, "log_every": 1},
+        optim={"batch_size": 6, "grad_accum": 2, "warmup_steps": 1}, sampling={"num_samples": 2, "steps": 2})
+    hooks = Messages()
+    trainer = Trainer(cfg, hooks=hooks)
+    result = trainer.run()
+    ckpt = load_checkpoint(result.run_dir)
+    return trainer, hooks.messages, {**ckpt.model, **{f"ema.{k}": v for k, v in (ckpt.ema or {}).items()}}
+
+
+def test_a_folder_over_the_budget_streams_and_trains_bit_identically_to_the_device_resident_path(tmp_path):
+    folder = labelled_folder(tmp_path / "pets")
+    size = 24 * 3 * 8 * 8  # bytes as uint8
+    resident, said_resident, weights_resident = train(tmp_path, folder, "resident", budget_mb=1.0)
+    streamed, said_streamed, weights_streamed = train(tmp_path, folder, "streamed", budget_mb=(size // 2) / 2**20)
+    assert resident.data.x.dtype == torch.uint8 and resident.data.nbytes == size
+    assert any("held on cpu" in m for m in said_resident)
+    assert isinstance(streamed.data, StreamingDataset) and any("streamed from the cache" in m for m in said_streamed)
+    assert streamed.data.reads["ahead"] >= 5  # 6 batches; all but the first read ahead
+    assert resident.info.num_classes == streamed.info.num_classes == 2
+    assert weights_resident.keys() == weights_streamed.keys() and any(k.startswith("ema.") for k in weights_resident)
+    for k in weights_resident:
+        assert torch.equal(weights_resident[k], weights_streamed[k]), k
