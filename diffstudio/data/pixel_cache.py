@@ -150,12 +150,9 @@ def build_pixel_cache(
     res, ch = options["resolution"], options["channels"]
     path = entry_path(key)
     state = _resume_state(path, key, len(files), ch * res * res)
-    pixels = np.memmap(path / PIXELS, dtype=np.uint8, mode="r+", shape=(max(1, len(files)), ch, res, res))
-    try:
+    # plain writes, not a writable memory map: mapped pages would count in this process's memory
+    with open(path / PIXELS, "r+b") as pixels:
         _decode_into(pixels, files, options, state, path, progress, should_cancel, workers)
-        pixels.flush()
-    finally:
-        del pixels
     return _finish(path, key, files, options, state)
 
 
@@ -180,7 +177,7 @@ def _resume_state(path: Path, key: str, total: int, image_bytes: int) -> dict[st
     return {"key": key, "total": total, "done": 0, "kept": 0, "kept_files": [], "skipped": []}
 
 
-def _decode_into(pixels: np.ndarray, files: list[ImageFile], options: dict[str, Any], state: dict[str, Any],
+def _decode_into(pixels, files: list[ImageFile], options: dict[str, Any], state: dict[str, Any],
                  path: Path, progress: Progress | None, should_cancel: ShouldCancel | None,
                  workers: int | None) -> None:
     total = len(files)
@@ -199,14 +196,21 @@ def _decode_into(pixels: np.ndarray, files: list[ImageFile], options: dict[str, 
                 if isinstance(result, SkippedFile):
                     skipped.append(result)
                 else:
-                    pixels[kept] = uint16_to_uint8(result)
+                    image = uint16_to_uint8(result)
+                    pixels.seek(kept * image.nbytes)
+                    pixels.write(image.tobytes())
                     kept_files.append(start + offset)
                     kept += 1
                 if progress is not None:
                     progress(start + offset + 1, total)
-            pixels.flush()  # the pixels are on disk before the record says so
+            _sync(pixels)  # the pixels are on disk before the record says so
             state.update(done=start + len(chunk), kept=kept, kept_files=kept_files, skipped=skipped)
             _write_json(path / BUILDING, {**state, "skipped": [asdict(s) for s in skipped]})
+
+
+def _sync(f) -> None:
+    f.flush()
+    getattr(os, "fdatasync", os.fsync)(f.fileno())
 
 
 def _decode_or_skip(file: ImageFile, options: dict[str, Any]) -> np.ndarray | SkippedFile:
