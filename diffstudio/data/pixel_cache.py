@@ -133,6 +133,7 @@ def build_pixel_cache(
     progress: Progress | None = None,
     should_cancel: ShouldCancel | None = None,
     workers: int | None = None,
+    decoded: Callable[[int], np.ndarray | SkippedFile] | None = None,
 ) -> PixelCache:
     """Decode ``files`` into the entry for ``key`` (resuming a partial build) and return it.
 
@@ -140,7 +141,8 @@ def build_pixel_cache(
     :func:`diffstudio.data.image_folder.load_image_folder`). ``progress(done, total)`` is called on
     this thread after each file; ``should_cancel()`` returning True raises LoadCancelled and leaves
     the partial entry to be resumed. Files that cannot be decoded are skipped with a reason.
-    Raises DatasetError when no file is usable or the cache folder cannot be written.
+    ``decoded(i)``, when given, supplies file i's uint16 decode (or SkippedFile) from an existing
+    decode (:func:`diffstudio.data.folder_cache.cached_rows`) instead of decoding the file. Raises DatasetError when no file is usable or the cache folder cannot be written.
     """
     cached = open_pixel_cache(key)
     if cached is not None:
@@ -152,7 +154,7 @@ def build_pixel_cache(
     state = _resume_state(path, key, len(files), ch * res * res)
     # plain writes, not a writable memory map: mapped pages would count in this process's memory
     with open(path / PIXELS, "r+b") as pixels:
-        _decode_into(pixels, files, options, state, path, progress, should_cancel, workers)
+        _decode_into(pixels, files, options, state, path, progress, should_cancel, workers, decoded)
     return _finish(path, key, files, options, state)
 
 
@@ -179,7 +181,7 @@ def _resume_state(path: Path, key: str, total: int, image_bytes: int) -> dict[st
 
 def _decode_into(pixels, files: list[ImageFile], options: dict[str, Any], state: dict[str, Any],
                  path: Path, progress: Progress | None, should_cancel: ShouldCancel | None,
-                 workers: int | None) -> None:
+                 workers: int | None, decoded: Callable[[int], np.ndarray | SkippedFile] | None) -> None:
     total = len(files)
     if progress is not None:
         progress(state["done"], total)
@@ -189,7 +191,11 @@ def _decode_into(pixels, files: list[ImageFile], options: dict[str, Any], state:
             start = state["done"]
             chunk = files[start:start + CHUNK]
             kept, kept_files, skipped = state["kept"], list(state["kept_files"]), list(state["skipped"])
-            for offset, result in enumerate(pool.map(lambda f: _decode_or_skip(f, options), chunk)):
+            if decoded is not None:
+                results = map(decoded, range(start, start + len(chunk)))
+            else:
+                results = pool.map(lambda f: _decode_or_skip(f, options), chunk)
+            for offset, result in enumerate(results):
                 if should_cancel is not None and should_cancel():
                     raise LoadCancelled(f"Building the dataset cache cancelled after {start + offset} of "
                                         f"{total} images; it resumes from there next time")

@@ -20,6 +20,7 @@ import torch
 from diffstudio.data.dataset import InMemoryDataset
 from diffstudio.data.decode import DEFAULT_MAX_PIXELS
 from diffstudio.data.errors import DatasetError
+from diffstudio.data.folder_cache import cache_key, cached_rows
 from diffstudio.data.folder_scan import has_class_folders, scan_folder
 from diffstudio.data.image_folder import Progress, ShouldCancel, resolve_folder
 from diffstudio.data.pil_modes import WHITE
@@ -140,7 +141,9 @@ def _folder_cache(root: Path, resolution: int, channels: int, labels: bool, prog
         raise DatasetError(f"No usable image files found in {root} or its sub-folders", scan_skipped)
     options = {"resolution": resolution, "channels": channels, "labels": labels,
                "background": list(WHITE), "max_pixels": DEFAULT_MAX_PIXELS}
-    cache = build_pixel_cache(pixel_cache_key(root, files, options), files, options, progress, should_cancel)
+    with cached_rows(cache_key(root, files, options), files) as decoded:  # a folder the app has loaded
+        cache = build_pixel_cache(pixel_cache_key(root, files, options), files, options, progress, should_cancel,
+                                  decoded=decoded)
     cache.skipped = scan_skipped + cache.skipped
     return cache
 

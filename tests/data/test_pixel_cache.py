@@ -168,3 +168,13 @@ def test_generated_float_data_stays_float_and_8_bit_levels_become_uint8():
         a = floats.sample_batch(8, torch.Generator().manual_seed(3), hflip)[0]
         b = packed.sample_batch(8, torch.Generator().manual_seed(3), hflip)[0]
         assert a.dtype == b.dtype == torch.float32 and torch.equal(a, b)
+
+
+def test_a_folder_the_app_has_loaded_fills_the_pixel_cache_without_decoding_again(tmp_path, monkeypatch):
+    folder = make_folder(tmp_path / "f", 6, bad=(1,))
+    loaded = load_image_folder(folder, RES, 3)  # the app's load: writes the uint16 folder cache
+    calls = count_decodes(monkeypatch)
+    data = load_training_data(str(folder), torch.device("cpu"), resolution=RES, channels=3,
+                              memory_budget_mb=1.0).dataset
+    assert calls == [] and len(data) == 5
+    assert torch.equal(data.preview(5), loaded.x) and [s.file for s in data.skipped] == [s.file for s in loaded.skipped]
