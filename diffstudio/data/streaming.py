@@ -19,6 +19,7 @@ own slice of them from the shared cache.
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -83,6 +84,10 @@ class StreamingDataset:
         """Bytes of the pixels on disk (N * C * H * W)."""
         return int(self.pixels.nbytes)
 
+    def as_uint8(self) -> StreamingDataset:
+        """Self: the pixels are uint8 already."""
+        return self
+
     def to(self, device: torch.device | str) -> StreamingDataset:
         """Deliver batches (and hold the labels) on ``device``; returns self."""
         self._device = torch.device(device)
@@ -130,7 +135,7 @@ class StreamingDataset:
         host, uploaded = slot
         if uploaded is not None:
             uploaded.synchronize()  # this buffer's previous upload has finished
-        with _on_stream(self._stream):
+        with torch.cuda.stream(self._stream) if self._stream is not None else nullcontext():
             twin = torch.Generator(device=device)
             twin.set_state(state)
             idx = draw_indices(len(self), batch_size, twin, shard)
@@ -172,18 +177,3 @@ class StreamingDataset:
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.result()
-
-
-class _on_stream:
-    """``torch.cuda.stream(s)`` for a CUDA stream; nothing for None (CPU)."""
-
-    def __init__(self, stream):
-        self._ctx = torch.cuda.stream(stream) if stream is not None else None
-
-    def __enter__(self):
-        if self._ctx is not None:
-            self._ctx.__enter__()
-
-    def __exit__(self, *exc):
-        if self._ctx is not None:
-            self._ctx.__exit__(*exc)
