@@ -18,7 +18,6 @@ Ratios are measured in the same run; the machine's load is recorded at the start
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys

@@ -10,8 +10,6 @@ memory and stay there (as uint8 when their values are 8-bit levels, else float32
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,20 +112,6 @@ def load_training_data(
         return TrainingData(data, budget, f"{head}: held on {device}")
     stream = StreamingDataset(cache, count, name=root.name, skipped=cache.skipped).to(device)
     return TrainingData(stream, budget, f"{head}: streamed from the cache {cache.path}")
-
-
-def progress_messages(say: Callable[[str], None], every_s: float = 2.0) -> Progress:
-    """A ``progress(done, total)`` that says "building the dataset cache: done / total images" at
-    most every ``every_s`` seconds, and once at the end (for hooks that show text)."""
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done == total or now - last[0] >= every_s:
-            last[0] = now
-            say(f"dataset cache: {done:,} / {total:,} images decoded")
-
-    return progress
 
 
 def _folder_cache(root: Path, resolution: int, channels: int, labels: bool, progress: Progress | None,

@@ -32,6 +32,14 @@ class TrainerHooks:
     def on_checkpoint(self, step: int, path: str) -> None: ...
     def on_message(self, level: str, text: str) -> None: ...
 
+    def on_data_progress(self, done: int, total: int) -> None:
+        """Decoding a folder into its training cache: ``done`` of ``total`` images. By default a
+        message at most every 2 s and at the end; a progress bar can override it."""
+        now = time.monotonic()
+        if done == total or now - getattr(self, "_data_progress_at", -math.inf) >= 2.0:
+            self._data_progress_at = now
+            self.on_message("info", f"dataset cache: {done:,} / {total:,} images decoded")
+
     def should_stop(self) -> bool:
         return False
 
@@ -107,7 +115,7 @@ class Trainer:
         folder's pixel cache; rank 0 builds the cache while the other ranks wait, then they open it."""
         if self._dataset is not None:
             return self._dataset.as_uint8()
-        from diffstudio.data.training_data import load_training_data, progress_messages
+        from diffstudio.data.training_data import load_training_data
 
         d = self.config.data
         if not self.world.is_main:
@@ -115,7 +123,7 @@ class Trainer:
         loaded = load_training_data(d.source, self.device, resolution=d.resolution, channels=d.channels,
                                     labels=d.labels, n=d.num_points, seed=self.config.run.seed,
                                     memory_budget_mb=d.memory_budget_mb, should_cancel=self.hooks.should_stop,
-                                    progress=progress_messages(lambda text: self.hooks.on_message("info", text)))
+                                    progress=self.hooks.on_data_progress)
         if self.world.is_main:
             self.world.barrier()
             self.hooks.on_message("info", loaded.placement)
