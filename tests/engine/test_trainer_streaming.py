@@ -51,6 +51,7 @@ def test_a_folder_over_the_budget_streams_and_trains_bit_identically_to_the_devi
     resident, said_resident, weights_resident = train(tmp_path, folder, "resident", budget_mb=1.0)
     streamed, said_streamed, weights_streamed = train(tmp_path, folder, "streamed", budget_mb=(size // 2) / 2**20)
     assert resident.data.x.dtype == torch.uint8 and resident.data.nbytes == size
+    assert "dataset cache: 24 / 24 images decoded" in said_resident  # the build's progress, via the hooks
     assert any("held on cpu" in m for m in said_resident)
     assert isinstance(streamed.data, StreamingDataset) and any("streamed from the cache" in m for m in said_streamed)
     assert streamed.data.reads["ahead"] >= 5  # 6 batches; all but the first read ahead
