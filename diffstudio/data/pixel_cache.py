@@ -8,6 +8,8 @@ listing of (relative path, size, mtime), so any touched file gives a new key):
 - ``building.json`` while it is built: how many files are done and which were skipped. The pixels
   are flushed before this file is replaced (atomically), so a build that is cancelled or killed
   resumes from its last recorded chunk;
+- ``.pixels-<key>.lock`` beside the entry: an advisory lock held while building, so two
+  processes (the app and a CLI run, say) never build one entry at once;
 - ``meta.json`` once complete (written last, atomically): count, shape, labels, class names,
   skipped files. Only an entry with a valid ``meta.json`` and a pixel file of exactly the size it
   states is ever opened; anything else is rebuilt. Loading reads JSON and raw bytes only.
@@ -21,8 +23,10 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -145,10 +149,19 @@ def build_pixel_cache(
     decode (:func:`diffstudio.data.folder_cache.cached_rows`) instead of decoding the file. Raises DatasetError when no file is usable or the cache folder cannot be written.
     """
     cached = open_pixel_cache(key)
-    if cached is not None:
-        if progress is not None:
-            progress(len(files), len(files))
-        return cached
+    if cached is None:
+        with _build_lock(key, should_cancel):  # another process building the same entry goes first
+            cached = open_pixel_cache(key)
+            if cached is None:
+                return _build(key, files, options, progress, should_cancel, workers, decoded)
+    if progress is not None:
+        progress(len(files), len(files))
+    return cached
+
+
+def _build(key: str, files: list[ImageFile], options: dict[str, Any], progress: Progress | None,
+           should_cancel: ShouldCancel | None, workers: int | None,
+           decoded: Callable[[int], np.ndarray | SkippedFile] | None) -> PixelCache:
     res, ch = options["resolution"], options["channels"]
     path = entry_path(key)
     state = _resume_state(path, key, len(files), ch * res * res)
@@ -156,6 +169,32 @@ def build_pixel_cache(
     with open(path / PIXELS, "r+b") as pixels:
         _decode_into(pixels, files, options, state, path, progress, should_cancel, workers, decoded)
     return _finish(path, key, files, options, state)
+
+
+@contextmanager
+def _build_lock(key: str, should_cancel: ShouldCancel | None) -> Iterator[None]:
+    """An exclusive advisory lock (``flock``) on ``.pixels-<key>.lock`` beside the entries, so two
+    processes never build one entry at once; waiting honours ``should_cancel``. Without ``fcntl``
+    (Windows) there is no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / f".pixels-{key}.lock", "a+b") as f:
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if should_cancel is not None and should_cancel():
+                    raise LoadCancelled("Cancelled while another process was building the same dataset cache") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _resume_state(path: Path, key: str, total: int, image_bytes: int) -> dict[str, Any]:
@@ -271,3 +310,4 @@ def _remove_stale(key: str) -> None:
     for old in cache_dir().glob(f"pixels-{slot}-*"):
         if old.name != entry_path(key).name:
             shutil.rmtree(old, ignore_errors=True)
+            (cache_dir() / f".{old.name}.lock").unlink(missing_ok=True)

@@ -178,3 +178,27 @@ def test_a_folder_the_app_has_loaded_fills_the_pixel_cache_without_decoding_agai
                               memory_budget_mb=1.0).dataset
     assert calls == [] and len(data) == 5
     assert torch.equal(data.preview(5), loaded.x) and [s.file for s in data.skipped] == [s.file for s in loaded.skipped]
+
+
+def test_a_build_waits_for_another_process_building_the_same_entry(tmp_path, monkeypatch):
+    import fcntl
+    import threading
+
+    folder = make_folder(tmp_path / "f", 3)
+    files, _ = scan_folder(folder, labels=False)
+    key = pixel_cache_key(folder, files, OPTIONS)
+    lock = entry_path(key).parent / f".pixels-{key}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    calls = count_decodes(monkeypatch)
+    with open(lock, "a+b") as held:  # "another process" holds the build lock
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(LoadCancelled, match="another process"):
+            build_pixel_cache(key, files, OPTIONS, should_cancel=lambda: True)
+        done = []
+        waiter = threading.Thread(target=lambda: done.append(build_pixel_cache(key, files, OPTIONS)))
+        waiter.start()
+        waiter.join(0.6)
+        assert waiter.is_alive() and calls == []  # still waiting, nothing decoded
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    waiter.join(30)
+    assert done and done[0].count == 3 and len(calls) == 3
