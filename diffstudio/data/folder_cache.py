@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,42 @@ def write_cached(key: str, decoded: DecodedFolder, source: str) -> Path | None:
     except Exception as exc:  # caching is best effort: a read-only disk must not stop a load
         log.warning("could not write dataset cache %s: %s", path, exc)
         return None
+
+
+@contextmanager
+def cached_rows(key: str, files: list[ImageFile]) -> Iterator[Callable[[int], np.ndarray | SkippedFile] | None]:
+    """Within the block, ``row(i)``: the cached decode of ``files[i]`` (uint16 (C, H, W)) or its
+    SkippedFile, read lazily from the entry for ``key``; None when there is no readable entry.
+
+    ``files`` must be the listing the key was made from (the key holds it). Lets another cache of
+    the same folder (the training pixel cache) be filled without decoding the images again.
+    """
+    path = cache_path(key)
+    reader = None
+    if path.is_file():
+        try:
+            reader = _row_reader(safe_open(str(path), framework="np"), files)
+        except Exception as exc:  # unreadable: the caller decodes the files instead
+            log.warning("ignoring unreadable dataset cache %s: %s", path, exc)
+    yield reader
+
+
+def _row_reader(f, files: list[ImageFile]) -> Callable[[int], np.ndarray | SkippedFile]:
+    meta = f.metadata() or {}
+    if int(meta.get("format_version", -1)) != CACHE_FORMAT_VERSION:
+        raise ValueError(f"cache format {meta.get('format_version')!r}")
+    skipped = {s["file"]: SkippedFile(**s) for s in json.loads(meta["skipped"])}
+    rows, row_of = f.get_slice("pixels"), {}
+    for i, file in enumerate(files):
+        if str(file.path) not in skipped:
+            row_of[i] = len(row_of)
+    if rows.get_shape()[0] != len(row_of):
+        raise ValueError("the cached image count does not match the folder's listing")
+
+    def row(i: int) -> np.ndarray | SkippedFile:
+        return rows[row_of[i]:row_of[i] + 1][0] if i in row_of else skipped[str(files[i].path)]
+
+    return row
 
 
 def _digest(value: object) -> str:

@@ -16,6 +16,33 @@ def uint16_to_unit_range(pixels: np.ndarray) -> Tensor:
     return x.div_(_U16_HALF).sub_(1.0).clamp_(-1.0, 1.0)
 
 
+def uint8_to_unit_range(pixels: Tensor) -> Tensor:
+    """uint8 tensor (..., C, H, W) -> float32 on the same device: ``x = v / 127.5 - 1``.
+
+    For an 8-bit source this is bit-identical to :func:`uint16_to_unit_range` of ``v * 257``
+    (both are the correctly rounded quotient of the same rational). Used per batch by training,
+    which keeps image data as uint8 (4x smaller than float32).
+    """
+    return pixels.to(torch.float32).div_(127.5).sub_(1.0).clamp_(-1.0, 1.0)
+
+
+def uint16_to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """uint16 (any shape) -> uint8, ``round(u / 257)``: exact for 8-bit sources (``u = 257 v``)."""
+    return ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def unit_range_to_exact_uint8(x: Tensor) -> Tensor | None:
+    """float [-1, 1] -> uint8 ``v`` with ``uint8_to_unit_range(v) == x`` bit for bit, or None.
+
+    None when some value is not one of the 256 levels (generated data such as ``lighting``):
+    such data keeps its float32 storage rather than being quantised.
+    """
+    if x.dtype != torch.float32 or x.numel() == 0:
+        return None
+    v = ((x + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+    return v if torch.equal(uint8_to_unit_range(v), x) else None
+
+
 def unit_range_to_uint8(x: Tensor | np.ndarray) -> np.ndarray:
     """float [-1, 1] (..., C, H, W) torch or numpy -> uint8 (..., H, W, C): ``round((x + 1) 127.5)``
     after clipping to [-1, 1]. The one conversion from the training range to displayable pixels

@@ -80,6 +80,10 @@ class DataConfig:
     num_points: int | None = setting(None, "Count", "Number of points of a 2-D toy, or the first N images of a "
                                      "folder.", "Dataset", ge=1, le=10_000_000, none_label="all / the toy's "
                                      "default (8192)", advanced=True)
+    memory_budget_mb: float = setting(0.0, "Memory budget", "Data held on the training device; 0: auto (25 % of free "
+                                      "CUDA memory; CPU: 10 % of available RAM, at most 512 MiB). A folder larger "
+                                      "than this streams from its on-disk uint8 cache.", "Loading", unit="MiB",
+                                      ge=0.0, le=1e9, advanced=True)
 
 
 @dataclass

@@ -55,6 +55,11 @@ class World:
         dist.all_gather_object(out, state)
         return out
 
+    def barrier(self) -> None:
+        """Wait until every rank gets here (nothing in a single process)."""
+        if self.size > 1:
+            dist.barrier()
+
     def close(self) -> None:
         if self.size > 1 and dist.is_initialized():
             dist.barrier()

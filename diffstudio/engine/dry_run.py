@@ -17,7 +17,6 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -51,24 +50,23 @@ class Estimate:
 
 
 def available_memory(device: torch.device) -> int | None:
-    """Free bytes on ``device``: ``torch.cuda.mem_get_info`` on CUDA, MemAvailable (Linux) on the CPU."""
+    """Free bytes on ``device``: ``torch.cuda.mem_get_info`` on CUDA, the available RAM on the CPU."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    from diffstudio.data.training_data import available_ram
+
+    return available_ram()
 
 
-def _data_footprint(data) -> tuple[int, str]:
-    footprint = getattr(data, "footprint", None)
-    if callable(footprint):
-        return footprint()
+def _data_footprint(data, device: torch.device) -> tuple[int, str, int]:
+    """(bytes of the data, where it lives, bytes of it on ``device``)."""
+    pixels = getattr(data, "pixels", None)
+    if pixels is not None:  # StreamingDataset: a memory map over the on-disk uint8 cache
+        return int(pixels.nbytes), "on disk (uint8 cache), streamed batch by batch", 0
     x = data.x
-    return int(x.numel() * x.element_size()), f"in memory on {x.device.type} ({str(x.dtype).removeprefix('torch.')})"
+    size = int(x.numel() * x.element_size())
+    where = f"in memory on {x.device.type} ({str(x.dtype).removeprefix('torch.')})"
+    return size, where, size if x.device == device else 0
 
 
 def _saved_bytes(trainer) -> int:
@@ -105,6 +103,8 @@ def estimate(config, *, probe_steps: int = 3, available_bytes: int | None = None
         trainer._setup()
         return _measure(trainer, probe_steps, available_bytes)
     finally:
+        if getattr(trainer, "data", None) is not None:
+            trainer.data.close()
         trainer.world.close()
 
 
@@ -112,11 +112,12 @@ def _measure(trainer, probe_steps: int, available_bytes: int | None) -> Estimate
     cfg = trainer.config
     n_params = sum(p.numel() for p in trainer.model.parameters())
     state = n_params * 4 * (1 + 1 + 2 + (1 if trainer.ema is not None else 0))
-    data_bytes, where = _data_footprint(trainer.data)
+    data_bytes, where, on_device = _data_footprint(trainer.data, trainer.device)
     per_sample = _saved_bytes(trainer)
     activations = per_sample * cfg.optim.batch_size
-    batch_bytes = 3 * cfg.optim.batch_size * (trainer.data.x[:1].numel() * 4)  # x0, eps, x_t in fp32
-    on_device = data_bytes if trainer.data.x.device == trainer.device else 0
+    info = trainer.info
+    item = info.channels * info.resolution**2 if info.kind == "image" else 2
+    batch_bytes = 3 * cfg.optim.batch_size * item * 4  # x0, eps, x_t in fp32
     peak = state + activations + batch_bytes + on_device
     have = available_bytes if available_bytes is not None else available_memory(trainer.device)
     warnings: list[str] = []

@@ -35,6 +35,14 @@ class TrainerHooks:
     def on_checkpoint(self, step: int, path: str) -> None: ...
     def on_message(self, level: str, text: str) -> None: ...
 
+    def on_data_progress(self, done: int, total: int) -> None:
+        """Decoding a folder into its training cache: ``done`` of ``total`` images. By default a
+        message at most every 2 s and at the end; a progress bar can override it."""
+        now = time.monotonic()
+        if done == total or now - getattr(self, "_data_progress_at", -math.inf) >= 2.0:
+            self._data_progress_at = now
+            self.on_message("info", f"dataset cache: {done:,} / {total:,} images decoded")
+
     def should_stop(self) -> bool:
         return False
 
@@ -117,13 +125,23 @@ class Trainer:
             self.hooks.on_message(item.level, item.text)
 
     def _load_data(self):
+        """Device-resident (uint8 where exact) within ``data.memory_budget_mb``, else streamed from the
+        folder's pixel cache; rank 0 builds the cache while the other ranks wait, then they open it."""
         if self._dataset is not None:
-            return self._dataset
-        from diffstudio.data.registry import load_dataset
+            return self._dataset.as_uint8()
+        from diffstudio.data.training_data import load_training_data
 
         d = self.config.data
-        return load_dataset(d.source, resolution=d.resolution, channels=d.channels, labels=d.labels,
-                            n=d.num_points, seed=self.config.run.seed)
+        if not self.world.is_main:
+            self.world.barrier()
+        loaded = load_training_data(d.source, self.device, resolution=d.resolution, channels=d.channels,
+                                    labels=d.labels, n=d.num_points, seed=self.config.run.seed,
+                                    memory_budget_mb=d.memory_budget_mb, should_cancel=self.hooks.should_stop,
+                                    progress=self.hooks.on_data_progress)
+        if self.world.is_main:
+            self.world.barrier()
+            self.hooks.on_message("info", loaded.placement)
+        return loaded.dataset
 
     def _data_info(self) -> DataInfo:
         d = self.data
@@ -287,6 +305,7 @@ class Trainer:
         t = sample_times(self.schedule, b * world, self.generator, o.time_sampling, o.logit_mean, o.logit_std,
                          x.device)[part]
         eps = sample_noise(x.new_empty((b * world,) + tuple(x.shape[1:])), self.generator, o.offset_noise)[part]
+        self.data.prefetch(self.generator, b, shard=(rank, world))  # the next step's rows (streaming path)
         return x, y, t, eps
 
     def _autocast(self):
@@ -358,6 +377,8 @@ class Trainer:
                     pass
             raise
         finally:
+            if getattr(self, "data", None) is not None:
+                self.data.close()
             world = getattr(self, "world", None)
             if world is not None:
                 world.close()

@@ -1,0 +1,158 @@
+"""The data a training run samples from: device-resident when it fits the memory budget, streamed
+from the on-disk pixel cache otherwise.
+
+Image folders always go through the uint8 pixel cache (:mod:`diffstudio.data.pixel_cache`): it is
+built once (with progress, resumable) and reused by later runs. A folder whose pixels fit the
+budget is read into one uint8 tensor on the device; a larger one is streamed
+(:class:`~diffstudio.data.streaming.StreamingDataset`). Built-in and toy datasets are generated in
+memory and stay there (as uint8 when their values are 8-bit levels, else float32).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from diffstudio.data.dataset import InMemoryDataset
+from diffstudio.data.decode import DEFAULT_MAX_PIXELS
+from diffstudio.data.errors import DatasetError
+from diffstudio.data.folder_cache import cache_key, cached_rows
+from diffstudio.data.folder_scan import has_class_folders, scan_folder
+from diffstudio.data.image_folder import (
+    DECODER_VERSION,
+    Progress,
+    ShouldCancel,
+    _drop_empty_classes,
+    _header_sizes,
+    resolve_folder,
+)
+from diffstudio.data.native_size import choose_native_resolution, upscale_note
+from diffstudio.data.paths import from_portable
+from diffstudio.data.pil_modes import WHITE
+from diffstudio.data.pixel_cache import build_pixel_cache, pixel_cache_key
+from diffstudio.data.registry import DEFAULT_FOLDER_CHANNELS, load_dataset, source_kind
+from diffstudio.data.streaming import StreamingDataset
+
+AUTO_CUDA_FRACTION = 0.25
+"""Auto budget on a CUDA device: this fraction of its free memory (the rest is for the model)."""
+AUTO_CPU_FRACTION, AUTO_CPU_CAP = 0.10, 512 << 20
+"""Auto budget on the CPU: this fraction of the available RAM, at most 512 MiB. On the CPU a
+streamed cache is served from the OS page cache, so a private copy mostly doubles the memory."""
+
+
+@dataclass
+class TrainingData:
+    """``dataset`` (InMemoryDataset or StreamingDataset), the budget it was placed under (bytes)
+    and one line saying where the data lives and why."""
+
+    dataset: InMemoryDataset | StreamingDataset
+    budget: int
+    placement: str
+
+
+def memory_budget(setting_mb: int, device: torch.device) -> int:
+    """Bytes of data held on ``device``: ``setting_mb`` MiB when > 0; otherwise (auto) 25 % of the
+    free memory of a CUDA device, or on the CPU 10 % of the available RAM capped at 512 MiB."""
+    if setting_mb > 0:
+        return int(setting_mb * 2**20)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(AUTO_CUDA_FRACTION * free)
+    return min(int(AUTO_CPU_FRACTION * available_ram()), AUTO_CPU_CAP)
+
+
+def available_ram() -> int:
+    """Bytes of RAM available to new allocations (Linux MemAvailable; else free physical pages)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30  # unknown: assume 4 GiB
+
+
+def load_training_data(
+    source: str,
+    device: torch.device,
+    *,
+    resolution: int | None = None,
+    channels: int | None = None,
+    labels: bool = True,
+    n: int | None = None,
+    seed: int = 0,
+    memory_budget_mb: int = 0,
+    progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
+) -> TrainingData:
+    """The training data for ``source`` on ``device`` (arguments as for
+    :func:`diffstudio.data.registry.load_dataset`; ``memory_budget_mb`` as :func:`memory_budget`).
+
+    Folders: build or reuse the pixel cache (``progress(done, total)``, ``should_cancel``), then
+    hold the first ``n`` (default all) images on the device as uint8 if they fit the budget, else
+    stream them. Raises DatasetError (LoadCancelled when cancelled) as ``load_dataset`` does.
+    """
+    budget = memory_budget(memory_budget_mb, device)
+    if source_kind(source) != "folder":
+        data = load_dataset(source, resolution=resolution, channels=channels, labels=labels, n=n, seed=seed,
+                            progress=progress, should_cancel=should_cancel).as_uint8().to(device)
+        what = "uint8" if data.x.dtype == torch.uint8 else "float32 (not all values are 8-bit levels)"
+        return TrainingData(data, budget, f"data: {source}, {len(data):,} items held on {device} as {what}")
+    root = resolve_folder(from_portable(source))
+    cache, notes = _folder_cache(root, resolution, channels or DEFAULT_FOLDER_CHANNELS,
+                                 labels and has_class_folders(root), progress, should_cancel)
+    count = cache.count if n is None else min(n, cache.count)
+    size = count * cache.image_bytes
+    head = (f"data: {root.name}, {count:,} images of {cache.resolution} px, {_mib(size)} as uint8; "
+            f"memory budget {_mib(budget)}")
+    if size <= budget:
+        x = torch.from_numpy(cache.read(count))
+        y = None if cache.labels is None else torch.from_numpy(cache.labels[:count].copy())
+        data = InMemoryDataset(x=x, labels=y, class_names=cache.class_names if y is not None else [],
+                               name=root.name, skipped=cache.skipped, notes=notes).to(device)
+        return TrainingData(data, budget, f"{head}: held on {device}")
+    stream = StreamingDataset(cache, count, name=root.name, skipped=cache.skipped).to(device)
+    stream.notes = notes
+    return TrainingData(stream, budget, f"{head}: streamed from the cache {cache.path}")
+
+
+def _folder_cache(root: Path, resolution: int | None, channels: int, labels: bool, progress: Progress | None,
+                  should_cancel: ShouldCancel | None):
+    """The folder's pixel cache and the loader's notes; ``resolution`` None is "native", chosen as
+    :func:`~diffstudio.data.image_folder.load_image_folder` chooses it (never an upscale)."""
+    if channels not in (1, 3):
+        raise DatasetError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    if resolution is not None and not 1 <= resolution <= 4096:
+        raise DatasetError(f"resolution must be between 1 and 4096, got {resolution}")
+    files, scan_skipped = scan_folder(root, labels)
+    if not files:
+        raise DatasetError(f"No usable image files found in {root} or its sub-folders", scan_skipped)
+    sizes = _header_sizes(files)
+    if resolution is None:
+        native = choose_native_resolution(sizes)
+        resolution, notes = native.resolution, [native.note]
+    else:
+        notes = [note] if (note := upscale_note(sizes, resolution)) else []
+    options = {"resolution": resolution, "channels": channels, "labels": labels,
+               "background": list(WHITE), "max_pixels": DEFAULT_MAX_PIXELS, "decoder": DECODER_VERSION}
+    with cached_rows(cache_key(root, files, options), files) as decoded:  # a folder the app has loaded
+        cache = build_pixel_cache(pixel_cache_key(root, files, options), files, options, progress, should_cancel,
+                                  decoded=decoded)
+    cache.skipped = scan_skipped + cache.skipped
+    if cache.labels is not None:  # classes whose files were all skipped go, as in load_image_folder
+        labels, cache.class_names, dropped = _drop_empty_classes(root, cache, cache.skipped)
+        cache.labels = labels.numpy()
+        notes += dropped
+    return cache, notes
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.1f} MiB" if size >= 2**20 else f"{size / 2**10:,.1f} KiB"
