@@ -36,6 +36,7 @@ from diffstudio.engine.oracle import ORACLE_SOURCES, has_oracle, oracle_preview
 from diffstudio.gui import help as H
 from diffstudio.gui.widgets.background import LatestRunner
 from diffstudio.gui.widgets.field import FieldMarker, NumberBox, set_tooltip
+from diffstudio.gui.widgets.settings_form import describe_editor
 from diffstudio.gui.widgets.image_view import ImageView, unit_to_uint8
 from diffstudio.gui.widgets.plots import EDITED, MARKER, POINT, pen, plot_widget
 from diffstudio.gui.widgets.spacing import fill_spacing_combo
@@ -329,6 +330,12 @@ class SamplingPanel(QWidget):
         layout.addWidget(box)
         layout.addWidget(self.tabs, 1)
 
+        for name, widget in (("sampling.sampler", self.sampler_combo), ("sampling.eta", self.eta),
+                             ("sampling.guidance_scale", self.guidance),
+                             ("sampling.guidance_rescale", self.rescale), ("sampling.seed", self.seed_spin),
+                             ("sampling.num_samples", self.count_spin)):
+            describe_editor(widget, name)  # steps and spacing are named on the Schedule panel
+        self.marker.add("sampling.seed", self.seed_spin)
         self.marker.add("sampling.sampler", self.sampler_combo)
         self.marker.add("sampling.steps", self.steps_spin)
         self.marker.add("sampling.spacing", self.spacing_combo)

@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -23,12 +24,14 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
+from diffstudio.engine.settings import describe
 from diffstudio.gui.runs_curve import LossCurve, loss_rows
 from diffstudio.gui.runs_data import (
     checkpoint_step,
@@ -37,11 +40,15 @@ from diffstudio.gui.runs_data import (
     run_config,
     run_data_kind,
 )
+from diffstudio.gui.widgets.field import FieldMarker
+from diffstudio.gui.widgets.settings_form import SettingsForm, describe_editor, set_editor_value
 from diffstudio.gui.worker import TaskThread, TrainingThread
 
 ERROR_STYLE = "color: #b00020;"
 WARNING_STYLE = "color: #a05a00;"
 NOTE_STYLE = "color: #555;"
+FORM_SETTINGS = [s.name for s in describe() if s.section in ("optim", "model", "run")
+                 and s.name not in ("run.device", "run.steps")]  # those two sit beside Start
 EXPORT_FORMATS = (("diffusers folder", "diffusers"), ("safetensors file", "safetensors"))
 
 
@@ -87,6 +94,8 @@ class TrainingPanel(QWidget):
         self._show_config()
         state.configChanged.connect(self._on_config_changed)
         state.validityChanged.connect(self._update_buttons)
+        state.validityChanged.connect(self.marker.apply)
+        self.marker.apply(state.errors)
         state.datasetChanged.connect(self._update_buttons)
         self._update_buttons()
 
@@ -156,11 +165,30 @@ class TrainingPanel(QWidget):
         ckpt_layout.addWidget(self.resume_button)
         ckpt_layout.addWidget(self.export_label)
 
+        # every optimizer, model and run setting, generated from the settings description
+        self.settings_form = SettingsForm(self.state, FORM_SETTINGS)
+        settings_scroll = QScrollArea()
+        settings_scroll.setObjectName("training_settings")
+        settings_scroll.setWidget(self.settings_form)
+        settings_scroll.setWidgetResizable(True)
+        settings_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        settings_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        settings_scroll.setMinimumWidth(min(self.settings_form.sizeHint().width() + 24, 340))
+        self.settings_scroll = settings_scroll
+        settings_box = QGroupBox("Optimizer, model and run")
+        settings_layout = QVBoxLayout(settings_box)
+        settings_layout.setContentsMargins(4, 4, 4, 4)
+        settings_layout.addWidget(settings_scroll)
+
         splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(settings_box)
         splitter.addWidget(self.curve)
         splitter.addWidget(ckpt_box)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+        splitter.setStretchFactor(2, 1)
+        splitter.setChildrenCollapsible(False)
+        self.splitter = splitter
 
         layout = QVBoxLayout(self)
         layout.addLayout(controls)
@@ -170,6 +198,11 @@ class TrainingPanel(QWidget):
         layout.addWidget(splitter, 1)
         layout.addWidget(self.run_label)
 
+        describe_editor(self.device_combo, "run.device")
+        describe_editor(self.steps_spin, "run.steps")
+        self.marker = FieldMarker()
+        self.marker.add("run.device", self.device_combo)
+        self.marker.add("run.steps", self.steps_spin)
         self.start_button.clicked.connect(self.start)
         self.pause_button.clicked.connect(self.toggle_pause)
         self.stop_button.clicked.connect(self.stop)
@@ -186,10 +219,10 @@ class TrainingPanel(QWidget):
             w.blockSignals(True)
         index = self.device_combo.findData(run.device)
         if index < 0:  # e.g. "cuda" or a device this machine lacks: show it as asked
-            self.device_combo.addItem(run.device, run.device)
+            self.device_combo.addItem(str(run.device), run.device)
             index = self.device_combo.count() - 1
         self.device_combo.setCurrentIndex(index)
-        self.steps_spin.setValue(int(run.steps))
+        set_editor_value(self.steps_spin, run.steps)  # a bad value from a file stays visible, marked
         for w in (self.device_combo, self.steps_spin):
             w.blockSignals(False)
 

@@ -329,6 +329,7 @@ class SettingsForm(QWidget):
         self.state = state
         self.editors: dict[str, QWidget] = {}
         self.marker = FieldMarker()
+        self.setProperty("ownMarker", True)  # a panel's marker leaves these editors to this form
         table = by_name()
         settings = [table[n] for n in names]
         self.sections = {s.section for s in settings}
