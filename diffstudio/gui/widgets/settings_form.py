@@ -93,8 +93,11 @@ class IntLineEdit(QLineEdit):
         except ValueError:
             return text
 
+    def textFor(self, value: Any) -> str:  # noqa: N802
+        return "" if value is None else str(value)
+
     def setSettingValue(self, value: Any) -> None:  # noqa: N802
-        self.setText("" if value is None else str(value))
+        self.setText(self.textFor(value))
 
 
 class TextEdit(QLineEdit):
@@ -126,15 +129,14 @@ class TextEdit(QLineEdit):
                 return text  # the check then names the problem
         return self.text()
 
-    def setSettingValue(self, value: Any) -> None:  # noqa: N802
+    def textFor(self, value: Any) -> str:  # noqa: N802
         if value is None:
-            text = ""
-        elif self._kind == "points":
-            text = json.dumps(value)
-        else:
-            text = str(value)
-        self._shown = text
-        self.setText(text)
+            return ""
+        return json.dumps(value) if self._kind == "points" else str(value)
+
+    def setSettingValue(self, value: Any) -> None:  # noqa: N802
+        self._shown = self.textFor(value)
+        self.setText(self._shown)
 
 
 class OptionalNumber(TextEdit):
@@ -153,10 +155,8 @@ class OptionalNumber(TextEdit):
         except ValueError:
             return text
 
-    def setSettingValue(self, value: Any) -> None:  # noqa: N802
-        text = "" if value is None else (f"{value:.6g}" if isinstance(value, float) else str(value))
-        self._shown = text
-        self.setText(text)
+    def textFor(self, value: Any) -> str:  # noqa: N802
+        return "" if value is None else (f"{value:.6g}" if isinstance(value, float) else str(value))
 
 
 def _bounds(setting: SettingInfo) -> tuple[float, float]:
@@ -269,6 +269,31 @@ def _fit_range(w, value: float) -> None:
         value = max(-INT32_MAX, min(INT32_MAX, value))
     if spec is not None or not (w.minimum() <= value <= w.maximum()):
         w.setRange(min(lo, value), max(hi, value))
+
+
+def edit_value(w: QWidget, value: Any) -> None:
+    """Change the editor to ``value`` as a person would (the edit signals fire), e.g. in tests."""
+    if hasattr(w, "editSettingValue"):
+        w.editSettingValue(value)
+    elif hasattr(w, "textFor"):
+        w.setText(w.textFor(value))
+        w.editingFinished.emit()
+    elif isinstance(w, QCheckBox):
+        w.setChecked(bool(value))
+    elif isinstance(w, QComboBox):
+        index = w.findData(value)
+        if index < 0:
+            raise ValueError(f"{w.objectName()}: {value!r} is not offered")
+        w.setCurrentIndex(index)
+    elif isinstance(w, QSpinBox):
+        w.setValue(w.minimum() if value is None else int(value))
+    elif isinstance(w, QDoubleSpinBox):
+        w.setValue(float(value))
+    elif isinstance(w, QLineEdit):
+        w.setText(str(value))
+        w.editingFinished.emit()
+    else:
+        raise TypeError(f"{type(w).__name__} is not a setting editor")
 
 
 def edited_signal(w: QWidget):
