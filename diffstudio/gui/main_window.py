@@ -543,6 +543,8 @@ class MainWindow(QMainWindow):
                 tp.runFinished.connect(self._on_run_finished)
                 tp.runFinished.connect(lambda _r: self._sync_run_actions())
         self.state.trainingChanged.connect(lambda _t: self._sync_run_actions())
+        self.state.datasetChanged.connect(lambda _d: self._sync_run_actions())
+        self.state.validityChanged.connect(lambda _e: self._sync_run_actions())
         self.state.validityChanged.connect(self._show_problems)
         self._sync_run_actions()
 
@@ -847,7 +849,7 @@ class _EnabledWatcher(QObject):
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
         if event.type() == QEvent.Type.EnabledChange:
-            QTimer.singleShot(0, self._callback)
+            self._callback()
         return False
 
 
