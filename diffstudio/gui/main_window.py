@@ -1,9 +1,11 @@
 """The main window: dockable panels around the schedule plots, menus, status bar, saved layout.
 
-Default arrangement (1600 x 1000): Schedule and Objective share a tabbed dock down the left side
-(Objective comes forward, marked ⚠, when a choice conflicts), the schedule plots fill the middle
-over a tabbed Dataset / Training dock (Training comes forward when a run starts), and Sampling runs
-down the right side. Every panel is
+Default arrangement (1600 x 1000): Schedule, Objective and Model & optimizer share a tabbed dock
+down the left side (Objective comes forward, marked ⚠, when a choice conflicts), the schedule plots
+fill the middle over a tabbed Dataset / Training dock (Training comes forward when a run starts),
+and Sampling runs down the right side; a Problems list appears under Sampling when settings need
+fixing. Start / Pause / Stop sit in a toolbar that is always visible. Every panel scrolls when
+the window is small, so the window fits a 1280 x 720 screen. Every panel is
 a QDockWidget that can be moved, tabbed, floated or hidden (View menu); the arrangement is saved
 with QSettings and restored at the next start. The dataset and training panels are imported
 guardedly so the window still opens when one of them fails to import."""
@@ -41,11 +43,12 @@ from diffstudio.gui.panels.objective import ObjectivePanel
 from diffstudio.gui.panels.sampling import SamplingPanel
 from diffstudio.gui.panels.schedule import SchedulePanel
 from diffstudio.gui.state import AppState
-from diffstudio.gui.widgets.settings_form import Collapsible
+from diffstudio.engine.settings import describe
+from diffstudio.gui.widgets.settings_form import Collapsible, SettingsForm
 
 log = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 4  # bump when docks are added or renamed: old saved layouts are then ignored
+LAYOUT_VERSION = 5  # bump when docks are added or renamed: old saved layouts are then ignored
 DEFAULT_SIZE = (1600, 1000)
 WIDE_SIZE = (1900, 1150)
 """From this window size on, the default layout shows all five panels at once instead of tabbing
@@ -67,15 +70,19 @@ def initial_size(available: tuple[int, int] | None) -> tuple[int, int]:
     return DEFAULT_SIZE
 
 
-PANELS = ("dataset", "schedule", "objective", "sampling", "training")
+PANELS = ("dataset", "schedule", "objective", "settings", "sampling", "training")
+SETTINGS_PANEL = [s.name for s in describe() if s.section in ("model", "optim", "run")
+                  and s.name not in ("run.device", "run.steps")]
 MIN_SCREEN = (1280, 720)
 """The smallest screen the window fits (its minimum size stays within it)."""
 MAX_RECENT = 8
 
 
 def should_maximize(available: tuple[int, int] | None) -> bool:
-    """Open maximized where the default layout does not fit the screen's ``available`` area."""
-    return available is not None and (available[0] < DEFAULT_SIZE[0] or available[1] < DEFAULT_SIZE[1])
+    """Open maximized where the wide layout (every panel in view) does not fit the screen's
+    ``available`` area: on a smaller screen the panels then get all of it (1366x768: the default
+    layout, scrolled where needed; 1920x1080: the default layout with room to spare)."""
+    return available is not None and (available[0] < WIDE_SIZE[0] or available[1] < WIDE_SIZE[1])
 
 
 def _optional_panel(module: str, name: str):
@@ -140,6 +147,9 @@ class MainWindow(QMainWindow):
         self.central_scroll = _scrollable(self.schedule_panel.view)
         self.central_scroll.setMinimumSize(360, 300)
         self.setCentralWidget(self.central_scroll)
+        # every model, optimizer and run setting, generated from the settings description
+        # (Device and Total steps sit beside Start on the Training panel)
+        self.settings_panel = SettingsForm(state, SETTINGS_PANEL)
 
         widgets = {
             "dataset": self.dataset_panel or _missing("Loading…" if dataset_cls else
@@ -148,8 +158,10 @@ class MainWindow(QMainWindow):
             "objective": self.objective_panel,
             "sampling": self.sampling_panel,
             "training": self.training_panel or _missing("The training panel could not be loaded (see the log)."),
+            "settings": self.settings_panel,
         }
         titles = {"dataset": "Dataset", "schedule": "Schedule", "objective": "Objective",
+                  "settings": "Model & optimizer",
                   "sampling": "Sampling", "training": "Training"}
         tips = {
             "dataset": "What the model learns from: built-in data sets, 2-D toys or a folder of images.",
@@ -157,6 +169,8 @@ class MainWindow(QMainWindow):
             "objective": "What the network predicts and how each noise level counts in the loss.",
             "sampling": "How samples are drawn, and what comes out — from the model or a perfect oracle.",
             "training": "Start, pause and stop training; loss curve, checkpoints and export.",
+            "settings": "The model, the optimizer and the run: batch size, learning rate, EMA, precision, "
+                        "checkpoint and preview intervals (rarely changed ones under Advanced).",
         }
         for key in PANELS:
             dock = QDockWidget(titles[key], self)
@@ -309,16 +323,18 @@ class MainWindow(QMainWindow):
         """Show the window; maximized where the default layout does not fit the screen (unless
         a saved geometry was restored)."""
         if not self._layout_restored and should_maximize(self._available):
+            self.resize(*self._available)  # lay the panels out for the screen they will fill
+            self.default_layout()
             self.showMaximized()
         else:
             self.show()
 
     def _fix_tab_order(self) -> None:
-        """Tab goes through the toolbar, then the panels in reading order: Schedule, Objective,
-        Dataset, Training, Sampling; widgets that only draw (plots) take no Tab stop."""
+        """Tab goes through the toolbar's Start / Pause / Stop, then the panels in reading order:
+        Schedule, Objective, Model & optimizer, Dataset, Training, Sampling."""
         chain: list[QWidget] = [self.run_toolbar.widgetForAction(a)
                                 for a in (self.action_start, self.action_pause, self.action_stop)]
-        for key in ("schedule", "objective", "dataset", "training", "sampling"):
+        for key in ("schedule", "objective", "settings", "dataset", "training", "sampling"):
             root = self.docks[key].widget()
             chain += [w for w in root.findChildren(QWidget)
                       if w.focusPolicy() & Qt.FocusPolicy.TabFocus and not isinstance(w, QScrollArea)
@@ -347,11 +363,13 @@ class MainWindow(QMainWindow):
             self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, d["objective"])
             self.splitDockWidget(d["objective"], d["sampling"], Qt.Orientation.Horizontal)
             self.splitDockWidget(d["schedule"], d["dataset"], Qt.Orientation.Vertical)
+            self.splitDockWidget(d["objective"], d["settings"], Qt.Orientation.Vertical)
             self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, d["training"])
         else:
             self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, d["sampling"])
             self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, d["dataset"])
             self.tabifyDockWidget(d["schedule"], d["objective"])
+            self.tabifyDockWidget(d["objective"], d["settings"])
             self.tabifyDockWidget(d["dataset"], d["training"])
         self.problems_dock.setFloating(False)
         self.removeDockWidget(self.problems_dock)
@@ -368,7 +386,9 @@ class MainWindow(QMainWindow):
             self.resizeDocks([d["training"]], [400], Qt.Orientation.Vertical)
         else:
             self.resizeDocks([d["schedule"], d["sampling"]], [350, 440], Qt.Orientation.Horizontal)
-            self.resizeDocks([d["dataset"]], [330], Qt.Orientation.Vertical)
+            # the plots keep at least about half of a short screen's height; the docks scroll
+            self.resizeDocks([d["dataset"]], [max(200, min(330, int(0.3 * self.height())))],
+                             Qt.Orientation.Vertical)
 
     # ================================================================== menus
     def _build_menus(self) -> None:
@@ -462,10 +482,11 @@ class MainWindow(QMainWindow):
         for w in (self.step_label, self.rate_label, self.device_label):
             w.setContentsMargins(8, 0, 8, 0)
             bar.addPermanentWidget(w)
-        self.start_hint = QLabel("Next: press ▶ Start (Ctrl+Enter) in the toolbar to train with these settings.")
+        self.start_hint = QLabel("Next: ▶ Start (Ctrl+Enter) trains with these settings")
         self.start_hint.setObjectName("start_hint")
         self.start_hint.setContentsMargins(8, 0, 8, 0)
-        bar.addWidget(self.start_hint, 1)
+        self.start_hint.setStyleSheet("color: #1f5fa8;")
+        bar.insertPermanentWidget(0, self.start_hint)
         self.start_hint.setVisible(not _truthy(self.settings.value("hints/started", False)))
         bar.showMessage("Ready. Hover any control for an explanation; Help ▸ Notation explains the symbols.", 8000)
 

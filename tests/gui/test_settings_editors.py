@@ -140,13 +140,13 @@ def test_three_bad_fields_are_marked_where_they_are_until_fixed(window, tmp_path
     assert window.problems_dock.isVisible() and window.problems_list.count() == 3
 
     # the problems list leads to the advanced field, hidden under a collapsed "Advanced"
-    window.training_panel.settings_form.advanced.set_expanded(False)
+    window.settings_panel.advanced.set_expanded(False)
     accum = window.editor("optim.grad_accum")
     assert not accum.isVisible()
     item = next(window.problems_list.item(i) for i in range(3)
                 if window.problems_list.item(i).data(0x0100) == "optim.grad_accum")
     window.problems_list.itemClicked.emit(item)
-    assert accum.isVisible() and window.training_panel.settings_form.advanced.expanded
+    assert accum.isVisible() and window.settings_panel.advanced.expanded
     assert window.focusWidget() is accum or not window.isActiveWindow()
 
     edit_value(window.editor("optim.batch_size"), 32)

@@ -15,7 +15,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -24,14 +23,12 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
-from diffstudio.engine.settings import describe
 from diffstudio.gui.runs_curve import LossCurve, loss_rows
 from diffstudio.gui.runs_data import (
     checkpoint_step,
@@ -41,14 +38,12 @@ from diffstudio.gui.runs_data import (
     run_data_kind,
 )
 from diffstudio.gui.widgets.field import FieldMarker
-from diffstudio.gui.widgets.settings_form import SettingsForm, describe_editor, set_editor_value
+from diffstudio.gui.widgets.settings_form import describe_editor, set_editor_value
 from diffstudio.gui.worker import TaskThread, TrainingThread
 
 ERROR_STYLE = "color: #b00020;"
 WARNING_STYLE = "color: #a05a00;"
 NOTE_STYLE = "color: #555;"
-FORM_SETTINGS = [s.name for s in describe() if s.section in ("optim", "model", "run")
-                 and s.name not in ("run.device", "run.steps")]  # those two sit beside Start
 EXPORT_FORMATS = (("diffusers folder", "diffusers"), ("safetensors file", "safetensors"))
 
 
@@ -117,15 +112,18 @@ class TrainingPanel(QWidget):
         self.steps_spin.setSingleStep(100)
         self.steps_spin.setGroupSeparatorShown(True)
 
-        controls = QHBoxLayout()
+        controls = QHBoxLayout()  # two rows fit a narrow dock (Start is also in the toolbar)
         for w in (self.start_button, self.pause_button, self.stop_button):
             controls.addWidget(w)
-        controls.addSpacing(16)
-        controls.addWidget(QLabel("Device"))
-        controls.addWidget(self.device_combo)
-        controls.addWidget(QLabel("Total steps"))
-        controls.addWidget(self.steps_spin)
         controls.addStretch(1)
+        run_row = QHBoxLayout()
+        run_row.addWidget(QLabel("Device"))
+        run_row.addWidget(self.device_combo, 1)
+        run_row.addWidget(QLabel("Total steps"))
+        run_row.addWidget(self.steps_spin)
+        run_row.addStretch(1)
+        self.device_combo.setMinimumContentsLength(12)
+        self.device_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
 
         self.reason_label = QLabel()
         self.reason_label.setWordWrap(True)
@@ -165,33 +163,15 @@ class TrainingPanel(QWidget):
         ckpt_layout.addWidget(self.resume_button)
         ckpt_layout.addWidget(self.export_label)
 
-        # every optimizer, model and run setting, generated from the settings description
-        self.settings_form = SettingsForm(self.state, FORM_SETTINGS)
-        settings_scroll = QScrollArea()
-        settings_scroll.setObjectName("training_settings")
-        settings_scroll.setWidget(self.settings_form)
-        settings_scroll.setWidgetResizable(True)
-        settings_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        settings_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        settings_scroll.setMinimumWidth(min(self.settings_form.sizeHint().width() + 24, 340))
-        self.settings_scroll = settings_scroll
-        settings_box = QGroupBox("Optimizer, model and run")
-        settings_layout = QVBoxLayout(settings_box)
-        settings_layout.setContentsMargins(4, 4, 4, 4)
-        settings_layout.addWidget(settings_scroll)
-
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(settings_box)
         splitter.addWidget(self.curve)
         splitter.addWidget(ckpt_box)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
-        splitter.setStretchFactor(2, 1)
-        splitter.setChildrenCollapsible(False)
-        self.splitter = splitter
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
 
         layout = QVBoxLayout(self)
         layout.addLayout(controls)
+        layout.addLayout(run_row)
         layout.addWidget(self.reason_label)
         layout.addLayout(progress)
         layout.addWidget(self.message_label)
