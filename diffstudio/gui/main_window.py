@@ -44,7 +44,7 @@ from diffstudio.gui.panels.sampling import SamplingPanel
 from diffstudio.gui.panels.schedule import SchedulePanel
 from diffstudio.gui.state import AppState
 from diffstudio.engine.settings import describe
-from diffstudio.gui.widgets.settings_form import Collapsible, SettingsForm
+from diffstudio.gui.widgets.settings_form import FOCUS_STYLE, Collapsible, SettingsForm
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ SETTINGS_PANEL = [s.name for s in describe() if s.section in ("model", "optim", 
 MIN_SCREEN = (1280, 720)
 """The smallest screen the window fits (its minimum size stays within it)."""
 MAX_RECENT = 8
+PROBLEMS_HEIGHT = 140
 
 
 def should_maximize(available: tuple[int, int] | None) -> bool:
@@ -144,12 +145,13 @@ class MainWindow(QMainWindow):
         self.training_panel = training_cls(state) if training_cls else None
         # the plots scroll rather than overlap when the window is very small (the minimum size
         # then stays within MIN_SCREEN whatever the wrapped captions ask for)
-        self.central_scroll = _scrollable(self.schedule_panel.view)
+        self.central_scroll = _scrollable(_NoHeightForWidth(self.schedule_panel.view))
         self.central_scroll.setMinimumSize(360, 300)
         self.setCentralWidget(self.central_scroll)
         # every model, optimizer and run setting, generated from the settings description
         # (Device and Total steps sit beside Start on the Training panel)
         self.settings_panel = SettingsForm(state, SETTINGS_PANEL)
+        self.settings_panel.layout().setContentsMargins(8, 4, 8, 4)
 
         widgets = {
             "dataset": self.dataset_panel or _missing("Loading…" if dataset_cls else
@@ -161,7 +163,7 @@ class MainWindow(QMainWindow):
             "settings": self.settings_panel,
         }
         titles = {"dataset": "Dataset", "schedule": "Schedule", "objective": "Objective",
-                  "settings": "Model & optimizer",
+                  "settings": "Settings",
                   "sampling": "Sampling", "training": "Training"}
         tips = {
             "dataset": "What the model learns from: built-in data sets, 2-D toys or a folder of images.",
@@ -210,6 +212,7 @@ class MainWindow(QMainWindow):
         bar.toggleViewAction().setVisible(False)
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         bar.setContextMenuPolicy(Qt.ContextMenuPolicy.PreventContextMenu)
+        bar.setStyleSheet(FOCUS_STYLE)  # the Tab stop on Start / Pause / Stop is visible
         self.action_start = QAction("▶ Start", self)
         self.action_start.setObjectName("action_start")
         self.action_pause = QAction("⏸ Pause", self)
@@ -275,11 +278,18 @@ class MainWindow(QMainWindow):
         self._problem_count = n
 
     def show_problems(self) -> None:
-        self.problems_dock.show()
-        self.problems_dock.raise_()
+        self._show_problems_dock()
         if self.problems_list.count():
             self.problems_list.setCurrentRow(0)
             self.problems_list.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _show_problems_dock(self) -> None:
+        dock = self.problems_dock
+        if not dock.isVisible():
+            dock.show()
+            if not dock.isFloating():
+                self.resizeDocks([dock], [PROBLEMS_HEIGHT], Qt.Orientation.Vertical)
+        dock.raise_()
 
     def _problem_chosen(self, item: QListWidgetItem) -> None:
         self.go_to_setting(item.data(Qt.ItemDataRole.UserRole))
@@ -377,6 +387,8 @@ class MainWindow(QMainWindow):
         for dock in d.values():
             dock.show()
         self.problems_dock.setVisible(bool(self.state.errors))
+        if self.state.errors:
+            self.resizeDocks([self.problems_dock], [PROBLEMS_HEIGHT], Qt.Orientation.Vertical)
         d["schedule"].raise_()
         d["dataset"].raise_()
         if wide:
@@ -651,8 +663,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Opened {path}{note}", 8000)
         if problems:
             self.go_to_setting(problems[0][0])
-            self.problems_dock.show()
-            self.problems_dock.raise_()
+            self._show_problems_dock()
         return True
 
     def open_recent(self, path: str) -> bool:
@@ -872,6 +883,27 @@ class _EnabledWatcher(QObject):
         if event.type() == QEvent.Type.EnabledChange:
             self._callback()
         return False
+
+
+class _NoHeightForWidth(QWidget):
+    """Holds one widget, filling it, without passing on its height-for-width: in a scroll area
+    the square thumbnails would otherwise ask for their full height at any width, and the plots
+    would scroll even where they fit; now they scroll only below the minimum size."""
+
+    def __init__(self, child: QWidget):
+        super().__init__()
+        self.child = child
+        child.setParent(self)
+
+    def minimumSizeHint(self):  # noqa: N802 - Qt API
+        return self.child.minimumSizeHint()
+
+    def sizeHint(self):  # noqa: N802 - Qt API
+        return self.child.minimumSizeHint()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self.child.setGeometry(self.rect())
+        super().resizeEvent(event)
 
 
 def _scrollable(widget: QWidget) -> QScrollArea:

@@ -47,7 +47,7 @@ def test_window_builds_with_every_panel(window):
     assert isinstance(window.panels["sampling"], SamplingPanel)
     assert isinstance(window.panels["dataset"], DatasetPanel)
     assert isinstance(window.panels["training"], TrainingPanel)
-    assert window.centralWidget().widget() is window.schedule_panel.view  # in a scroll area
+    assert window.centralWidget().widget().child is window.schedule_panel.view  # in a scroll area
     assert (window.width(), window.height()) == (1600, 1000)
     menus = [a.text() for a in window.menuBar().actions()]
     assert menus == ["&File", "&Edit", "&View", "&Help"]

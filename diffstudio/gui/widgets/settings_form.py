@@ -46,6 +46,8 @@ from diffstudio.gui.widgets.field import FieldMarker, NumberBox, set_tooltip
 
 INT32_MAX = 2**31 - 1
 DEFAULT_TEXT = "default"
+FOCUS_STYLE = "QToolButton:focus { border: 2px solid #1f5fa8; border-radius: 3px; }"
+"""Flat tool buttons show no focus of their own: a Tab stop must always be visible."""
 
 
 def info(name: str) -> SettingInfo:
@@ -323,6 +325,7 @@ class Collapsible(QWidget):
         self.button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.button.setArrowType(Qt.ArrowType.RightArrow)
         self.button.setAutoRaise(True)
+        self.button.setStyleSheet(FOCUS_STYLE)
         self.button.setToolTip("Settings that are rarely changed")
         self.content = content
         content.setVisible(False)
@@ -353,6 +356,7 @@ class SettingsForm(QWidget):
         super().__init__(parent)
         self.state = state
         self.editors: dict[str, QWidget] = {}
+        self._labels: list[QLabel] = []
         self.marker = FieldMarker()
         self.setProperty("ownMarker", True)  # a panel's marker leaves these editors to this form
         table = by_name()
@@ -369,6 +373,9 @@ class SettingsForm(QWidget):
             self.advanced = Collapsible(advanced_title, self._form(advanced))
             self.advanced.setObjectName(f"advanced:{','.join(sorted(self.sections))}")
             layout.addWidget(self.advanced)
+        width = max((label.sizeHint().width() for label in self._labels), default=0)
+        for label in self._labels:  # one label column for the basic and the advanced part
+            label.setMinimumWidth(width)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.sync()
         state.configChanged.connect(self._on_config_changed)
@@ -389,6 +396,7 @@ class SettingsForm(QWidget):
             editor = make_editor(s)
             label = QLabel(s.spec.label + (f" ({s.spec.unit})" if s.spec.unit and s.type == "float" else ""))
             label.setBuddy(editor)
+            self._labels.append(label)
             label.setToolTip(editor.toolTip())
             form.addRow(label, editor)
             self.editors[s.name] = editor
