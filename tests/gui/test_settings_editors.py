@@ -245,3 +245,20 @@ def test_generated_editors_follow_the_description(qtbot):
     edit_value(seed, 2**40)
     assert editor_value(seed) == 2**40  # seeds beyond 32 bits
     assert len(describe()) == len(NAMES)
+
+
+def test_tab_order_runs_from_start_through_the_panels_in_reading_order(window):
+    start = window.run_toolbar.widgetForAction(window.action_start)
+    order = ("schedule", "objective", "settings", "dataset", "training", "sampling")
+    first_seen: dict[str, int] = {}
+    w, steps = start, 0
+    while steps < 2000:
+        w = w.nextInFocusChain()
+        steps += 1
+        if w is start:
+            break
+        for key in order:
+            if key not in first_seen and window.docks[key].widget().isAncestorOf(w):
+                first_seen[key] = steps
+    assert list(sorted(first_seen, key=first_seen.get)) == list(order)
+    assert first_seen["schedule"] < 10  # Start is a few Tab presses from the schedule

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -400,9 +401,12 @@ class DatasetPanel(QWidget):
         self._reload_timer.start()
 
     def _browse(self) -> None:
-        start = self.folder_edit.text() or ""
+        """Choose a folder, starting where the last one was chosen (remembered in QSettings)."""
+        settings = QSettings()
+        start = self.folder_edit.text() or str(settings.value("paths/dataset_dir", "") or "")
         path = QFileDialog.getExistingDirectory(self, "Choose a folder of images", start)
         if path:
+            settings.setValue("paths/dataset_dir", str(Path(path).parent))
             self.set_folder(path)
 
     def _on_training_changed(self, training: bool) -> None:
