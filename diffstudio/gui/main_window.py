@@ -146,6 +146,9 @@ class MainWindow(QMainWindow):
         # the plots scroll rather than overlap when the window is very small (the minimum size
         # then stays within MIN_SCREEN whatever the wrapped captions ask for)
         self.central_scroll = _scrollable(_NoHeightForWidth(self.schedule_panel.view))
+        thumbs = getattr(self.schedule_panel, "thumbs", {}).get("clean")
+        if thumbs is not None and thumbs.parentWidget() is not None:  # captions wrap: never squeeze them
+            self._thumbs_height = _MinHeightForWidth(thumbs.parentWidget())
         self.central_scroll.setMinimumSize(360, 300)
         self.setCentralWidget(self.central_scroll)
         # every model, optimizer and run setting, generated from the settings description
@@ -882,6 +885,25 @@ class _EnabledWatcher(QObject):
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
         if event.type() == QEvent.Type.EnabledChange:
             self._callback()
+        return False
+
+
+class _MinHeightForWidth(QObject):
+    """Keeps a column's minimum height at what its layout needs at its current width (wrapped
+    captions grow taller as the column narrows; a splitter does not ask), so a short window
+    scrolls the column instead of drawing images over their captions."""
+
+    def __init__(self, widget: QWidget):
+        super().__init__(widget)
+        self.widget = widget
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
+        layout = self.widget.layout()
+        if event.type() == QEvent.Type.Resize and layout is not None:
+            needed = layout.minimumHeightForWidth(self.widget.width()) if layout.hasHeightForWidth() else -1
+            if needed > 0 and needed != self.widget.minimumHeight():
+                self.widget.setMinimumHeight(needed)
         return False
 
 
