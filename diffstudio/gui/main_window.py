@@ -218,7 +218,7 @@ class MainWindow(QMainWindow):
         bar.setStyleSheet(FOCUS_STYLE)  # the Tab stop on Start / Pause / Stop is visible
         self.action_start = QAction("▶ Start", self)
         self.action_start.setObjectName("action_start")
-        self.action_pause = QAction("⏸ Pause", self)
+        self.action_pause = QAction("‖ Pause", self)
         self.action_stop = QAction("■ Stop", self)
         for action, slot in ((self.action_start, self._shortcut_start), (self.action_pause, self._shortcut_pause),
                              (self.action_stop, self._shortcut_stop)):
@@ -242,7 +242,7 @@ class MainWindow(QMainWindow):
     def _sync_run_actions(self) -> None:
         """The toolbar's Start / Pause / Stop follow the Training panel's buttons."""
         tp = self.training_panel
-        pairs = ((self.action_start, "start_button", "▶ "), (self.action_pause, "pause_button", "⏸ "),
+        pairs = ((self.action_start, "start_button", "▶ "), (self.action_pause, "pause_button", "‖ "),
                  (self.action_stop, "stop_button", "■ "))
         for action, name, icon in pairs:
             button = getattr(tp, name, None) if tp is not None else None
@@ -895,15 +895,16 @@ class _MinHeightForWidth(QObject):
 
     def __init__(self, widget: QWidget):
         super().__init__(widget)
-        self.widget = widget
         widget.installEventFilter(self)
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
-        layout = self.widget.layout()
-        if event.type() == QEvent.Type.Resize and layout is not None:
-            needed = layout.minimumHeightForWidth(self.widget.width()) if layout.hasHeightForWidth() else -1
-            if needed > 0 and needed != self.widget.minimumHeight():
-                self.widget.setMinimumHeight(needed)
+        if event.type() != QEvent.Type.Resize or not isinstance(obj, QWidget):
+            return False
+        layout = obj.layout()
+        if layout is not None and layout.hasHeightForWidth():
+            needed = layout.minimumHeightForWidth(obj.width())
+            if needed > 0 and needed != obj.minimumHeight():
+                obj.setMinimumHeight(needed)
         return False
 
 

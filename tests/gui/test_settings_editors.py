@@ -161,6 +161,9 @@ def test_three_bad_fields_are_marked_where_they_are_until_fixed(window, tmp_path
 
 
 def test_minimum_size_fits_a_1280x720_screen(window):
+    from diffstudio.gui.main_window import should_maximize
+
+    assert should_maximize((1366, 768)) and should_maximize((1920, 1080)) and not should_maximize((2560, 1440))
     hint = window.minimumSizeHint()
     assert hint.width() <= MIN_SCREEN[0] and hint.height() <= MIN_SCREEN[1]
     assert window.run_toolbar.isVisible() and not window.run_toolbar.toggleViewAction().isVisible()
@@ -262,3 +265,17 @@ def test_tab_order_runs_from_start_through_the_panels_in_reading_order(window):
                 first_seen[key] = steps
     assert list(sorted(first_seen, key=first_seen.get)) == list(order)
     assert first_seen["schedule"] < 10  # Start is a few Tab presses from the schedule
+
+
+def test_bad_values_of_settings_not_in_use_stay_visible_to_be_fixed(window, tmp_path):
+    path = tmp_path / "unused.toml"  # eta is unused by plain DDIM, gamma by uniform weighting
+    path.write_text('[sampling]\nsampler = "ddim"\neta = 2.0\nspacing = "shifted"\nshift = 0.0\n'
+                    '[schedule]\nfamily = "flow"\n[objective]\nweighting = "uniform"\ngamma = 0.0\n')
+    assert window.open_config(str(path))
+    bad = {"sampling.eta", "sampling.shift", "objective.gamma"}
+    assert {name for name, _ in window.state.errors} == bad
+    for name in sorted(bad):
+        editor = window.go_to_setting(name)
+        assert editor is window.editor(name) and editor.isVisible() and editor.property("error"), name
+    edit_value(window.editor("objective.gamma"), 5.0)
+    assert not window.editor("objective.gamma").property("error")

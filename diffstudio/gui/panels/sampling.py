@@ -386,7 +386,7 @@ class SamplingPanel(QWidget):
                 index = self.sampler_combo.count() - 1
             self.sampler_combo.setCurrentIndex(index)
             self.sampler_combo.setToolTip(H.SAMPLER_TIPS.get(s.sampler, ""))
-            has_eta = s.sampler in SAMPLERS and SAMPLERS[s.sampler].has_eta
+            has_eta = (s.sampler in SAMPLERS and SAMPLERS[s.sampler].has_eta) or bool(self.state.errors_for("sampling.eta"))
             self.eta.setVisible(has_eta)
             self.eta_label.setVisible(has_eta)
             for box, value in ((self.eta, s.eta), (self.guidance, s.guidance_scale), (self.rescale, s.guidance_rescale)):

@@ -421,7 +421,7 @@ class SchedulePanel(QWidget):
             _set_value(self.steps_spin, smp.steps)
             self._fill_spacings(s.family, smp.spacing)
             _set_value(self.sampling_shift, smp.shift)
-            shifted = smp.spacing == "shifted"
+            shifted = smp.spacing == "shifted" or bool(self.state.errors_for("sampling.shift"))  # fixable
             self.sampling_shift.setVisible(shifted)
             self.sampling_shift_label.setVisible(shifted)
             self.spacing_note.setText(H.SPACING_TIPS.get(smp.spacing, ""))
