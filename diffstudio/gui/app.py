@@ -89,7 +89,7 @@ def run_app(argv: list[str] | None = None) -> int:
     from diffstudio.gui.main_window import MainWindow, start_after_show
 
     window = MainWindow(defer_dataset=True)
-    window.show()
+    window.show_for_screen()  # maximized on a screen smaller than the default layout
     splash.close()
     _timing("window shown (from run_app)", start)
 

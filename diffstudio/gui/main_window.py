@@ -1,19 +1,22 @@
 """The main window: dockable panels around the schedule plots, menus, status bar, saved layout.
 
-Default arrangement (1600 x 1000): Schedule and Objective share a tabbed dock down the left side
-(Objective comes forward, marked ⚠, when a choice conflicts), the schedule plots fill the middle
-over a tabbed Dataset / Training dock (Training comes forward when a run starts), and Sampling runs
-down the right side. Every panel is
+Default arrangement (1600 x 1000): Schedule, Objective and Model & optimizer share a tabbed dock
+down the left side (Objective comes forward, marked ⚠, when a choice conflicts), the schedule plots
+fill the middle over a tabbed Dataset / Training dock (Training comes forward when a run starts),
+and Sampling runs down the right side; a Problems list appears under Sampling when settings need
+fixing. Start / Pause / Stop sit in a toolbar that is always visible. Every panel scrolls when
+the window is small, so the window fits a 1280 x 720 screen. Every panel is
 a QDockWidget that can be moved, tabbed, floated or hidden (View menu); the arrangement is saved
 with QSettings and restored at the next start. The dataset and training panels are imported
 guardedly so the window still opens when one of them fails to import."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -21,10 +24,15 @@ from PySide6.QtWidgets import (
     QFrame,
     QInputDialog,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QMainWindow,
     QMessageBox,
     QScrollArea,
+    QStackedWidget,
     QTabWidget,
+    QToolBar,
+    QToolButton,
     QWidget,
 )
 
@@ -35,10 +43,12 @@ from diffstudio.gui.panels.objective import ObjectivePanel
 from diffstudio.gui.panels.sampling import SamplingPanel
 from diffstudio.gui.panels.schedule import SchedulePanel
 from diffstudio.gui.state import AppState
+from diffstudio.engine.settings import describe
+from diffstudio.gui.widgets.settings_form import FOCUS_STYLE, Collapsible, SettingsForm
 
 log = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 3  # bump when docks are added or renamed: old saved layouts are then ignored
+LAYOUT_VERSION = 5  # bump when docks are added or renamed: old saved layouts are then ignored
 DEFAULT_SIZE = (1600, 1000)
 WIDE_SIZE = (1900, 1150)
 """From this window size on, the default layout shows all five panels at once instead of tabbing
@@ -60,7 +70,25 @@ def initial_size(available: tuple[int, int] | None) -> tuple[int, int]:
     return DEFAULT_SIZE
 
 
-PANELS = ("dataset", "schedule", "objective", "sampling", "training")
+PANELS = ("dataset", "schedule", "objective", "settings", "sampling", "training")
+def settings_panel_names(*panels) -> list[str]:
+    """The Settings dock's share: every setting outside ``data`` (the Dataset panel generates the
+    rest of its own) that none of ``panels`` has an editor for, model/optim/run first."""
+    placed = {w.objectName() for p in panels if p is not None for w in p.findChildren(QWidget)}
+    order = {"model": 0, "optim": 1, "run": 2}
+    names = [s for s in describe() if s.section != "data" and s.name not in placed]
+    return [s.name for s in sorted(names, key=lambda s: order.get(s.section, 3))]
+MIN_SCREEN = (1280, 720)
+"""The smallest screen the window fits (its minimum size stays within it)."""
+MAX_RECENT = 8
+PROBLEMS_HEIGHT = 140
+
+
+def should_maximize(available: tuple[int, int] | None) -> bool:
+    """Open maximized where the wide layout (every panel in view) does not fit the screen's
+    ``available`` area: on a smaller screen the panels then get all of it (1366x768: the default
+    layout, scrolled where needed; 1920x1080: the default layout with room to spare)."""
+    return available is not None and (available[0] < WIDE_SIZE[0] or available[1] < WIDE_SIZE[1])
 
 
 def _optional_panel(module: str, name: str):
@@ -83,8 +111,8 @@ class MainWindow(QMainWindow):
         protect_singletons()  # also when the window is embedded without run_app
         super().__init__(parent)
         self._defer_dataset = defer_dataset
-        self.state = state or AppState(default_config())
         self.settings = settings or QSettings()
+        self.state = state or AppState(self._last_session_config() or default_config())
         self.setWindowTitle("diffstudio")
         self.setObjectName("MainWindow")
         self.setTabPosition(Qt.DockWidgetArea.AllDockWidgetAreas, QTabWidget.TabPosition.North)
@@ -95,15 +123,21 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._stopping_to_close = False
         self.stopping_note: QLabel | None = None
+        self._problem_count = 0
         self._build_panels()
+        self._build_problems()
         self._build_menus()
+        self._build_toolbar()
         self._build_status_bar()
         self._connect()
         screen = self.screen()
         geometry = screen.availableGeometry() if screen is not None else None
-        self.resize(*initial_size((geometry.width(), geometry.height()) if geometry is not None else None))
+        self._available = (geometry.width(), geometry.height()) if geometry is not None else None
+        self.resize(*initial_size(self._available))
         self.default_layout()
-        self.restore_layout()
+        self._layout_restored = self.restore_layout()
+        self._show_problems(self.state.errors)
+        self._fix_tab_order()
 
     # ================================================================= panels
     def _build_panels(self) -> None:
@@ -116,7 +150,19 @@ class MainWindow(QMainWindow):
         self._dataset_cls = dataset_cls
         self.dataset_panel = dataset_cls(state) if dataset_cls and not self._defer_dataset else None
         self.training_panel = training_cls(state) if training_cls else None
-        self.setCentralWidget(self.schedule_panel.view)
+        # the plots scroll rather than overlap when the window is very small (the minimum size
+        # then stays within MIN_SCREEN whatever the wrapped captions ask for)
+        self.central_scroll = _scrollable(_NoHeightForWidth(self.schedule_panel.view))
+        thumbs = getattr(self.schedule_panel, "thumbs", {}).get("clean")
+        if thumbs is not None and thumbs.parentWidget() is not None:  # captions wrap: never squeeze them
+            self._thumbs_height = _MinHeightForWidth(thumbs.parentWidget())
+        self.central_scroll.setMinimumSize(360, 300)
+        self.setCentralWidget(self.central_scroll)
+        # every model, optimizer and run setting, generated from the settings description
+        # (Device and Total steps sit beside Start on the Training panel)
+        self.settings_panel = SettingsForm(state, settings_panel_names(
+            self.schedule_panel, self.objective_panel, self.sampling_panel, self.training_panel))
+        self.settings_panel.layout().setContentsMargins(8, 4, 8, 4)
 
         widgets = {
             "dataset": self.dataset_panel or _missing("Loading…" if dataset_cls else
@@ -125,8 +171,10 @@ class MainWindow(QMainWindow):
             "objective": self.objective_panel,
             "sampling": self.sampling_panel,
             "training": self.training_panel or _missing("The training panel could not be loaded (see the log)."),
+            "settings": self.settings_panel,
         }
         titles = {"dataset": "Dataset", "schedule": "Schedule", "objective": "Objective",
+                  "settings": "Settings",
                   "sampling": "Sampling", "training": "Training"}
         tips = {
             "dataset": "What the model learns from: built-in data sets, 2-D toys or a folder of images.",
@@ -134,17 +182,187 @@ class MainWindow(QMainWindow):
             "objective": "What the network predicts and how each noise level counts in the loss.",
             "sampling": "How samples are drawn, and what comes out — from the model or a perfect oracle.",
             "training": "Start, pause and stop training; loss curve, checkpoints and export.",
+            "settings": "The model, the optimizer and the run: batch size, learning rate, EMA, precision, "
+                        "checkpoint and preview intervals (rarely changed ones under Advanced).",
         }
         for key in PANELS:
             dock = QDockWidget(titles[key], self)
             dock.setObjectName(f"dock_{key}")
-            dock.setWidget(_scrollable(widgets[key]) if key == "dataset" else widgets[key])
+            # every panel scrolls in a short or narrow dock (the schedule's controls scroll themselves)
+            dock.setWidget(widgets[key] if key == "schedule" else _scrollable(widgets[key]))
             dock.setToolTip(tips[key])
             dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                              | QDockWidget.DockWidgetFeature.DockWidgetFloatable
                              | QDockWidget.DockWidgetFeature.DockWidgetClosable)
             self.panels[key] = widgets[key]
             self.docks[key] = dock
+
+    def _build_problems(self) -> None:
+        """The Problems list: one line per invalid setting; a click leads to its editor."""
+        self.problems_list = QListWidget()
+        self.problems_list.setObjectName("problems_list")
+        self.problems_list.setWordWrap(True)
+        self.problems_list.setToolTip("Settings that must be fixed before a run can start; click one to go there")
+        self.problems_list.itemClicked.connect(self._problem_chosen)
+        self.problems_list.itemActivated.connect(self._problem_chosen)
+        dock = QDockWidget("Problems", self)
+        dock.setObjectName("dock_problems")
+        dock.setWidget(self.problems_list)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.problems_dock = dock
+
+    def _build_toolbar(self) -> None:
+        """Start / Pause / Stop (mirroring the Training panel's buttons) and the problem count,
+        in a toolbar that cannot be moved or hidden."""
+        bar = QToolBar("Run", self)
+        bar.setObjectName("toolbar_run")
+        bar.setMovable(False)
+        bar.setFloatable(False)
+        bar.toggleViewAction().setVisible(False)
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        bar.setContextMenuPolicy(Qt.ContextMenuPolicy.PreventContextMenu)
+        bar.setStyleSheet(FOCUS_STYLE)  # the Tab stop on Start / Pause / Stop is visible
+        self.action_start = QAction("▶ Start", self)
+        self.action_start.setObjectName("action_start")
+        self.action_pause = QAction("‖ Pause", self)
+        self.action_stop = QAction("■ Stop", self)
+        for action, slot in ((self.action_start, self._shortcut_start), (self.action_pause, self._shortcut_pause),
+                             (self.action_stop, self._shortcut_stop)):
+            action.triggered.connect(lambda _c=False, f=slot: f())
+            bar.addAction(action)
+        for action in (self.action_start, self.action_pause, self.action_stop):
+            button = bar.widgetForAction(action)
+            button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # reachable with Tab
+        bar.addSeparator()
+        self.problems_button = QToolButton()
+        self.problems_button.setObjectName("problems_button")
+        self.problems_button.setStyleSheet("color: #b00020; font-weight: bold;")
+        self.problems_button.setToolTip("Show the settings that need fixing")
+        self.problems_button.clicked.connect(self.show_problems)
+        self.problems_button_action = bar.addWidget(self.problems_button)
+        self.problems_button_action.setVisible(False)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+        self.run_toolbar = bar
+        self._run_buttons_filter = _EnabledWatcher(self._sync_run_actions, self)
+
+    def _sync_run_actions(self) -> None:
+        """The toolbar's Start / Pause / Stop follow the Training panel's buttons."""
+        tp = self.training_panel
+        pairs = ((self.action_start, "start_button", "▶ "), (self.action_pause, "pause_button", "‖ "),
+                 (self.action_stop, "stop_button", "■ "))
+        for action, name, icon in pairs:
+            button = getattr(tp, name, None) if tp is not None else None
+            action.setEnabled(button is not None and button.isEnabled())
+            if button is not None:
+                action.setText(icon + button.text())
+                tip = button.toolTip()
+                if action is self.action_start and not button.isEnabled() and hasattr(tp, "start_reason"):
+                    tip = tp.start_reason() or tip
+                action.setToolTip(tip)
+                action.setStatusTip(tip)
+
+    def _on_first_run(self, _path=None) -> None:
+        self.start_hint.hide()
+        self.settings.setValue("hints/started", True)
+
+    # ============================================================== problems
+    def _show_problems(self, errors: list) -> None:
+        from diffstudio.engine.settings import by_name
+
+        table = by_name()
+        self.problems_list.clear()
+        for name, message in errors:
+            setting = table.get(name.split("/")[0])
+            label = f"{setting.spec.label} ({name})" if setting is not None else name
+            item = QListWidgetItem(f"⚠ {label}: {message}")
+            item.setData(Qt.ItemDataRole.UserRole, name)
+            item.setToolTip(f"{name}: {message}\nClick to go to the setting.")
+            self.problems_list.addItem(item)
+        n = len(errors)
+        self.problems_dock.setWindowTitle(f"Problems ({n})" if n else "Problems")
+        self.problems_button.setText(f"⚠ {n} setting{'s' if n != 1 else ''} to fix")
+        self.problems_button_action.setVisible(bool(n))
+        if not n and self._problem_count:
+            self.problems_dock.hide()
+        self._problem_count = n
+
+    def show_problems(self) -> None:
+        self._show_problems_dock()
+        if self.problems_list.count():
+            self.problems_list.setCurrentRow(0)
+            self.problems_list.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _show_problems_dock(self) -> None:
+        dock = self.problems_dock
+        if not dock.isVisible():
+            dock.show()
+            if not dock.isFloating():
+                self.resizeDocks([dock], [PROBLEMS_HEIGHT], Qt.Orientation.Vertical)
+        dock.raise_()
+
+    def _problem_chosen(self, item: QListWidgetItem) -> None:
+        self.go_to_setting(item.data(Qt.ItemDataRole.UserRole))
+
+    def editor(self, name: str) -> QWidget | None:
+        """The editor of the setting ``name`` (its objectName), or None."""
+        return self.findChild(QWidget, name)
+
+    def go_to_setting(self, name: str) -> QWidget | None:
+        """Show the editor of ``name`` — its dock, tab, page and Advanced section — scroll to it
+        and focus it. A rule between fields ("schedule.beta_start/beta_end", "schedule") leads to
+        the first editor it names."""
+        key = name.split("/")[0]
+        widget = self.editor(key)
+        if widget is None:
+            widget = next((w for w in self.findChildren(QWidget) if w.objectName().startswith(key + ".")), None)
+        if widget is None:
+            return None
+        child, parent = widget, widget.parentWidget()
+        scrolls = []
+        while parent is not None:
+            if isinstance(parent, Collapsible):
+                parent.set_expanded(True)
+            elif isinstance(parent, QStackedWidget):
+                owner = parent.parentWidget()
+                (owner if isinstance(owner, QTabWidget) else parent).setCurrentWidget(child)
+            elif isinstance(parent, QScrollArea):
+                scrolls.append(parent)
+            elif isinstance(parent, QDockWidget):
+                parent.show()
+                parent.raise_()
+            child, parent = parent, parent.parentWidget()
+        for area in scrolls:
+            area.ensureWidgetVisible(widget)
+        widget.setFocus(Qt.FocusReason.OtherFocusReason)
+        QTimer.singleShot(0, lambda: [a.ensureWidgetVisible(widget) for a in scrolls])  # after the layout
+        return widget
+
+    # ================================================================ screen
+    def show_for_screen(self) -> None:
+        """Show the window; maximized where the default layout does not fit the screen (unless
+        a saved geometry was restored)."""
+        if not self._layout_restored and should_maximize(self._available):
+            self.resize(*self._available)  # lay the panels out for the screen they will fill
+            self.default_layout()
+            self.showMaximized()
+        else:
+            self.show()
+
+    def _fix_tab_order(self) -> None:
+        """Tab goes through the toolbar's Start / Pause / Stop, then the panels in reading order:
+        Schedule, Objective, Model & optimizer, Dataset, Training, Sampling."""
+        chain: list[QWidget] = [self.run_toolbar.widgetForAction(a)
+                                for a in (self.action_start, self.action_pause, self.action_stop)]
+        for key in ("schedule", "objective", "settings", "dataset", "training", "sampling"):
+            root = self.docks[key].widget()
+            chain += [w for w in root.findChildren(QWidget)
+                      if w.focusPolicy() & Qt.FocusPolicy.TabFocus and not isinstance(w, QScrollArea)
+                      and w.window() is self]
+        chain = [w for w in chain if w is not None]
+        for a, b in zip(chain, chain[1:]):
+            QWidget.setTabOrder(a, b)
 
     def default_layout(self) -> None:
         """[Schedule, Objective] tabs down the left, the plots in the middle over [Dataset, Training]
@@ -166,14 +384,22 @@ class MainWindow(QMainWindow):
             self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, d["objective"])
             self.splitDockWidget(d["objective"], d["sampling"], Qt.Orientation.Horizontal)
             self.splitDockWidget(d["schedule"], d["dataset"], Qt.Orientation.Vertical)
+            self.splitDockWidget(d["objective"], d["settings"], Qt.Orientation.Vertical)
             self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, d["training"])
         else:
             self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, d["sampling"])
             self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, d["dataset"])
             self.tabifyDockWidget(d["schedule"], d["objective"])
+            self.tabifyDockWidget(d["objective"], d["settings"])
             self.tabifyDockWidget(d["dataset"], d["training"])
+        self.problems_dock.setFloating(False)
+        self.removeDockWidget(self.problems_dock)
+        self.splitDockWidget(d["sampling"], self.problems_dock, Qt.Orientation.Vertical)
         for dock in d.values():
             dock.show()
+        self.problems_dock.setVisible(bool(self.state.errors))
+        if self.state.errors:
+            self.resizeDocks([self.problems_dock], [PROBLEMS_HEIGHT], Qt.Orientation.Vertical)
         d["schedule"].raise_()
         d["dataset"].raise_()
         if wide:
@@ -183,7 +409,9 @@ class MainWindow(QMainWindow):
             self.resizeDocks([d["training"]], [400], Qt.Orientation.Vertical)
         else:
             self.resizeDocks([d["schedule"], d["sampling"]], [350, 440], Qt.Orientation.Horizontal)
-            self.resizeDocks([d["dataset"]], [330], Qt.Orientation.Vertical)
+            # the plots keep at least about half of a short screen's height; the docks scroll
+            self.resizeDocks([d["dataset"]], [max(200, min(330, int(0.3 * self.height())))],
+                             Qt.Orientation.Vertical)
 
     # ================================================================== menus
     def _build_menus(self) -> None:
@@ -193,6 +421,8 @@ class MainWindow(QMainWindow):
                                        "Start again from the default settings")
         self.action_open = self._action(file_menu, "&Open config…", self.open_config_dialog,
                                         QKeySequence.StandardKey.Open, "Load settings from a TOML or JSON file")
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self._fill_recent()
         self.action_save = self._action(file_menu, "&Save config…", self.save_config_dialog,
                                         QKeySequence.StandardKey.Save, "Save the settings as TOML or JSON")
         file_menu.addSeparator()
@@ -208,11 +438,23 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self.action_quit = self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
+        edit = bar.addMenu("&Edit")
+        stack = self.state.undo_stack
+        self.action_undo = stack.createUndoAction(self, "&Undo")
+        self.action_undo.setShortcut(QKeySequence.StandardKey.Undo)
+        self.action_undo.setStatusTip("Undo the last settings edit")
+        self.action_redo = stack.createRedoAction(self, "&Redo")
+        self.action_redo.setShortcut(QKeySequence.StandardKey.Redo)
+        self.action_redo.setStatusTip("Redo the settings edit just undone")
+        edit.addAction(self.action_undo)
+        edit.addAction(self.action_redo)
+
         view = bar.addMenu("&View")
         for key in PANELS:
             action = self.docks[key].toggleViewAction()
             action.setStatusTip(f"Show or hide the {self.docks[key].windowTitle()} panel")
             view.addAction(action)
+        view.addAction(self.problems_dock.toggleViewAction())
         view.addSeparator()
         self.action_flip = QAction("Time axis: noise → data (seed's direction)", self, checkable=True)
         self.action_flip.setStatusTip("Display time as 1 − t: 0 = noise, 1 = data, as in the seed notes. "
@@ -263,6 +505,12 @@ class MainWindow(QMainWindow):
         for w in (self.step_label, self.rate_label, self.device_label):
             w.setContentsMargins(8, 0, 8, 0)
             bar.addPermanentWidget(w)
+        self.start_hint = QLabel("Next: ▶ Start (Ctrl+Enter) trains with these settings")
+        self.start_hint.setObjectName("start_hint")
+        self.start_hint.setContentsMargins(8, 0, 8, 0)
+        self.start_hint.setStyleSheet("color: #1f5fa8;")
+        bar.insertPermanentWidget(0, self.start_hint)
+        self.start_hint.setVisible(not _truthy(self.settings.value("hints/started", False)))
         bar.showMessage("Ready. Hover any control for an explanation; Help ▸ Notation explains the symbols.", 8000)
 
     def finish_startup(self) -> None:
@@ -330,8 +578,20 @@ class MainWindow(QMainWindow):
                 tp.statusChanged.connect(self._on_training_status)
             if hasattr(tp, "runStarted"):
                 tp.runStarted.connect(self._on_run_started)
+                tp.runStarted.connect(self._on_first_run)
+            for button in ("start_button", "pause_button", "stop_button"):
+                if hasattr(tp, button):
+                    getattr(tp, button).installEventFilter(self._run_buttons_filter)
+            if hasattr(tp, "statusChanged"):
+                tp.statusChanged.connect(lambda _s: self._sync_run_actions())
             if hasattr(tp, "runFinished"):
                 tp.runFinished.connect(self._on_run_finished)
+                tp.runFinished.connect(lambda _r: self._sync_run_actions())
+        self.state.trainingChanged.connect(lambda _t: self._sync_run_actions())
+        self.state.datasetChanged.connect(lambda _d: self._sync_run_actions())
+        self.state.validityChanged.connect(lambda _e: self._sync_run_actions())
+        self.state.validityChanged.connect(self._show_problems)
+        self._sync_run_actions()
 
     def _on_run_started(self, _path: str) -> None:
         self.docks["training"].raise_()
@@ -356,22 +616,45 @@ class MainWindow(QMainWindow):
             self.sampling_panel.load_checkpoint(str(run_dir))
 
     # ================================================================ actions
-    def new_config(self) -> None:
-        self.state.set_config(default_config())
+    def confirm_discard(self, doing: str) -> bool:
+        """True when nothing unsaved would be lost, or the person agrees (or saves first)."""
+        if not self.state.modified:
+            return True
+        buttons = (QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                   | QMessageBox.StandardButton.Cancel)
+        answer = QMessageBox.question(
+            self, "Unsaved settings", f"The settings have changed since they were last opened or saved "
+            f"(e.g. a custom schedule). {doing} and discard the changes?", buttons, QMessageBox.StandardButton.Cancel)
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save_config_dialog()
+        return answer == QMessageBox.StandardButton.Discard
+
+    def new_config(self) -> bool:
+        """File > New: the default settings (asks first when there are unsaved changes)."""
+        if not self.confirm_discard("Start from the default settings"):
+            return False
+        self.state.set_config(default_config(), "New settings")
+        self.state.mark_saved()
         self.statusBar().showMessage("Default settings (the quickstart preset)", 4000)
+        return True
 
     def load_example(self, name: str) -> None:
         from diffstudio.engine import presets
 
+        if not self.confirm_discard(f"Load the example '{name}'"):
+            return
         try:
             cfg = presets.preset(name) if hasattr(presets, "preset") else _preset_value(presets.PRESETS[name])
         except Exception as exc:  # noqa: BLE001
             self._error("Example unavailable", f"Could not load the example '{name}': {exc}")
             return
-        self.state.set_config(cfg)
+        self.state.set_config(cfg, f"Example {name}")
+        self.state.mark_saved()
         self.statusBar().showMessage(f"Example '{name}' loaded", 5000)
 
     def open_config_dialog(self) -> None:
+        if not self.confirm_discard("Open another config"):
+            return
         path, _ = QFileDialog.getOpenFileName(self, "Open config", self._last_dir(),
                                               "Config files (*.toml *.json);;All files (*)")
         if path:
@@ -387,20 +670,63 @@ class MainWindow(QMainWindow):
         except Exception as exc:  # noqa: BLE001 - a malformed file must never crash the app
             self._error("Could not open the config", f"{Path(path).name}: {exc}")
             return False
-        self.state.set_config(cfg)
+        self.state.set_config(cfg, f"Open {Path(path).name}")
+        self.state.mark_saved()
         self._remember_dir(path)
+        self._add_recent(path)
         problems = self.state.errors
-        note = f" — {len(problems)} setting(s) need fixing (marked in red)" if problems else ""
-        self.statusBar().showMessage(f"Opened {path}{note}", 6000)
+        note = f" — {len(problems)} setting(s) need fixing (marked in red; see Problems)" if problems else ""
+        self.statusBar().showMessage(f"Opened {path}{note}", 8000)
+        if problems:
+            self.go_to_setting(problems[0][0])
+            self._show_problems_dock()
         return True
 
-    def save_config_dialog(self) -> None:
+    def open_recent(self, path: str) -> bool:
+        if not self.confirm_discard("Open another config"):
+            return False
+        if not Path(path).exists():
+            self._forget_recent(path)
+            self._error("Could not open the config", f"{path} no longer exists")
+            return False
+        return self.open_config(path)
+
+    def recent_files(self) -> list[str]:
+        value = self.settings.value("recent/files", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _add_recent(self, path: str) -> None:
+        path = str(Path(path).resolve())
+        files = [path] + [f for f in self.recent_files() if f != path]
+        self.settings.setValue("recent/files", files[:MAX_RECENT])
+        self.settings.setValue("session/config_path", path)
+        self._fill_recent()
+
+    def _forget_recent(self, path: str) -> None:
+        self.settings.setValue("recent/files", [f for f in self.recent_files() if f != path])
+        self._fill_recent()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        files = self.recent_files()
+        for f in files:
+            action = self.recent_menu.addAction(Path(f).name)
+            action.setStatusTip(f)
+            action.setToolTip(f)
+            action.triggered.connect(lambda _c=False, f=f: self.open_recent(f))
+        if not files:
+            self.recent_menu.addAction("(none yet)").setEnabled(False)
+
+    def save_config_dialog(self) -> bool:
         path, chosen = QFileDialog.getSaveFileName(self, "Save config", str(Path(self._last_dir()) / "config.toml"),
                                                    "TOML (*.toml);;JSON (*.json)")
         if path:
             if Path(path).suffix not in (".toml", ".json"):
                 path += ".json" if "json" in chosen.lower() else ".toml"
-            self.save_config(path)
+            return self.save_config(path)
+        return False
 
     def save_config(self, path: str) -> bool:
         try:
@@ -409,12 +735,15 @@ class MainWindow(QMainWindow):
             self._error("Could not save the config", f"{path}: {exc}")
             return False
         self._remember_dir(path)
+        self._add_recent(path)
+        self.state.mark_saved()
         self.statusBar().showMessage(f"Saved {path}", 4000)
         return True
 
     def open_run_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a run folder", self.state.config.run.out_dir)
+        path = QFileDialog.getExistingDirectory(self, "Open a run folder", self._last_run_dir())
         if path:
+            self.settings.setValue("paths/last_run_dir", str(Path(path).parent))
             self.open_run(path)
 
     def open_run(self, path: str):
@@ -444,7 +773,7 @@ class MainWindow(QMainWindow):
 
     def export_dialog(self) -> None:
         source = QFileDialog.getExistingDirectory(self, "Export which run or checkpoint folder?",
-                                                  self.state.config.run.out_dir)
+                                                  self._last_run_dir())
         if not source:
             return
         fmt, ok = QInputDialog.getItem(self, "Export format", "Format:", ["diffusers", "safetensors"], 0, False)
@@ -496,6 +825,21 @@ class MainWindow(QMainWindow):
     def _remember_dir(self, path: str) -> None:
         self.settings.setValue("paths/last_dir", str(Path(path).parent))
 
+    def _last_run_dir(self) -> str:
+        return str(self.settings.value("paths/last_run_dir", self.state.config.run.out_dir))
+
+    def _last_session_config(self) -> Config | None:
+        """The settings the app had when it was last closed (None when there are none or they
+        no longer load)."""
+        text = self.settings.value("session/config")
+        if not text:
+            return None
+        try:
+            return Config.from_dict(json.loads(str(text)))
+        except Exception:  # noqa: BLE001 - an older or damaged entry: start from the defaults
+            log.info("the last session's settings could not be restored", exc_info=True)
+            return None
+
     # ============================================================ persistence
     def save_layout(self) -> None:
         s = self.settings
@@ -503,6 +847,10 @@ class MainWindow(QMainWindow):
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState(LAYOUT_VERSION))
         s.setValue("view/flip_time", bool(self.state.flip_time))
+        try:
+            s.setValue("session/config", json.dumps(self.state.config.to_dict()))
+        except (TypeError, ValueError):  # an unserialisable value: keep the previous session
+            log.info("the settings could not be remembered", exc_info=True)
         s.sync()
 
     def restore_layout(self) -> bool:
@@ -565,6 +913,64 @@ class MainWindow(QMainWindow):
         """Close as the tests and a second Quit do: stop training without a question."""
         self._closing = True
         return self.close()
+
+
+def _truthy(value) -> bool:
+    return value in (True, "true", "1", 1)
+
+
+class _EnabledWatcher(QObject):
+    """Calls ``callback`` when a watched widget is enabled or disabled."""
+
+    def __init__(self, callback, parent=None):
+        super().__init__(parent)
+        self._callback = callback
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.EnabledChange:
+            self._callback()
+        return False
+
+
+class _MinHeightForWidth(QObject):
+    """Keeps a column's minimum height at what its layout needs at its current width (wrapped
+    captions grow taller as the column narrows; a splitter does not ask), so a short window
+    scrolls the column instead of drawing images over their captions."""
+
+    def __init__(self, widget: QWidget):
+        super().__init__(widget)
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
+        if event.type() != QEvent.Type.Resize or not isinstance(obj, QWidget):
+            return False
+        layout = obj.layout()
+        if layout is not None and layout.hasHeightForWidth():
+            needed = layout.minimumHeightForWidth(obj.width())
+            if needed > 0 and needed != obj.minimumHeight():
+                obj.setMinimumHeight(needed)
+        return False
+
+
+class _NoHeightForWidth(QWidget):
+    """Holds one widget, filling it, without passing on its height-for-width: in a scroll area
+    the square thumbnails would otherwise ask for their full height at any width, and the plots
+    would scroll even where they fit; now they scroll only below the minimum size."""
+
+    def __init__(self, child: QWidget):
+        super().__init__()
+        self.child = child
+        child.setParent(self)
+
+    def minimumSizeHint(self):  # noqa: N802 - Qt API
+        return self.child.minimumSizeHint()
+
+    def sizeHint(self):  # noqa: N802 - Qt API
+        return self.child.minimumSizeHint()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self.child.setGeometry(self.rect())
+        super().resizeEvent(event)
 
 
 def _scrollable(widget: QWidget) -> QScrollArea:

@@ -1,5 +1,9 @@
 """The application's shared state: the config being edited, the loaded dataset, whether a run
-is training. Panels read and write it; it emits signals so every view stays in step."""
+is training. Panels read and write it; it emits signals so every view stays in step.
+
+Every settings edit goes through ``undo_stack`` (a QUndoStack): one command per edit, and
+consecutive edits of one field (typing in a box, dragging a schedule point) merge into one.
+The stack's clean state is "saved": File > New and Open ask before discarding other states."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from diffstudio.engine.config import Config
 
@@ -25,18 +30,38 @@ class AppState(QObject):
         self.training = False
         self.flip_time = False
         self.errors: list[tuple[str, str]] = self.config.validate()
+        self.undo_stack = QUndoStack(self)
 
     def update(self, section: str, **values: Any) -> None:
-        """Replace some fields of one section, revalidate, and tell everyone."""
+        """Replace some fields of one section, revalidate, and tell everyone (one undo step;
+        repeated edits of the same single field merge into it)."""
         current = getattr(self.config, section)
         if all(getattr(current, k) == v for k, v in values.items()):
             return
-        self.config = replace(self.config, **{section: replace(current, **values)})
-        self._changed(section)
+        new = replace(self.config, **{section: replace(current, **values)})
+        fields = [f"{section}.{k}" for k in values]
+        text = ", ".join(f.split(".", 1)[1] for f in fields)
+        merge_key = fields[0] if len(fields) == 1 else None
+        self.undo_stack.push(_ConfigEdit(self, self.config, new, section, f"Edit {text}", merge_key))
 
-    def set_config(self, config: Config) -> None:
+    def set_config(self, config: Config, text: str = "Change settings") -> None:
+        """Replace the whole config (one undo step)."""
+        if config == self.config:
+            self._apply(config, "all")  # still refresh every view (e.g. File > Open of the same file)
+            return
+        self.undo_stack.push(_ConfigEdit(self, self.config, config, "all", text, None))
+
+    @property
+    def modified(self) -> bool:
+        """The settings changed since the last :meth:`mark_saved` (File > Save, Open, New)."""
+        return not self.undo_stack.isClean()
+
+    def mark_saved(self) -> None:
+        self.undo_stack.setClean()
+
+    def _apply(self, config: Config, section: str) -> None:
         self.config = config
-        self._changed("all")
+        self._changed(section)
 
     def _changed(self, section: str) -> None:
         self.errors = self.config.validate()
@@ -57,3 +82,35 @@ class AppState(QObject):
     def set_flip_time(self, flip: bool) -> None:
         self.flip_time = flip
         self.flipTimeChanged.emit(flip)
+
+
+_MERGE_IDS: dict[str, int] = {}
+
+
+class _ConfigEdit(QUndoCommand):
+    """One settings edit: the config before and after. Edits of the same single field merge."""
+
+    def __init__(self, state: AppState, old: Config, new: Config, section: str, text: str,
+                 merge_key: str | None):
+        super().__init__(text)
+        self.state, self.old, self.new, self.section = state, old, new, section
+        self.merge_key = merge_key
+
+    def id(self) -> int:  # noqa: A003 - Qt API
+        if self.merge_key is None:
+            return -1
+        return _MERGE_IDS.setdefault(self.merge_key, len(_MERGE_IDS) + 1)
+
+    def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802 - Qt API
+        if not isinstance(other, _ConfigEdit) or other.merge_key != self.merge_key:
+            return False
+        self.new = other.new
+        if self.new == self.old:
+            self.setObsolete(True)
+        return True
+
+    def redo(self) -> None:
+        self.state._apply(self.new, self.section)
+
+    def undo(self) -> None:
+        self.state._apply(self.old, self.section)

@@ -182,3 +182,21 @@ def test_every_skipped_file_is_readable_in_a_short_dock(qtbot, tmp_path):
         assert panel.height() > dock.viewport().height()  # the dock scrolls to it instead
     finally:
         panel.shutdown()
+
+
+def test_browse_starts_in_the_last_chosen_folder_after_a_restart(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    folder = _mixed_folder(tmp_path)
+    starts = []
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda _p, _t, start: starts.append(start) or str(folder))
+    for _ in range(2):  # a second panel stands for the next start of the app
+        panel = DatasetPanel(AppState(Config()))
+        qtbot.addWidget(panel)
+        _wait_loaded(qtbot, panel)
+        panel.folder_radio.click()
+        panel.browse_button.click()
+        _wait_loaded(qtbot, panel)
+        assert panel.state.config.data.source == str(folder)
+        panel.shutdown()
+    assert starts[0] != str(tmp_path) and starts[1] == str(tmp_path)

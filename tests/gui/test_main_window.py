@@ -47,13 +47,13 @@ def test_window_builds_with_every_panel(window):
     assert isinstance(window.panels["sampling"], SamplingPanel)
     assert isinstance(window.panels["dataset"], DatasetPanel)
     assert isinstance(window.panels["training"], TrainingPanel)
-    assert window.centralWidget() is window.schedule_panel.view
+    assert window.centralWidget().widget().child is window.schedule_panel.view  # in a scroll area
     assert (window.width(), window.height()) == (1600, 1000)
     menus = [a.text() for a in window.menuBar().actions()]
-    assert menus == ["&File", "&View", "&Help"]
+    assert menus == ["&File", "&Edit", "&View", "&Help"]
 
 
-def test_app_opens_on_the_quickstart_preset(qtbot, settings):
+def test_app_opens_on_the_quickstart_preset(qtbot, settings, monkeypatch):
     from diffstudio.engine.presets import preset
 
     window = MainWindow(settings=settings)
@@ -62,7 +62,10 @@ def test_app_opens_on_the_quickstart_preset(qtbot, settings):
         expected = preset("quickstart").updated(run={"name": ""})  # runs named after the dataset
         assert window.state.config == expected and window.state.config.sampling.guidance_scale == 1.5
         window.state.update("sampling", guidance_scale=3.0)
+        asked = []  # File > New asks before discarding the edit
+        monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.Discard)
         window.action_new.trigger()
+        assert len(asked) == 1
         assert window.state.config == expected
     finally:
         window.close_without_asking()

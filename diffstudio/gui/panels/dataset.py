@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -19,6 +20,8 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -38,6 +41,9 @@ from PySide6.QtWidgets import (
 
 from diffstudio.data.registry import list_builtin, load_dataset
 from diffstudio.gui.runs_image import GridImageView, PointsView
+from diffstudio.gui.widgets.field import FieldMarker
+from diffstudio.engine.settings import describe
+from diffstudio.gui.widgets.settings_form import SettingsForm, describe_editor, set_editor_value
 from diffstudio.gui.worker import TaskThread
 
 THUMBNAILS = 64
@@ -65,8 +71,58 @@ class LoadKey:
         return cls(data.source, data.resolution, data.channels, data.labels, data.num_points, seed)
 
 
+HAND_BUILT = ("data.source", "data.resolution", "data.channels", "data.labels", "data.hflip")
+"""The data settings this panel edits with its own widgets; the others get generated editors."""
 SKIPPED_ROWS_SHOWN = 8
 """The skipped-files table shows this many rows without scrolling inside it."""
+
+
+class SourceEditor(QFrame):
+    """``data.source`` as one editor: a built-in dataset (radio + list) or a folder (radio, path,
+    Browse). The panel loads what it says; the config follows when the load succeeds."""
+
+    def __init__(self, panel: "DatasetPanel"):
+        super().__init__()
+        self.panel = panel
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.addWidget(panel.builtin_radio, 0, 0)
+        grid.addWidget(panel.builtin_combo, 0, 1, 1, 2)
+        grid.addWidget(panel.folder_radio, 1, 0)
+        grid.addWidget(panel.folder_edit, 1, 1)
+        grid.addWidget(panel.browse_button, 1, 2)
+        grid.setColumnStretch(1, 1)
+
+    def _children(self):
+        p = self.panel
+        return (p.builtin_radio, p.folder_radio, p.builtin_combo, p.folder_edit)
+
+    def settingValue(self):  # noqa: N802 - the settings editors' protocol (settings_form.py)
+        p = self.panel
+        return p.builtin_combo.currentData() if p.builtin_radio.isChecked() else p.folder_edit.text().strip()
+
+    def setSettingValue(self, value) -> None:  # noqa: N802
+        """Show ``value`` (no load)."""
+        p = self.panel
+        blocked = [w.blockSignals(True) for w in self._children()]
+        try:
+            if value in p._builtin:
+                p.builtin_radio.setChecked(True)
+                p.builtin_combo.setCurrentIndex(p.builtin_combo.findData(value))
+            else:
+                p.folder_radio.setChecked(True)
+                p.folder_edit.setText(str(value))
+        finally:
+            for w, b in zip(self._children(), blocked):
+                w.blockSignals(b)
+        p._update_enabled()
+
+    def editSettingValue(self, value) -> None:  # noqa: N802
+        """Choose ``value`` as the person does, and load it."""
+        if value in self.panel._builtin:
+            self.panel.set_builtin(value)
+        else:
+            self.panel.set_folder(value)
 
 
 class DatasetPanel(QWidget):
@@ -144,13 +200,8 @@ class DatasetPanel(QWidget):
 
         source_box = QGroupBox("Source")
         grid = QFormLayout(source_box)
-        row = QHBoxLayout()
-        row.addWidget(self.builtin_combo, 1)
-        grid.addRow(self.builtin_radio, row)
-        row = QHBoxLayout()
-        row.addWidget(self.folder_edit, 1)
-        row.addWidget(self.browse_button)
-        grid.addRow(self.folder_radio, row)
+        self.source_editor = SourceEditor(self)
+        grid.addRow(self.source_editor)
         grid.addRow(self.description)
         options = QHBoxLayout()
         options.addWidget(QLabel("Resolution"))
@@ -164,6 +215,10 @@ class DatasetPanel(QWidget):
         toggles.addWidget(self.labels_box)
         toggles.addStretch(1)
         grid.addRow(toggles)
+        # every data setting without a hand-built editor above, generated from the description
+        self.settings_form = SettingsForm(self.state, [s.name for s in describe() if s.section == "data"
+                                                       and s.name not in HAND_BUILT])
+        grid.addRow(self.settings_form)
         actions = QHBoxLayout()
         actions.addWidget(self.load_button)
         actions.addWidget(self.progress, 10)
@@ -209,6 +264,15 @@ class DatasetPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(splitter, 1)
         self._set_loading(False)
+
+        describe_editor(self.source_editor, "data.source")
+        for name, widget in (("data.resolution", self.resolution_spin), ("data.channels", self.channels_combo),
+                             ("data.hflip", self.flip_box), ("data.labels", self.labels_box)):
+            describe_editor(widget, name)
+        self.marker = FieldMarker()
+        self.marker.add_named(self)
+        self.state.validityChanged.connect(self.marker.apply)
+        self.marker.apply(self.state.errors)
 
         self.builtin_radio.toggled.connect(self._on_mode_changed)
         self.builtin_combo.currentIndexChanged.connect(self._on_source_edited)
@@ -272,16 +336,10 @@ class DatasetPanel(QWidget):
                    self.resolution_spin, self.channels_combo, self.flip_box, self.labels_box)
         for w in widgets:
             w.blockSignals(True)
-        if data.source in self._builtin:
-            self.builtin_radio.setChecked(True)
-            self.builtin_combo.setCurrentIndex(self.builtin_combo.findData(data.source))
-        else:
-            self.folder_radio.setChecked(True)
-            self.folder_edit.setText(data.source)
-        self.resolution_spin.setValue(data.resolution or 0)
-        self.channels_combo.setCurrentIndex(max(0, self.channels_combo.findData(data.channels)))
-        self.flip_box.setChecked(bool(data.hflip))
-        self.labels_box.setChecked(bool(data.labels))
+        self.source_editor.setSettingValue(data.source)
+        for widget, value in ((self.resolution_spin, data.resolution), (self.channels_combo, data.channels),
+                              (self.flip_box, data.hflip), (self.labels_box, data.labels)):
+            set_editor_value(widget, value)  # bad values from a file stay visible (and marked)
         for w in widgets:
             w.blockSignals(False)
         self._update_enabled()
@@ -352,9 +410,12 @@ class DatasetPanel(QWidget):
         self._reload_timer.start()
 
     def _browse(self) -> None:
-        start = self.folder_edit.text() or ""
+        """Choose a folder, starting where the last one was chosen (remembered in QSettings)."""
+        settings = QSettings()
+        start = self.folder_edit.text() or str(settings.value("paths/dataset_dir", "") or "")
         path = QFileDialog.getExistingDirectory(self, "Choose a folder of images", start)
         if path:
+            settings.setValue("paths/dataset_dir", str(Path(path).parent))
             self.set_folder(path)
 
     def _on_training_changed(self, training: bool) -> None:

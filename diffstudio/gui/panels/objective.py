@@ -30,6 +30,7 @@ from diffstudio.engine.advice import objective_advice
 from diffstudio.gui import help as H
 from diffstudio.gui.panels.schedule import _compact
 from diffstudio.gui.widgets.field import FieldMarker, NumberBox, set_tooltip
+from diffstudio.gui.widgets.settings_form import describe_editor
 from diffstudio.gui.widgets.plots import EDITED, SIGMA, pen, plot_widget
 
 WEIGHT_POINTS = 1000
@@ -161,12 +162,13 @@ class ObjectivePanel(QWidget):
         self._layout.addWidget(plot_widget_, 1)
         self._left = left_widget
 
-        self.marker.add("objective.parameterization", self.param_combo)
-        self.marker.add("objective.weighting", self.weighting_combo)
-        self.marker.add("objective.gamma", self.gamma)
-        self.marker.add("objective.time_sampling", self.time_combo)
-        self.marker.add("objective.logit_std", self.logit_std)
-        self.marker.add("objective.offset_noise", self.offset_noise)
+        for name, widget in (("objective.parameterization", self.param_combo),
+                             ("objective.weighting", self.weighting_combo), ("objective.gamma", self.gamma),
+                             ("objective.time_sampling", self.time_combo),
+                             ("objective.logit_mean", self.logit_mean), ("objective.logit_std", self.logit_std),
+                             ("objective.offset_noise", self.offset_noise)):
+            describe_editor(widget, name)
+            self.marker.add(name, widget)
 
         self.param_combo.currentIndexChanged.connect(lambda _i: self._set(parameterization=self.param_combo.currentData()))
         self.weighting_combo.currentIndexChanged.connect(lambda _i: self._set(weighting=self.weighting_combo.currentData()))
@@ -210,10 +212,11 @@ class ObjectivePanel(QWidget):
                                (self.logit_std, o.logit_std), (self.offset_noise, o.offset_noise)):
                 if isinstance(value, (int, float)) and abs(box.value() - value) > 1e-12:
                     box.setValue(value)
-            min_snr = o.weighting == "min_snr"
+            # a field that is not used but invalid (e.g. from a file) stays visible, to be fixed
+            min_snr = o.weighting == "min_snr" or bool(self.state.errors_for("objective.gamma"))
             self.gamma.setVisible(min_snr)
             self.gamma_label.setVisible(min_snr)
-            logit = o.time_sampling == "logit_normal"
+            logit = o.time_sampling == "logit_normal" or bool(self.state.errors_for("objective.logit_"))
             self.logit_row.setVisible(logit)
             self.logit_label.setVisible(logit)
             self.param_note.setText(H.PARAM_TIPS.get(o.parameterization, ""))

@@ -37,6 +37,7 @@ from diffstudio.gui import help as H
 from diffstudio.gui.widgets.background import LatestRunner
 from diffstudio.gui.widgets.field import FieldMarker, NumberBox, set_tooltip
 from diffstudio.gui.widgets.image_view import ImageView, ImageWindow, save_png, unit_to_uint8
+from diffstudio.gui.widgets.settings_form import describe_editor
 from diffstudio.gui.widgets.plots import EDITED, MARKER, POINT, pen, plot_widget
 from diffstudio.gui.widgets.spacing import fill_spacing_combo
 
@@ -414,6 +415,12 @@ class SamplingPanel(QWidget):
         layout.addWidget(box)
         layout.addWidget(self.tabs, 1)
 
+        for name, widget in (("sampling.sampler", self.sampler_combo), ("sampling.eta", self.eta),
+                             ("sampling.guidance_scale", self.guidance),
+                             ("sampling.guidance_rescale", self.rescale), ("sampling.seed", self.seed_spin),
+                             ("sampling.num_samples", self.count_spin)):
+            describe_editor(widget, name)  # steps and spacing are named on the Schedule panel
+        self.marker.add("sampling.seed", self.seed_spin)
         self.marker.add("sampling.sampler", self.sampler_combo)
         self.marker.add("sampling.steps", self.steps_spin)
         self.marker.add("sampling.spacing", self.spacing_combo)
@@ -466,7 +473,7 @@ class SamplingPanel(QWidget):
                 index = self.sampler_combo.count() - 1
             self.sampler_combo.setCurrentIndex(index)
             self.sampler_combo.setToolTip(H.SAMPLER_TIPS.get(s.sampler, ""))
-            has_eta = s.sampler in SAMPLERS and SAMPLERS[s.sampler].has_eta
+            has_eta = (s.sampler in SAMPLERS and SAMPLERS[s.sampler].has_eta) or bool(self.state.errors_for("sampling.eta"))
             self.eta.setVisible(has_eta)
             self.eta_label.setVisible(has_eta)
             for box, value in ((self.eta, s.eta), (self.guidance, s.guidance_scale), (self.rescale, s.guidance_rescale)):

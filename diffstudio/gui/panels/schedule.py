@@ -52,6 +52,7 @@ from diffstudio.engine.advice import format_percent
 from diffstudio.gui import help as H
 from diffstudio.gui.widgets.draggable import DraggablePoints
 from diffstudio.gui.widgets.field import FieldMarker, NumberBox, set_tooltip
+from diffstudio.gui.widgets.settings_form import describe_editor, edited_signal, info, make_editor, set_editor_value
 from diffstudio.gui.widgets.image_view import ImageView, unit_to_uint8
 from diffstudio.gui.widgets.spacing import fill_spacing_combo, spacings_for
 from diffstudio.gui.widgets.plots import (
@@ -273,6 +274,15 @@ class SchedulePanel(QWidget):
         scroll.setMinimumWidth(min(inner.sizeHint().width() + 12, 320))
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
+        for name, widget in (("schedule.family", self.family_combo), ("schedule.ztsnr", self.ztsnr_check),
+                             ("schedule.beta_start", self.beta_start), ("schedule.beta_end", self.beta_end),
+                             ("schedule.num_train_timesteps", self.num_train_timesteps),
+                             ("schedule.shift", self.shift), ("schedule.sigma_min", self.sigma_min),
+                             ("schedule.sigma_max", self.sigma_max), ("schedule.rho", self.rho),
+                             ("sampling.steps", self.steps_spin), ("sampling.spacing", self.spacing_combo),
+                             ("sampling.shift", self.sampling_shift)):
+            describe_editor(widget, name)
+        self.marker.add_named(scroll)
         self.marker.add("schedule.family", self.family_combo)
         self.marker.add("schedule.beta_start", self.beta_start)
         self.marker.add("schedule.beta_end", self.beta_end)
@@ -281,7 +291,7 @@ class SchedulePanel(QWidget):
         self.marker.add("schedule.shift", self.shift)
         self.marker.add("schedule.sigma_max", self.sigma_min, self.sigma_max)
         self.marker.add("schedule.rho", self.rho)
-        self.marker.add("schedule.points", self.points_label)
+        self.marker.add("schedule.points", self.points_edit)
         self.marker.add("sampling.steps", self.steps_spin)
         self.marker.add("sampling.spacing", self.spacing_combo)
 
@@ -320,6 +330,8 @@ class SchedulePanel(QWidget):
         v.setContentsMargins(0, 0, 0, 0)
         self.points_label = QLabel()
         self.points_label.setWordWrap(True)
+        self.points_edit = make_editor(info("schedule.points"))  # the points as text, to type or paste
+        edited_signal(self.points_edit).connect(lambda v: self._set_schedule(points=v))
         self.add_point_button = QPushButton("Add point")
         self.add_point_button.setToolTip("Insert a control point in the widest gap, on the current curve")
         self.remove_point_button = QPushButton("Remove point")
@@ -330,6 +342,7 @@ class SchedulePanel(QWidget):
         for b in (self.add_point_button, self.remove_point_button, self.reset_points_button):
             row.addWidget(b)
         v.addWidget(self.points_label)
+        v.addWidget(self.points_edit)
         v.addLayout(row)
         self.add_point_button.clicked.connect(self.add_point)
         self.remove_point_button.clicked.connect(self.remove_point)
@@ -394,11 +407,12 @@ class SchedulePanel(QWidget):
             _set_value(self.steps_spin, smp.steps)
             self._fill_spacings(s.family, smp.spacing)
             _set_value(self.sampling_shift, smp.shift)
-            shifted = smp.spacing == "shifted"
+            shifted = smp.spacing == "shifted" or bool(self.state.errors_for("sampling.shift"))  # fixable
             self.sampling_shift.setVisible(shifted)
             self.sampling_shift_label.setVisible(shifted)
             self.spacing_note.setText(H.SPACING_TIPS.get(smp.spacing, ""))
             self.points_label.setText(self._points_text())
+            set_editor_value(self.points_edit, s.points)
         finally:
             for w in widgets:
                 w.blockSignals(False)

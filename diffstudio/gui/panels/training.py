@@ -37,6 +37,8 @@ from diffstudio.gui.runs_data import (
     run_config,
     run_data_kind,
 )
+from diffstudio.gui.widgets.field import FieldMarker
+from diffstudio.gui.widgets.settings_form import describe_editor, set_editor_value
 from diffstudio.gui.worker import TaskThread, TrainingThread
 
 ERROR_STYLE = "color: #b00020;"
@@ -110,6 +112,8 @@ class TrainingPanel(QWidget):
         self._show_config()
         state.configChanged.connect(self._on_config_changed)
         state.validityChanged.connect(self._update_buttons)
+        state.validityChanged.connect(self.marker.apply)
+        self.marker.apply(state.errors)
         state.datasetChanged.connect(self._update_buttons)
         self._update_buttons()
 
@@ -131,15 +135,18 @@ class TrainingPanel(QWidget):
         self.steps_spin.setSingleStep(100)
         self.steps_spin.setGroupSeparatorShown(True)
 
-        controls = QHBoxLayout()
+        controls = QHBoxLayout()  # two rows fit a narrow dock (Start is also in the toolbar)
         for w in (self.start_button, self.pause_button, self.stop_button):
             controls.addWidget(w)
-        controls.addSpacing(16)
-        controls.addWidget(QLabel("Device"))
-        controls.addWidget(self.device_combo)
-        controls.addWidget(QLabel("Total steps"))
-        controls.addWidget(self.steps_spin)
         controls.addStretch(1)
+        run_row = QHBoxLayout()
+        run_row.addWidget(QLabel("Device"))
+        run_row.addWidget(self.device_combo, 1)
+        run_row.addWidget(QLabel("Total steps"))
+        run_row.addWidget(self.steps_spin)
+        run_row.addStretch(1)
+        self.device_combo.setMinimumContentsLength(12)
+        self.device_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
 
         self.reason_label = QLabel()
         self.reason_label.setWordWrap(True)
@@ -187,12 +194,18 @@ class TrainingPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(controls)
+        layout.addLayout(run_row)
         layout.addWidget(self.reason_label)
         layout.addLayout(progress)
         layout.addWidget(self.message_label)
         layout.addWidget(splitter, 1)
         layout.addWidget(self.run_label)
 
+        describe_editor(self.device_combo, "run.device")
+        describe_editor(self.steps_spin, "run.steps")
+        self.marker = FieldMarker()
+        self.marker.add("run.device", self.device_combo)
+        self.marker.add("run.steps", self.steps_spin)
         self.start_button.clicked.connect(self.start)
         self.pause_button.clicked.connect(self.toggle_pause)
         self.stop_button.clicked.connect(self.stop)
@@ -209,10 +222,10 @@ class TrainingPanel(QWidget):
             w.blockSignals(True)
         index = self.device_combo.findData(run.device)
         if index < 0:  # e.g. "cuda" or a device this machine lacks: show it as asked
-            self.device_combo.addItem(run.device, run.device)
+            self.device_combo.addItem(str(run.device), run.device)
             index = self.device_combo.count() - 1
         self.device_combo.setCurrentIndex(index)
-        self.steps_spin.setValue(int(run.steps))
+        set_editor_value(self.steps_spin, run.steps)  # a bad value from a file stays visible, marked
         for w in (self.device_combo, self.steps_spin):
             w.blockSignals(False)
 

@@ -25,7 +25,8 @@ def mark_error(widget: QWidget, message: str | None) -> None:
     if message:
         widget.setProperty("error", True)
         widget.setProperty("error_message", message)
-        widget.setStyleSheet(f"border: 2px solid {ERROR_COLOR}; border-radius: 3px;")
+        # a property selector: the border goes on this widget only, not on its children
+        widget.setStyleSheet(f'*[error="true"] {{ border: 2px solid {ERROR_COLOR}; border-radius: 3px; }}')
         tip = f"<b style='color:{ERROR_COLOR}'>{_escape(message)}</b>"
         widget.setToolTip(tip + (f"<br><br>{base}" if base else ""))
     else:
@@ -56,7 +57,18 @@ class FieldMarker:
         self._fields: dict[str, list[QWidget]] = {}
 
     def add(self, field: str, *widgets: QWidget) -> None:
-        self._fields.setdefault(field, []).extend(widgets)
+        known = self._fields.setdefault(field, [])
+        known.extend(w for w in widgets if all(w is not k for k in known))
+
+    def add_named(self, root: QWidget) -> None:
+        """Register every editor under ``root`` whose objectName is a dotted setting name
+        (editors of a nested form that marks its own, ``ownMarker``, are left to it)."""
+        from diffstudio.engine.settings import by_name
+
+        names = by_name()
+        for w in root.findChildren(QWidget):
+            if w.objectName() in names and not _in_own_form(w, root):
+                self.add(w.objectName(), w)
 
     def widgets(self) -> list[QWidget]:
         seen: dict[int, QWidget] = {}
@@ -77,6 +89,15 @@ class FieldMarker:
         for w in self.widgets():
             mark_error(w, "\n".join(dict.fromkeys(messages.get(id(w), []))) or None)
         return mine
+
+
+def _in_own_form(widget: QWidget, root: QWidget) -> bool:
+    w = widget.parentWidget()
+    while w is not None and w is not root:
+        if w.property("ownMarker"):
+            return True
+        w = w.parentWidget()
+    return False
 
 
 class NumberBox(QDoubleSpinBox):
