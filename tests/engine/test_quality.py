@@ -88,3 +88,13 @@ def test_quickstart_reaches_a_digits_recognition_rate_of_0_8_in_its_metrics(tmp_
     assert quality[-1]["step"] == 1500
     assert quality[-1]["quality"]["digits_recognition"] >= 0.8, quality[-1]
     assert any("validation" in row and row["step"] == 1500 for row in rows)
+
+
+def test_neither_scikit_learn_nor_pot_is_imported_at_app_start_up():
+    code = ("import sys\nimport diffstudio.gui.main_window, diffstudio.engine.trainer, diffstudio.engine.quality\n"
+            "import diffstudio.engine.digits_judge\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'ot')))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"
