@@ -209,7 +209,7 @@ class SamplingConfig:
     seed: int = setting(0, "Preview seed", "Seed of the preview noise: the same seed gives the same start "
                         "noise, so previews are comparable.", "Previews", ge=0, le=SEED_MAX, live=True)
     num_samples: int = setting(16, "Preview samples", "Samples per preview.", "Previews", ge=1, le=4096)
-    quality_samples: int = setting(100, "Quality samples", "Samples drawn at each preview to measure sample "
+    quality_samples: int = setting(50, "Quality samples", "Samples drawn at each preview to measure sample "
                                    "quality (digits recognised, sliced Wasserstein, brightness spread, "
                                    "histograms); 0 turns the measures off.", "Quality", ge=0, le=100_000)
 
