@@ -41,7 +41,7 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def speed_workload(name: str):
-    cfg = preset(name).updated(run={"preview_every": NEVER, "checkpoint_every": NEVER, "log_every": 10},
+    cfg = preset(name).updated(run={"preview_every": NEVER, "checkpoint_every": NEVER, "log_every": 10, "val_every": 0},
                                sampling={"num_samples": 1, "steps": 1})
     d = cfg.data
     data = load_dataset(d.source, resolution=d.resolution, channels=d.channels, labels=d.labels, n=d.num_points)

@@ -84,7 +84,7 @@ def main() -> None:
     C.set_threads(args.threads)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     base = preset("shapes").updated(optim={"batch_size": args.batch},
-                                    run={"preview_every": NEVER, "checkpoint_every": NEVER, "log_every": 10},
+                                    run={"preview_every": NEVER, "checkpoint_every": NEVER, "log_every": 10, "val_every": 0},
                                     sampling={"num_samples": 1, "steps": 1})
     data = load_dataset("shapes", resolution=32, channels=3, labels=True)
     print(f"{card(args.device)}; shapes UNet ({base.model.preset}), batch {args.batch}, "

@@ -61,7 +61,7 @@ def workload(name: str):
     else:
         cfg = preset("quickstart")
         data = load_dataset("digits")
-    cfg = cfg.updated(run={"preview_every": NEVER, "checkpoint_every": NEVER, "log_every": 10},
+    cfg = cfg.updated(run={"preview_every": NEVER, "checkpoint_every": NEVER, "log_every": 10, "val_every": 0},
                       sampling={"num_samples": 1, "steps": 1})
     return cfg, data
 

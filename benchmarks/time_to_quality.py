@@ -238,8 +238,9 @@ def main(argv=None) -> int:
         cfg = preset("quickstart").updated(
             # log_every divides preview_every: the hook then sees when each preview starts
             run={"steps": args.max_steps, "preview_every": args.preview_every, "seed": r,
-                 "log_every": math.gcd(10, args.preview_every)},
-            sampling={"num_samples": args.eval_samples})
+                 "log_every": math.gcd(10, args.preview_every), "val_every": 0},
+            sampling={"num_samples": args.eval_samples, "quality_samples": 0},
+            data={"val_fraction": 0.0})  # the plain loop holds nothing out either
         e = run_engine(cfg, judge, args)
         print(f"round {r} engine: reached {e['reached']}", flush=True)
         pl = run_plain(cfg, judge, args)

@@ -97,6 +97,17 @@ def _export_parser(sub) -> None:
     p.add_argument("--out", required=True)
 
 
+def _eval_parser(sub) -> None:
+    p = sub.add_parser("eval", help="validation loss by noise level and sample quality of a run or checkpoint")
+    p.add_argument("source", help="a run folder or checkpoint folder")
+    p.add_argument("--model", choices=("ema", "raw"), default="ema", help="which weights (default: EMA)")
+    p.add_argument("--quality-samples", type=int, default=None, help="samples for the quality measures "
+                   "(default: the run's sampling.quality_samples; 0 skips them)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object (keys t, loss, x0_mse, eps_mse, "
+                   "x0_mse_mean, quality, ...)")
+
+
 def _settings_parser(sub) -> None:
     p = sub.add_parser("settings", help="list every setting with its type, default, range or choices, and help")
     fmt = p.add_mutually_exclusive_group()
@@ -108,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="diffstudio", description="Train diffusion and flow-matching models and see why choices work. "
                 "Run without arguments to open the app.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
-    for add in (_schedule_parser, _dataset_parser, _train_parser, _sample_parser, _export_parser, _settings_parser):
+    for add in (_schedule_parser, _dataset_parser, _train_parser, _sample_parser, _export_parser, _eval_parser,
+                _settings_parser):
         add(sub)
     return p
 

@@ -106,6 +106,14 @@ def _cli_hooks(quiet: bool = False):
         def on_message(self, level, text):
             self._say(f"\n{level}: {text}\n")
 
+        def on_validation(self, step, result):
+            from diffstudio.engine.evaluation import summary_line
+
+            self._say(f"\n{summary_line(result)}\n")
+
+        def on_quality(self, step, quality):
+            self._say(f"\nquality at step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in quality.items()) + "\n")
+
         def should_stop(self):
             return self.stop
 
@@ -402,3 +410,32 @@ def export(args) -> int:
     path = do_export(args.source, args.format, args.out)
     print(f"exported {args.format} to {path}")
     return 0
+
+
+def eval(args) -> int:  # noqa: A001 - the subcommand's name
+    """``diffstudio eval``: validation by t and quality measures (engine/eval_run.py)."""
+    from diffstudio.engine.eval_run import evaluate_checkpoint
+
+    if args.quality_samples is not None and args.quality_samples < 0:
+        raise UsageError("--quality-samples: expected 0 or more")
+    out = evaluate_checkpoint(args.source, which=args.model, device=args.device, quality_samples=args.quality_samples)
+    if args.json:
+        print(json.dumps(out, allow_nan=False))
+        return 0
+    print(_eval_table(out))
+    return 0
+
+
+def _eval_table(o: dict) -> str:
+    def f(v):
+        return "undefined" if v is None else f"{v:.5g}"
+
+    lines = [f"step {o['step']}, {o['model']} weights, {o.get('items', 0)} held-out items",
+             f"{'t':>8}  {'log-SNR':>8}  {'loss':>10}  {'x0-MSE':>10}  {'eps-MSE':>10}"]
+    for t, lam, lo, x0, ep in zip(o["t"], o["log_snr"], o["loss"], o["x0_mse"], o["eps_mse"]):
+        lines.append(f"{t:>8.4f}  {'-inf' if lam is None else f'{lam:.2f}':>8}  {f(lo):>10}  {f(x0):>10}  {f(ep):>10}")
+    lines.append(f"x0-MSE averaged uniformly in t: {f(o['x0_mse_mean'])}")
+    lines += [f"undefined at t = {u['t']}: {u['reason']}" for u in o.get("undefined", [])]
+    lines += [f"quality {k}: {v:.4g}" for k, v in o["quality"].items()]
+    return "\n".join(lines)
+

@@ -59,9 +59,30 @@ class StreamingDataset:
         self._turn = 0
         self._stream = None
         self.reads = {"ahead": 0, "waited": 0}  # batches read ahead / read on the training thread
+        self.rows: np.ndarray | None = None  # cache rows of a subset (the training part of a split)
+
+    def subset(self, indices: Tensor) -> StreamingDataset:
+        """A dataset over the same cache holding only items ``indices`` (sorted, int64), in that order:
+        its item ``i`` is this dataset's item ``indices[i]``; nothing is copied but the index."""
+        rows = np.asarray(indices.cpu().numpy(), dtype=np.int64)
+        if self.rows is not None:
+            rows = self.rows[rows]
+        sub = StreamingDataset(self.cache, len(self.pixels), self.name, self.skipped, labels=False)
+        sub.rows, sub.class_names, sub.notes = rows, list(self.class_names), list(self.notes)
+        sub.labels = None if self.labels is None else self.labels[indices.to(self.labels.device)]
+        return sub.to(self._device)
+
+    def materialize(self, indices: Tensor):
+        """Items ``indices`` as a device-resident uint8 :class:`InMemoryDataset` (held-out sets)."""
+        from diffstudio.data.dataset import InMemoryDataset
+
+        x = torch.from_numpy(self._gather(np.asarray(indices.cpu().numpy(), dtype=np.int64)))
+        y = None if self.labels is None else self.labels[indices.to(self.labels.device)].cpu()
+        return InMemoryDataset(x=x, labels=y, class_names=list(self.class_names) if y is not None else [],
+                               name=self.name)
 
     def __len__(self) -> int:
-        return int(self.pixels.shape[0])
+        return int(self.pixels.shape[0] if self.rows is None else len(self.rows))
 
     @property
     def num_classes(self) -> int:
@@ -128,7 +149,7 @@ class StreamingDataset:
 
     def preview(self, n: int) -> Tensor:
         """The first ``n`` images on the CPU as float32 in [-1, 1]."""
-        return uint8_to_unit_range(torch.from_numpy(np.array(self.pixels[: max(0, n)])))
+        return uint8_to_unit_range(torch.from_numpy(self._gather(np.arange(min(max(0, n), len(self))))))
 
     # ---- reader ---------------------------------------------------------------------------------
     def _read_ahead(self, state: Tensor, device: torch.device, batch_size: int, shard: tuple[int, int],
@@ -161,6 +182,8 @@ class StreamingDataset:
         return rows
 
     def _gather(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if self.rows is not None:
+            idx = self.rows[idx]
         if out is None:
             return np.take(self.pixels, idx, axis=0)
         return np.take(self.pixels, idx, axis=0, out=out, mode="clip")  # "raise" would buffer a copy

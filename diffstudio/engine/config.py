@@ -62,6 +62,12 @@ LR_SCHEDULES = (
     Choice("cosine", "cosine", "After warm-up, cosine decay to 10 % of the learning rate at the last step."),
     Choice("constant", "constant", "After warm-up, the learning rate stays constant."),
 )
+VAL_MODELS = (
+    Choice("ema", "EMA weights", "Validate the exponential moving average of the weights (what previews and export "
+           "use); the raw weights when EMA is off."),
+    Choice("raw", "raw weights", "Validate the weights the optimizer is training."),
+    Choice("both", "EMA and raw", "Validate both (twice the cost); each gets its own rows."),
+)
 CHANNELS = (Choice(1, "1 (grayscale)", "One channel."), Choice(3, "3 (RGB)", "Three channels."))  # type: ignore[arg-type]
 
 
@@ -84,6 +90,12 @@ class DataConfig:
                                       "CUDA memory; CPU: 10 % of available RAM, at most 512 MiB). A folder larger "
                                       "than this streams from its on-disk uint8 cache.", "Loading", unit="MiB",
                                       ge=0.0, le=1e9, advanced=True)
+    val_fraction: float = setting(0.05, "Validation share", "Share of the dataset held out for validation (never "
+                                  "trained on); 0 trains on everything and turns validation off.", "Validation",
+                                  ge=0.0, le=0.5)
+    val_seed: int = setting(0, "Validation split seed", "Seed of the fixed split into training and validation "
+                            "items (and of the validation noise), independent of the run's seed.", "Validation",
+                            ge=0, le=SEED_MAX, advanced=True)
 
 
 @dataclass
@@ -203,6 +215,9 @@ class SamplingConfig:
     seed: int = setting(0, "Preview seed", "Seed of the preview noise: the same seed gives the same start "
                         "noise, so previews are comparable.", "Previews", ge=0, le=SEED_MAX, live=True)
     num_samples: int = setting(16, "Preview samples", "Samples per preview.", "Previews", ge=1, le=4096)
+    quality_samples: int = setting(50, "Quality samples", "Samples drawn at each preview to measure sample "
+                                   "quality (digits recognised, sliced Wasserstein, brightness spread, "
+                                   "histograms); 0 turns the measures off.", "Quality", ge=0, le=100_000)
 
 
 @dataclass
@@ -225,6 +240,17 @@ class RunConfig:
                                     ge=1, le=10**9, unit="steps")
     log_every: int = setting(10, "Log every", "Write a metrics row every N steps.", "Logging", ge=1, le=10**9,
                              unit="steps", advanced=True)
+    val_every: int = setting(250, "Validate every", "Evaluate the model on the held-out set at fixed noise levels "
+                             "every N steps (and at the end); 0 turns it off.", "Validation", ge=0, le=10**9,
+                             unit="steps")
+    val_model: str = setting("ema", "Validated weights", "Which weights the validation evaluates.", "Validation",
+                             choices=VAL_MODELS)
+    val_items: int = setting(128, "Validation items", "At most this many held-out items are evaluated (each at "
+                             "every noise level, with the same noise every time).", "Validation", ge=1,
+                             le=1_000_000, advanced=True)
+    val_times: int = setting(20, "Validation noise levels", "Number of t values, spread uniformly in log-SNR over "
+                             "the schedule's finite range, plus t = 1.", "Validation", ge=16, le=1000,
+                             advanced=True)
     keep_checkpoints: int = setting(3, "Keep checkpoints", "How many of the latest checkpoints to keep.",
                                     "Checkpoints", ge=1, le=100_000, advanced=True)
     out_dir: str = setting("runs", "Runs folder", "Folder in which new run folders are created.", "Checkpoints",

@@ -34,6 +34,8 @@ class TrainerHooks:
     def on_preview(self, step: int, preview: Preview) -> None: ...
     def on_checkpoint(self, step: int, path: str) -> None: ...
     def on_message(self, level: str, text: str) -> None: ...
+    def on_validation(self, step: int, result) -> None: ...  # an engine.evaluation.ValidationResult
+    def on_quality(self, step: int, quality: dict) -> None: ...  # {measure name: number}
 
     def on_data_progress(self, done: int, total: int) -> None:
         """Decoding a folder into its training cache: ``done`` of ``total`` images. By default a
@@ -96,13 +98,15 @@ class Trainer:
         self.precision = resolve_precision(cfg.run.precision, self.device)  # refused here, before any data
         if cfg.run.threads > 0:
             torch.set_num_threads(cfg.run.threads)
-        self.data = self._load_data().to(self.device)
+        self.data, self.val_data = self._split_data(self._load_data())
+        self.data = self.data.to(self.device)
         self.info = self._data_info()
         self.schedule = cfg.schedule.build()
         self.objective = cfg.objective.build()
         self._build_model()
         # one stream shared by every rank: each draws the global batch and keeps its shard (_batch)
         self.generator = torch.Generator(device=self.device).manual_seed(stream_seed(cfg.run.seed))
+        self.validation = self._validation_set()
         if self._resume:
             self._load_state(self._resume)
         if self.nothing_to_do:
@@ -142,6 +146,25 @@ class Trainer:
             self.world.barrier()
             self.hooks.on_message("info", loaded.placement)
         return loaded.dataset
+
+    def _split_data(self, full):
+        """(training items, the held-out items validation evaluates): a fixed split by
+        ``data.val_seed`` (data/split.py), computed identically by every rank and on resume."""
+        from diffstudio.data.split import split_dataset
+
+        d = self.config.data
+        self.split, train, val = split_dataset(full, d.val_fraction, d.val_seed, self.config.run.val_items)
+        return train, None if val is None else val.to(self.device)
+
+    def _validation_set(self):
+        from diffstudio.engine.evaluation import make_validation_set
+
+        if not self.config.run.val_every or self.val_data is None or not self.world.is_main:
+            return None
+        r, o = self.config.run, self.objective
+        return make_validation_set(self.val_data, self.schedule, count=r.val_times, items=r.val_items,
+                                   seed=self.config.data.val_seed, conditional=self.conditional,
+                                   offset_noise=o.offset_noise)
 
     def _data_info(self) -> DataInfo:
         d = self.data
@@ -225,7 +248,8 @@ class Trainer:
         meta = {"step": self.step, "config": self.config.to_dict(), "model_spec": self.model.spec,
                 "data_info": self.info.__dict__, "loss": loss if math.isfinite(loss) else None,
                 "world_size": self.world.size,
-                "lr_segment": self.lr_segment.to_dict() if self.lr_segment is not None else None}
+                "lr_segment": self.lr_segment.to_dict() if self.lr_segment is not None else None,
+                "val_split": {"n": self.split.n, "held_out": len(self.split.val), "sha1": self.split.fingerprint()}}
         path = save_checkpoint(self.run_dir.checkpoint_dir(self.step), model=self.model.state_dict(),
                                ema=self.ema.state_dict() if self.ema else None,
                                optimizer=self.optimizer.state_dict(), meta=meta, rng=rng)
@@ -246,6 +270,7 @@ class Trainer:
         for group in self.optimizer.param_groups:  # the kernel suits this device, not the saving one
             group.update(fused=fused, foreach=None if fused else group.get("foreach"))
         self.step = int(ckpt.meta["step"])
+        self._check_split(ckpt.meta.get("val_split"))
         self._restore_rng(ckpt.rng.get("train.rank0"))
         self._resume_run_path = Path(ckpt.path).parent.parent
         loss = ckpt.meta.get("loss")
@@ -269,6 +294,13 @@ class Trainer:
                                                   self.config)
         if note:
             self.hooks.on_message("info", note)
+
+    def _check_split(self, saved: dict | None) -> None:
+        """A resumed run must hold out the items it held out before (same data, share and seed)."""
+        if saved and saved.get("sha1") != self.split.fingerprint():
+            raise TrainingError(f"the dataset or its validation split changed since the checkpoint ({saved.get('n')} "
+                                f"items, {saved.get('held_out')} held out; now {self.split.n} and "
+                                f"{len(self.split.val)}): resuming would train on validation items")
 
     def _restore_rng(self, state) -> None:
         """Continue the saved random stream (shared by the ranks, see _batch: any world size
@@ -350,6 +382,51 @@ class Trainer:
         finally:
             model.train()
 
+    def _eval_models(self):
+        """(name, module) of the weights validation evaluates (run.val_model), in eval mode."""
+        which = self.config.run.val_model
+        out = []
+        if which in ("ema", "both"):
+            out.append(("ema", self.ema.module) if self.ema is not None else ("raw", self.model))
+        if which in ("raw", "both") and not (out and out[0][0] == "raw"):
+            out.append(("raw", self.model))
+        return out
+
+    def _validate(self) -> None:
+        """Evaluate on the fixed validation set (main rank; no gradients) and log one row per model."""
+        from diffstudio.engine.evaluation import evaluate
+
+        if self.validation is None or not self.world.is_main:
+            return
+        for name, model in self._eval_models():
+            model.eval()
+            try:
+                result = evaluate(model, self.schedule, self.objective, self.validation, step=self.step,
+                                  model_name=name)
+            finally:
+                model.train()
+            if self.run_dir:
+                self.run_dir.append_metrics([{"step": self.step, "validation": result.to_json()}])
+            self.hooks.on_validation(self.step, result)
+
+    def _measure_quality(self) -> None:
+        """Sample-quality measures on ``sampling.quality_samples`` fresh samples (engine/quality.py)."""
+        from diffstudio.engine.quality import measure_quality
+
+        n = self.config.sampling.quality_samples
+        if n <= 0 or not self.world.is_main:
+            return
+        model = self.ema.module if self.ema is not None else self.model
+        model.eval()
+        try:
+            quality = measure_quality(model, self.config, self.info, self.data, n=n, device=self.device)
+        finally:
+            model.train()
+        if quality:
+            if self.run_dir:
+                self.run_dir.append_metrics([{"step": self.step, "quality": quality}])
+            self.hooks.on_quality(self.step, quality)
+
     def _emit_preview(self) -> None:
         if not self.world.is_main:
             return
@@ -360,6 +437,7 @@ class Trainer:
         if p.grid is not None:
             self.run_dir.save_preview(self.step, p.grid, stats)
         self.hooks.on_preview(self.step, p)
+        self._measure_quality()
 
     def run(self) -> TrainResult:
         """Train to ``run.steps``. An exception leaves with ``.run_dir`` set to the run folder (when
@@ -418,6 +496,8 @@ class Trainer:
                 window_start, window_steps = time.perf_counter(), 0
             if self.step % cfg.run.preview_every == 0:
                 self._emit_preview()
+            if cfg.run.val_every and self.step % cfg.run.val_every == 0:
+                self._validate()
             if self.step % cfg.run.checkpoint_every == 0 and self.step < cfg.run.steps:
                 self._save(loss)
         self._finish(loss, stopped)
@@ -428,6 +508,8 @@ class Trainer:
     def _finish(self, loss: float, stopped: bool) -> None:
         if self.world.is_main and self.step % self.config.run.preview_every != 0 and not stopped:
             self._emit_preview()
+        if self.config.run.val_every and self.step % self.config.run.val_every != 0 and not stopped:
+            self._validate()
         self._save(loss)
         how = "stopped" if stopped else "finished"
         self.hooks.on_message("info", f"training {how} at step {self.step}")

@@ -39,6 +39,7 @@ from diffstudio.gui.runs_curve import LossCurve, loss_rows
 from diffstudio.gui.runs_data import diff_configs, list_previews, load_image
 from diffstudio.gui.runs_image import GridImageView
 from diffstudio.gui.widgets.plots import plot_widget
+from diffstudio.gui.widgets.val_curve import ValidationView
 
 POLL_MS = 1000
 LIVE_WINDOW_S = 30.0  # a run whose metrics grew this recently is shown as "live"
@@ -51,6 +52,7 @@ class RunFollower(QObject):
     # every signal carries the follower's ``key`` first (which run of a comparison it is)
     metricsAdded = Signal(str, list, list)  # key, steps, losses (new points only)
     previewsChanged = Signal(str, list)  # key, [(step, image path)]: all of them, when the list changed
+    evaluationsAdded = Signal(str, list)  # key, new validation / quality rows of metrics.jsonl
     configLoaded = Signal(str, object)  # key, the run's Config (once)
     error = Signal(str, str)  # key, message
 
@@ -99,6 +101,9 @@ class RunFollower(QObject):
             self.last_growth = time.monotonic() if first_read is None else first_read
             if steps:
                 self.metricsAdded.emit(self.key, steps, losses)
+            evaluations = [r for r in rows if "validation" in r or "quality" in r]
+            if evaluations:
+                self.evaluationsAdded.emit(self.key, evaluations)
         previews = list_previews(run)
         if previews != self.previews:
             self.previews = previews
@@ -187,6 +192,7 @@ class RunViewer(QWidget):
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.live_label = QLabel("")
         self.curve = LossCurve()
+        self.validation_view = ValidationView()
         self.previews = PreviewBrowser()
         self.config_view = QPlainTextEdit()
         self.config_view.setReadOnly(True)
@@ -196,6 +202,7 @@ class RunViewer(QWidget):
 
         left = QSplitter(Qt.Orientation.Vertical)
         left.addWidget(self.curve)
+        left.addWidget(self.validation_view)
         left.addWidget(self.previews)
         main = QSplitter(Qt.Orientation.Horizontal)
         main.addWidget(left)
@@ -213,6 +220,7 @@ class RunViewer(QWidget):
         # bound methods, not lambdas: a lambda holding self keeps a cycle that PySide 6.12 breaks badly
         self.follower = RunFollower(self.path, interval_ms, self)
         self.follower.metricsAdded.connect(self._on_metrics)
+        self.follower.evaluationsAdded.connect(self._on_evaluations)
         self.follower.previewsChanged.connect(self._on_previews)
         self.follower.configLoaded.connect(self._on_config)
         self.follower.error.connect(self._on_error)
@@ -226,6 +234,9 @@ class RunViewer(QWidget):
 
     def _on_previews(self, _key: str, previews: list) -> None:
         self.previews.set_previews(previews)
+
+    def _on_evaluations(self, _key: str, rows: list) -> None:
+        self.validation_view.add_rows(rows)
 
     def _on_config(self, _key: str, config) -> None:
         self.config_view.setPlainText(config_text(config))
@@ -262,6 +273,7 @@ class CompareRunsWindow(QWidget):
         self.followers: dict[str, RunFollower | None] = {"A": None, "B": None}
         self.configs: dict[str, object] = {"A": None, "B": None}
         self.curve = LossCurve(series=("A", "B"))
+        self.validation_view = ValidationView(runs=("A", "B"))  # the two runs' latest by-t curves overlaid
         self.path_labels = {k: QLabel("(no run)") for k in "AB"}
         self.preview_views = {k: PreviewBrowser() for k in "AB"}
         self.diff_table = QTableWidget(0, 3)
@@ -296,8 +308,9 @@ class CompareRunsWindow(QWidget):
         top.setSizes([760, 440])
         body = QSplitter(Qt.Orientation.Vertical)
         body.addWidget(top)
+        body.addWidget(self.validation_view)
         body.addWidget(grids)
-        body.setSizes([420, 340])
+        body.setSizes([320, 300, 260])
         layout = QVBoxLayout(self)
         layout.addLayout(pickers)
         layout.addWidget(body, 1)
@@ -316,9 +329,11 @@ class CompareRunsWindow(QWidget):
         self.configs[key] = None
         self.path_labels[key].setText(str(path))
         self.curve.clear(key)
+        self.validation_view.clear(key)
         self.preview_views[key].set_previews([])
         follower = RunFollower(path, self._interval, self, key=key)
         follower.metricsAdded.connect(self._on_metrics)
+        follower.evaluationsAdded.connect(self._on_evaluations)
         follower.previewsChanged.connect(self._on_previews)
         follower.configLoaded.connect(self._set_config)
         follower.error.connect(self._on_error)
@@ -342,6 +357,9 @@ class CompareRunsWindow(QWidget):
 
     def _on_previews(self, key: str, previews: list) -> None:
         self.preview_views[key].set_previews(previews)
+
+    def _on_evaluations(self, key: str, rows: list) -> None:
+        self.validation_view.add_rows(rows, run=key)
 
     def _on_error(self, key: str, message: str) -> None:
         self.path_labels[key].setText(f"{self.paths[key]} — {message}")

@@ -60,7 +60,8 @@ class TrainingThread(QThread):
     ``started_run(Mapping)`` on_start's info (a read-only copy); ``progress(Progress)``; ``metrics(tuple[StepMetrics])``
     batched, at most 20 per second; ``preview(Preview)`` (messages are frozen dataclasses of
     :mod:`diffstudio.engine.messages` and :mod:`diffstudio.engine.preview`);
-    ``checkpoint(step, path)``; ``message(level, text)``; ``pausedChanged(bool)`` once the
+    ``checkpoint(step, path)``; ``message(level, text)``; ``validation(ValidationResult)``;
+    ``quality(step, {measure: value})``; ``pausedChanged(bool)`` once the
     training loop has actually stopped (True) or gone on (False); ``succeeded(TrainResult)``
     (None after :meth:`abort`); ``failed(str)`` with a readable message. Exactly one of
     succeeded / failed is emitted, before ``finished``.
@@ -73,6 +74,8 @@ class TrainingThread(QThread):
     checkpoint = Signal(int, str)
     message = Signal(str, str)
     pausedChanged = Signal(bool)
+    validation = Signal(object)  # an engine ValidationResult (frozen dataclass)
+    quality = Signal(int, object)  # step, {measure: value}
     succeeded = Signal(object)
     failed = Signal(str)
 
@@ -173,6 +176,13 @@ class TrainingThread(QThread):
 
             def on_message(self, level: str, text: str) -> None:
                 thread.message.emit(str(level), str(text))
+
+            def on_validation(self, step: int, result: Any) -> None:
+                thread._flush_metrics()
+                thread.validation.emit(result)
+
+            def on_quality(self, step: int, quality: dict) -> None:
+                thread.quality.emit(int(step), {k: float(v) for k, v in quality.items()})
 
             def should_stop(self) -> bool:
                 thread._check_abort()

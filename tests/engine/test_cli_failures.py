@@ -265,7 +265,7 @@ def test_json_never_holds_nan(tmp_path, capsys):
 
 def _lr_rows(run) -> dict[int, float]:
     rows, _ = RunDir(run).read_metrics()
-    return {int(r["step"]): float(r["lr"]) for r in rows}
+    return {int(r["step"]): float(r["lr"]) for r in rows if "lr" in r}  # training rows (not validation)
 
 
 def test_extending_a_finished_run_keeps_the_lr_continuous_and_says_so(tmp_path, trained, capsys):

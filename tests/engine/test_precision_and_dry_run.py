@@ -78,7 +78,7 @@ def test_train_with_fp16_on_cpu_exits_2_with_one_line(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- dry run
 def _tiny(cfg):
-    return cfg.updated(run={"device": "cpu", "precision": "fp32"}, data={"num_points": 64},
+    return cfg.updated(run={"device": "cpu", "precision": "fp32"}, data={"num_points": 64, "val_fraction": 0.0},
                        optim={"batch_size": 8})
 
 
@@ -107,7 +107,7 @@ def test_too_small_a_device_budget_warns_and_skips_the_probe():
 
 def test_cli_dry_run_prints_the_estimate(tmp_path, capsys):
     code = cli.main(["train", "--preset", "moons-flow", "--dry-run", "--set", "run.device=cpu",
-                     "--set", "data.num_points=256", "--out", str(tmp_path / "r"), "--json"])
+                     "--set", "data.num_points=256", "--set", "data.val_fraction=0", "--out", str(tmp_path / "r"), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and not (tmp_path / "r").exists()
     assert out["num_params"] > 0 and out["data_items"] == 256 and out["seconds_per_step"] > 0

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -31,10 +32,10 @@ def labelled_folder(root, count=24):
     return root
 
 
-def train(tmp_path, folder, name, budget_mb):
+def train(tmp_path, folder, name, budget_mb, val_fraction=0.0):
     cfg = preset("quickstart").updated(
         data={"source": str(folder), "resolution": 8, "channels": 3, "hflip": True, "labels": True,
-              "memory_budget_mb": budget_mb},
+              "memory_budget_mb": budget_mb, "val_fraction": val_fraction},
         run={"steps": 3, "out_dir": str(tmp_path / "runs"), "name": name, "preview_every": 10_000,
              "checkpoint_every": 10_000, "log_every": 1},
         optim={"batch_size": 6, "grad_accum": 2, "warmup_steps": 1}, sampling={"num_samples": 2, "steps": 2})
@@ -45,12 +46,18 @@ def train(tmp_path, folder, name, budget_mb):
     return trainer, hooks.messages, {**ckpt.model, **{f"ema.{k}": v for k, v in (ckpt.ema or {}).items()}}
 
 
-def test_a_folder_over_the_budget_streams_and_trains_bit_identically_to_the_device_resident_path(tmp_path):
+@pytest.mark.parametrize("val_fraction", [0.0, 0.25])
+def test_a_folder_over_the_budget_streams_and_trains_bit_identically_to_the_device_resident_path(tmp_path,
+                                                                                                val_fraction):
+    """Also with a held-out split: both paths train on the same items (the stream reads a subset)."""
     folder = labelled_folder(tmp_path / "pets")
     size = 24 * 3 * 8 * 8  # bytes as uint8
-    resident, said_resident, weights_resident = train(tmp_path, folder, "resident", budget_mb=1.0)
-    streamed, said_streamed, weights_streamed = train(tmp_path, folder, "streamed", budget_mb=(size // 2) / 2**20)
-    assert resident.data.x.dtype == torch.uint8 and resident.data.nbytes == size
+    resident, said_resident, weights_resident = train(tmp_path, folder, "resident", 1.0, val_fraction)
+    streamed, said_streamed, weights_streamed = train(tmp_path, folder, "streamed", (size // 2) / 2**20,
+                                                      val_fraction)
+    held_out = round(24 * val_fraction)
+    assert len(resident.data) == len(streamed.data) == 24 - held_out
+    assert resident.data.x.dtype == torch.uint8 and resident.data.nbytes == size * (24 - held_out) // 24
     assert "dataset cache: 24 / 24 images decoded" in said_resident  # the build's progress, via the hooks
     assert any("held on cpu" in m for m in said_resident)
     assert isinstance(streamed.data, StreamingDataset) and any("streamed from the cache" in m for m in said_streamed)
@@ -90,8 +97,8 @@ def test_torchrun_ranks_stream_their_slices_of_one_cache_and_train_as_one_proces
     # the same batches: the global batch's loss agrees to float-sum order at every step (another batch
     # would differ by ~1e-2). Weights only to ~lr: AdamW turns the sum-order noise of near-zero gradients
     # (biases in front of a GroupNorm) into updates of up to lr
-    losses = [[json.loads(line)["loss"] for line in (d / "metrics.jsonl").read_text().splitlines()]
-              for d in (tmp_path / "ddp", Path(result.run_dir))]
+    losses = [[row["loss"] for row in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())
+               if "loss" in row] for d in (tmp_path / "ddp", Path(result.run_dir))]  # training rows
     assert len(losses[0]) == 3 and max(abs(a - b) for a, b in zip(*losses)) < 1e-5, losses
     for name, value in single.model.items():
         torch.testing.assert_close(ddp.model[name], value, rtol=0, atol=2e-3, msg=name)

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from diffstudio.gui.runs_curve import LossCurve, loss_rows
+from diffstudio.gui.widgets.val_curve import ValidationView
 from diffstudio.gui.runs_data import (
     checkpoint_step,
     list_checkpoints,
@@ -165,6 +166,7 @@ class TrainingPanel(QWidget):
         self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.curve = LossCurve()
+        self.validation_view = ValidationView()
 
         self.checkpoint_list = QListWidget()
         self.format_combo = QComboBox()
@@ -186,8 +188,11 @@ class TrainingPanel(QWidget):
         ckpt_layout.addWidget(self.resume_button)
         ckpt_layout.addWidget(self.export_label)
 
+        curves = QSplitter(Qt.Orientation.Vertical)  # training loss above, loss by noise level below
+        curves.addWidget(self.curve)
+        curves.addWidget(self.validation_view)
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.curve)
+        splitter.addWidget(curves)
         splitter.addWidget(ckpt_box)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
@@ -264,6 +269,7 @@ class TrainingPanel(QWidget):
             self._update_buttons()
             return False
         self.curve.clear()
+        self.validation_view.clear()
         self.checkpoint_list.clear()
         self.run_dir = None
         self._launch(self.state.config, resume=None, dataset=self.state.dataset)
@@ -287,6 +293,7 @@ class TrainingPanel(QWidget):
             return False
         config = config.updated(run={"steps": steps, "device": self.state.config.run.device})
         self.curve.clear()
+        self.validation_view.clear()
         self.load_history(run_path, up_to=step)
         self.run_dir = str(run_path)
         self._launch(config, resume=str(checkpoint), dataset=None)
@@ -305,6 +312,8 @@ class TrainingPanel(QWidget):
         thread.checkpoint.connect(self._on_checkpoint)
         thread.message.connect(self._on_message)
         thread.pausedChanged.connect(self._on_paused)
+        thread.validation.connect(self.validation_view.add_result)
+        thread.quality.connect(self.validation_view.add_quality)
         thread.succeeded.connect(self._on_succeeded)
         thread.failed.connect(self._on_failed)
         thread.finished.connect(self._on_thread_finished)
@@ -474,6 +483,7 @@ class TrainingPanel(QWidget):
             return
         self.run_dir = str(path)
         self.curve.clear()
+        self.validation_view.clear()
         self.load_history(path)
         self.run_label.setText(f"Run folder: {path}")
         self.refresh_checkpoints()
@@ -484,8 +494,10 @@ class TrainingPanel(QWidget):
             rows = read_all_metrics(path)
         except Exception:  # noqa: BLE001 - a missing or partial log just shows no history
             return
-        steps, losses = loss_rows(r for r in rows if up_to is None or r.get("step", 0) <= up_to)
+        rows = [r for r in rows if up_to is None or r.get("step", 0) <= up_to]
+        steps, losses = loss_rows(rows)
         self.curve.add(steps, losses)
+        self.validation_view.add_rows(rows)
         self.curve.redraw()
 
     def refresh_checkpoints(self) -> None:
