@@ -119,7 +119,14 @@ def _train_config(args):
         cfg = cfg.updated(run={"device": args.device})
     if getattr(args, "threads", None) is not None:
         cfg = cfg.updated(run={"threads": args.threads})
-    return _apply_sets(cfg, getattr(args, "assignments", []))
+    cfg = _apply_sets(cfg, getattr(args, "assignments", []))
+    if getattr(args, "preset", None) and not args.resume:
+        from diffstudio.engine.config import ConfigError
+        from diffstudio.engine.presets import missing_required
+
+        if missing_required(args.preset, cfg):
+            raise ConfigError(missing_required(args.preset, cfg))
+    return cfg
 
 
 def _apply_sets(cfg, assignments: list[str]):

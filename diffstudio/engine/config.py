@@ -78,6 +78,9 @@ class DataConfig:
     num_points: int | None = setting(None, "Count", "Number of points of a 2-D toy, or the first N images of a "
                                      "folder.", "Dataset", ge=1, le=10_000_000, none_label="all / the toy's "
                                      "default (8192)", advanced=True)
+    vae: str = setting("", "VAE (latent diffusion)", "A diffusers AutoencoderKL folder (or a pipeline folder with "
+                       "vae/): the images are encoded once into a latent cache and the model trains on latents; "
+                       "previews decode to images. Nothing is downloaded. Empty: train on pixels.", "Latents")
 
 
 @dataclass
@@ -88,6 +91,11 @@ class ModelConfig:
                                       "has labels (needed for classifier-free guidance).", "Conditioning")
     cond_drop_prob: float = setting(0.1, "Label dropout", "Probability of training a sample without its label, "
                                     "so classifier-free guidance works.", "Conditioning", ge=0.0, lt=1.0)
+    init_from: str = setting("", "Start from a model", "Fine-tune a pretrained model: a diffusers UNet2DModel "
+                             "folder, a pipeline folder with unet/, or a diffstudio run, checkpoint or export "
+                             "(safetensors only). Its config sets the architecture (model size is then ignored); "
+                             "new class-embedding rows start as the model's unconditional one. Empty: train from "
+                             "scratch.", "Initialisation")
     mlp_width: int = setting(128, "MLP width", "Hidden units per layer of the 2-D toys' MLP.", "Architecture",
                              ge=1, le=4096, advanced=True)
     mlp_depth: int = setting(3, "MLP depth", "Hidden layers of the 2-D toys' MLP.", "Architecture", ge=1, le=32,

@@ -64,16 +64,46 @@ def _shapes() -> Config:
                        run={"steps": 3000, "preview_every": 250, "name": "shapes"})
 
 
+def _finetune_ztsnr_v() -> Config:
+    """Lin et al. 2024, Sec. 5: fine-tune an eps-trained model (e.g. a lighting-sd-eps run) to
+    v-prediction on the same betas rescaled to zero terminal SNR, sampled with trailing spacing.
+    ``model.init_from`` must name the model (see :data:`REQUIRED`)."""
+    cfg = _lighting(True, "v", "trailing", "finetune-ztsnr-v")
+    return cfg.updated(optim={"lr": 1e-3, "warmup_steps": 25}, run={"steps": 300, "preview_every": 50,
+                                                                      "checkpoint_every": 150})
+
+
 PRESETS: dict[str, tuple[str, callable]] = {
     "quickstart": ("Digits 8x8, class-conditional; ZTSNR + v + trailing (the app's default)", _quickstart),
     "lighting-sd-eps": ("Lighting 32x32: Stable Diffusion schedule, eps, leading (the flawed recipe)",
                         lambda: _lighting(False, "eps", "leading", "lighting-sd-eps")),
     "lighting-ztsnr-v": ("Lighting 32x32: same betas rescaled to zero terminal SNR, v, trailing (the fix)",
                          lambda: _lighting(True, "v", "trailing", "lighting-ztsnr-v")),
+    "finetune-ztsnr-v": ("Fine-tune an eps model (model.init_from, e.g. a lighting-sd-eps run) to ZTSNR + v + "
+                         "trailing", _finetune_ztsnr_v),
     "moons-flow": ("Two moons in 2-D: rectified flow with an MLP", _moons_flow),
     "gaussians8-v": ("Eight Gaussians in 2-D: cosine schedule, v-prediction", _gaussians8_v),
     "shapes": ("Coloured shapes 32x32 RGB, class-conditional", _shapes),
 }
+
+
+# presets that cannot run until the user fills a setting: {preset: ((setting, what to give), ...)}
+REQUIRED: dict[str, tuple[tuple[str, str], ...]] = {
+    "finetune-ztsnr-v": (("model.init_from", "give the eps-trained model to fine-tune (a run folder, checkpoint, "
+                                             "export or diffusers UNet folder), e.g. a lighting-sd-eps run: "
+                                             "--set model.init_from=runs/lighting-sd-eps"),),
+}
+
+
+def missing_required(name: str, config: Config) -> list[tuple[str, str]]:
+    """``[(setting, message)]`` for each setting the preset ``name`` needs and ``config`` leaves
+    empty (an empty list when it can run)."""
+    out = []
+    for field, message in REQUIRED.get(name, ()):
+        section, key = field.split(".", 1)
+        if not str(getattr(getattr(config, section), key) or "").strip():
+            out.append((field, f"the {name} preset needs it: {message}"))
+    return out
 
 
 def preset(name: str) -> Config:

@@ -126,11 +126,11 @@ class Trainer:
     def _build_model(self) -> None:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        from diffstudio.models.build import build_model
+        from diffstudio.engine.pretrained import initial_model
 
         cfg = self.config
         torch.manual_seed(cfg.run.seed)
-        self.model = build_model(cfg, self.info).to(self.device)
+        self.model = initial_model(cfg, self.info, resume=self._resume, say=self.hooks.on_message).to(self.device)
         self.conditional = getattr(self.model, "num_classes", 0) > 0 or (
             cfg.model.class_conditional and self.info.num_classes > 0)
         decay = cfg.optim.ema_decay
