@@ -190,6 +190,10 @@ def sample(args) -> int:
         raise UsageError("; ".join(f"{f}: {m}" for f, m in errors))
     preview = generate(loaded.model, cfg, loaded.data_info, n=args.n, seed=args.seed, device=args.device,
                        on_singular="raise")
+    if cfg.data.vae:  # a latent model: decode with the run's VAE
+        from diffstudio.engine.latents import decode_preview, load_codec
+
+        preview = decode_preview(preview, load_codec(cfg.data.vae, args.device))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if preview.grid is not None:

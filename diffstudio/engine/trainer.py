@@ -83,6 +83,8 @@ def _adamw_kernel(device: torch.device) -> dict:
 
 
 class Trainer:
+    codec = None  # the VAE of a latent run (data.vae), else None
+
     def __init__(self, config: Config, *, hooks: TrainerHooks | None = None, run_dir: str | Path | None = None,
                  resume: str | Path | None = None, dataset=None):
         self.config = config.check()
@@ -97,7 +99,7 @@ class Trainer:
         self.device = self.world.device if self.world.size > 1 else resolve_device(cfg.run.device)
         if cfg.run.threads > 0:
             torch.set_num_threads(cfg.run.threads)
-        self.data = self._load_data().to(self.device)
+        self.data = self._latents(self._load_data()).to(self.device)
         self.info = self._data_info()
         self.schedule = cfg.schedule.build()
         self.objective = cfg.objective.build()
@@ -116,6 +118,16 @@ class Trainer:
         d = self.config.data
         return load_dataset(d.source, resolution=d.resolution, channels=d.channels, labels=d.labels,
                             n=d.num_points, seed=self.config.run.seed)
+
+    def _latents(self, data):
+        """With ``data.vae``: the data's VAE posteriors (encoded once, cached on disk); the VAE is
+        kept (``self.codec``) to decode previews. Without: ``data`` itself."""
+        if not self.config.data.vae:
+            return data
+        from diffstudio.engine.latents import encode_dataset, load_codec
+
+        self.codec = load_codec(self.config.data.vae, self.device)
+        return encode_dataset(data, self.codec, hflip=self.config.data.hflip, say=self.hooks.on_message)
 
     def _data_info(self) -> DataInfo:
         d = self.data
@@ -299,7 +311,12 @@ class Trainer:
         model = self.ema.module if self.ema is not None else self.model
         model.eval()
         try:
-            return generate(model, self.config, self.info, device=self.device, step=self.step)
+            p = generate(model, self.config, self.info, device=self.device, step=self.step)
+            if self.codec is not None:
+                from diffstudio.engine.latents import decode_preview
+
+                p = decode_preview(p, self.codec)
+            return p
         finally:
             model.train()
 
