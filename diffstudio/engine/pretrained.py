@@ -248,7 +248,8 @@ def initial_model(config: Config, info: DataInfo, *, resume: str | Path | None =
     """The model a run starts with: resuming a run that began from a pretrained model rebuilds the
     checkpoint's own architecture (its weights are loaded afterwards, so the pretrained folder is
     not needed any more); else the pretrained model when ``model.init_from`` is set; else a fresh
-    preset (:func:`diffstudio.models.build.build_model`)."""
+    preset (:func:`diffstudio.models.build.build_model`). A run still named after a preset that
+    needs a model (``finetune-ztsnr-v``) but given none is a ``ConfigError``."""
     from diffstudio.models.build import build_model, model_from_spec
 
     if resume and config.model.init_from:
@@ -257,6 +258,11 @@ def initial_model(config: Config, info: DataInfo, *, resume: str | Path | None =
         return model_from_spec(load_checkpoint(resume).meta["model_spec"])
     if config.model.init_from:
         return pretrained_model(config, info, say=say)
+    from diffstudio.engine.presets import missing_required
+
+    missing = missing_required(config.run.name, config)  # a run still named after a preset that needs a model
+    if missing:
+        raise ConfigError(missing)
     return build_model(config, info)
 
 

@@ -188,3 +188,6 @@ def test_finetune_preset_needs_init_from(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "model.init_from" in err and "lighting-sd-eps" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+    with pytest.raises(ConfigError, match="model.init_from: the finetune-ztsnr-v preset needs it"):  # the app's path
+        Trainer(cfg.updated(run={"steps": 1}), run_dir=tmp_path / "app", dataset=images(size=32)).run()
+    assert not (tmp_path / "app").exists()
