@@ -191,3 +191,22 @@ def test_finetune_preset_needs_init_from(tmp_path, capsys):
     with pytest.raises(ConfigError, match="model.init_from: the finetune-ztsnr-v preset needs it"):  # the app's path
         Trainer(cfg.updated(run={"steps": 1}), run_dir=tmp_path / "app", dataset=images(size=32)).run()
     assert not (tmp_path / "app").exists()
+
+
+def test_a_class_conditional_diffstudio_export_keeps_its_labels(tmp_path):
+    """An export's unet/ with diffstudio.json: the label embedding (3 classes + null) is known, so
+    a run on 3 classes starts from it unchanged, and the start equals the exported weights."""
+    from diffstudio.engine.export import export
+
+    data = images(classes=3)
+    first = Trainer(config(tmp_path).updated(run={"steps": 2}), run_dir=tmp_path / "first", dataset=data).run()
+    out = export(first.run_dir, "diffusers", tmp_path / "exported")
+    hooks = Said()
+    trainer = set_up(config(tmp_path, init_from=str(out)), data, tmp_path, "second", hooks=hooks)
+    assert trainer.model.num_classes == 3 and trainer.model.spec["unet"]["num_class_embeds"] == 4
+    assert not any(level == "warning" for level, _ in hooks.messages)
+    from diffusers import UNet2DModel
+
+    theirs = UNet2DModel.from_pretrained(out / "unet", use_safetensors=True).state_dict()
+    ours = trainer.model.unet.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
