@@ -4,7 +4,8 @@ eps-trained model (preset ``lighting-sd-eps``: SD betas, eps, leading) fine-tune
 
 Reports the spread ratio (std of the samples' mean brightness / the data's; 1 is right, the SD
 recipe compresses it) and the fractions of very dark / very bright samples, for the eps model
-sampled with its own recipe and for each checkpoint of the fine-tune sampled with the new one,
+sampled with its own recipe and for each checkpoint of the fine-tune sampled with the new one (EMA
+and raw weights: the EMA starts at the pretrained weights, so early on it still carries them),
 plus the brightness statistics of the previews the fine-tune wrote (what the app's histogram shows).
 
     python benchmarks/finetune.py --eps-steps 500 --ft-steps 300     # train both, then measure
@@ -42,11 +43,17 @@ def train(preset: str, steps: int, out: str, threads: int | None, *sets: str) ->
     return out
 
 
-def measure(source, n: int, data: torch.Tensor) -> dict:
+def measure(source, n: int, data: torch.Tensor, raw: bool = False) -> dict:
+    """Spread figures of ``n`` samples (50 DDIM steps of the run's recipe) from the EMA weights,
+    or from the raw weights with ``raw``."""
     loaded = load_for_sampling(source)
+    if raw:
+        from diffstudio.engine.checkpoint import load_checkpoint
+
+        loaded.model.load_state_dict(load_checkpoint(source).model)
     samples = torch.from_numpy(generate(loaded.model, loaded.config, loaded.data_info, n=n, seed=1).samples)
     s, c = loaded.config, loaded.config.schedule
-    row = {"source": str(loaded.path), "step": loaded.step,
+    row = {"source": str(loaded.path), "step": loaded.step, "weights": "raw" if raw else "ema",
            "recipe": f"{c.family}{' ZTSNR' if c.ztsnr else ''}, {s.objective.parameterization}, {s.sampling.spacing}"}
     row.update({k: round(v, 4) for k, v in brightness_spread(samples, data).items()})
     return row
@@ -71,13 +78,13 @@ def main() -> None:
     out = {"machine": C.machine_info(), "samples": args.samples, "rows": [measure(eps, args.samples, data)]}
     run = RunDir(ft)
     for step, path in run.checkpoints():
-        out["rows"].append(measure(path, args.samples, data))
+        out["rows"] += [measure(path, args.samples, data), measure(path, args.samples, data, raw=True)]
     out["fine_tune_previews"] = [
         {"step": step, "brightness_std_over_data": round(float(torch.tensor(stats["mean_brightness"]).std())
                                                          / float(data.flatten(1).mean(1).std()), 4)}
         for step, stats in _preview_stats(run)]
-    print(C.table([[r["recipe"], r["step"], r["spread_ratio"], r["dark_fraction"], r["bright_fraction"]]
-                   for r in out["rows"]], ["model", "step", "spread ratio", "dark", "bright"]))
+    print(C.table([[r["recipe"], r["step"], r["weights"], r["spread_ratio"], r["dark_fraction"], r["bright_fraction"]]
+                   for r in out["rows"]], ["model", "step", "weights", "spread ratio", "dark", "bright"]))
     print("previews of the fine-tune (64 samples):", out["fine_tune_previews"])
     print(f"wrote {C.save_json(args.out, 'finetune' + ('-quick' if args.quick else ''), out)}")
 
