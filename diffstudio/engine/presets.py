@@ -69,8 +69,10 @@ def _finetune_ztsnr_v() -> Config:
     v-prediction on the same betas rescaled to zero terminal SNR, sampled with trailing spacing.
     ``model.init_from`` must name the model (see :data:`REQUIRED`)."""
     cfg = _lighting(True, "v", "trailing", "finetune-ztsnr-v")
-    return cfg.updated(optim={"lr": 1e-3, "warmup_steps": 25}, run={"steps": 300, "preview_every": 50,
-                                                                      "checkpoint_every": 150})
+    # EMA 0.98, not 0.995: the average starts at the pretrained (eps) weights, and 0.995 still
+    # carries 0.995**300 = 22 % of them after 300 steps (measured: spread 0.18 EMA vs 0.90 raw)
+    return cfg.updated(optim={"lr": 1e-3, "warmup_steps": 25, "ema_decay": 0.98},
+                       run={"steps": 300, "preview_every": 50, "checkpoint_every": 150})
 
 
 PRESETS: dict[str, tuple[str, callable]] = {
