@@ -229,6 +229,12 @@ def _train_config(args):
     if args.resume and not args.out:
         _refuse_sets_in_place(args)
     cfg = _apply_sets(cfg, getattr(args, "assignments", []))
+    if getattr(args, "preset", None) and not args.resume:
+        from diffstudio.engine.config import ConfigError
+        from diffstudio.engine.presets import missing_required
+
+        if missing_required(args.preset, cfg):
+            raise ConfigError(missing_required(args.preset, cfg))
     if args.device:
         resolve_device(args.device, "--device")  # the flag's own name in its message
     cfg.check()
@@ -350,6 +356,10 @@ def sample(args) -> int:
     _refuse(cfg, ("sampling.",))
     preview = generate(loaded.model, cfg, loaded.data_info, n=args.n, seed=args.seed, device=args.device,
                        on_singular="raise")
+    if cfg.data.vae:  # a latent model: decode with the run's VAE
+        from diffstudio.engine.latents import decode_preview, load_codec
+
+        preview = decode_preview(preview, load_codec(cfg.data.vae, args.device))
     _write_samples(args, preview.grid, preview.samples)
     return 0
 

@@ -96,6 +96,9 @@ class DataConfig:
     val_seed: int = setting(0, "Validation split seed", "Seed of the fixed split into training and validation "
                             "items (and of the validation noise), independent of the run's seed.", "Validation",
                             ge=0, le=SEED_MAX, advanced=True)
+    vae: str = setting("", "VAE (latent diffusion)", "A diffusers AutoencoderKL folder (or a pipeline folder with "
+                       "vae/): the images are encoded once into a latent cache and the model trains on latents; "
+                       "previews decode to images. Nothing is downloaded. Empty: train on pixels.", "Latents")
 
 
 @dataclass
@@ -106,6 +109,11 @@ class ModelConfig:
                                       "has labels (needed for classifier-free guidance).", "Conditioning")
     cond_drop_prob: float = setting(0.1, "Label dropout", "Probability of training a sample without its label, "
                                     "so classifier-free guidance works.", "Conditioning", ge=0.0, lt=1.0)
+    init_from: str = setting("", "Start from a model", "Fine-tune a pretrained model: a diffusers UNet2DModel "
+                             "folder, a pipeline folder with unet/, or a diffstudio run, checkpoint or export "
+                             "(safetensors only). Its config sets the architecture (model size is then ignored); "
+                             "new class-embedding rows start as the model's unconditional one. Empty: train from "
+                             "scratch.", "Initialisation")
     mlp_width: int = setting(128, "MLP width", "Hidden units per layer of the 2-D toys' MLP.", "Architecture",
                              ge=1, le=4096, advanced=True)
     mlp_depth: int = setting(3, "MLP depth", "Hidden layers of the 2-D toys' MLP.", "Architecture", ge=1, le=32,

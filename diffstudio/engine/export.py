@@ -2,7 +2,9 @@
 
 - ``diffusers``: a folder ``DDPMPipeline``-style: ``unet/`` (``UNet2DModel.save_pretrained``),
   ``scheduler/scheduler_config.json`` reproducing the training schedule and parameterization,
-  ``model_index.json``, and ``diffstudio.json`` (the run config and model spec).
+  ``model_index.json``, and ``diffstudio.json`` (the run config and model spec). A latent model
+  (``data.vae``) also gets ``vae/`` (``AutoencoderKL.save_pretrained``), and ``diffstudio.json``
+  its ``scaling_factor`` and ``shift_factor``: the UNet samples latents, the VAE decodes them.
 - ``safetensors``: one file of weights whose metadata holds the config and the model spec
   (``model_from_spec(json.loads(metadata["model_spec"]))`` rebuilds the network).
 
@@ -149,9 +151,14 @@ def export_diffusers(ckpt: Checkpoint, config: Config, spec: dict[str, Any], wei
             "config": config.to_dict(), "model_spec": spec}
     index = {"_class_name": "DDPMPipeline", "_diffusers_version": diffusers.__version__,
              "scheduler": ["diffusers", scheduler_name], "unet": ["diffusers", "UNet2DModel"]}
+    codec = _vae_of(config)
+    if codec is not None:
+        index, info["latent"] = latent_index(index, codec), latent_info(codec)
 
     def fill(tmp: Path) -> None:
         model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        if codec is not None:
+            codec.vae.save_pretrained(tmp / "vae", safe_serialization=True)
         scheduler.save_config(tmp / "scheduler")
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
         (tmp / "diffstudio.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -160,6 +167,35 @@ def export_diffusers(ckpt: Checkpoint, config: Config, spec: dict[str, Any], wei
 
     atomic_replace_dir(fill, out_dir)
     return out_dir
+
+
+def _vae_of(config: Config):
+    """The run's VAE (``data.vae``), read from its folder, or None for a pixel-space run."""
+    if not config.data.vae:
+        return None
+    from diffstudio.models.vae import VaeError, load_vae
+
+    try:
+        return load_vae(config.data.vae)
+    except VaeError as e:
+        raise ExportError(f"the run trained on the latents of the VAE {config.data.vae}, which is needed to export "
+                          f"it: {e}") from None
+
+
+def latent_index(index: dict[str, Any], codec) -> dict[str, Any]:
+    """``model_index.json`` of a latent model: unet/, vae/ and scheduler/. diffusers has no
+    unconditional latent pipeline for an AutoencoderKL (its ``LDMPipeline`` expects a VQModel and
+    ignores ``shift_factor``), so the index names the generic ``DiffusionPipeline`` and the
+    components are loaded one by one (README, "Latent diffusion")."""
+    return {"_class_name": "DiffusionPipeline", "_diffusers_version": index["_diffusers_version"],
+            "scheduler": index["scheduler"], "unet": index["unet"], "vae": ["diffusers", "AutoencoderKL"]}
+
+
+def latent_info(codec) -> dict[str, Any]:
+    """What ``diffstudio.json`` says about a latent model's VAE and how to sample it."""
+    return {"vae_source": codec.source, "scaling_factor": codec.scaling_factor, "shift_factor": codec.shift_factor,
+            "latent_channels": codec.latent_channels, "downsampling": codec.factor,
+            "decode": "image = vae.decode(latents / scaling_factor + shift_factor).sample  (in [-1, 1])"}
 
 
 def _clear_target(out_dir: Path) -> None:

@@ -79,6 +79,8 @@ def _adamw_kernel(device: torch.device) -> dict:
 
 
 class Trainer:
+    codec = None  # the VAE of a latent run (data.vae), else None
+
     def __init__(self, config: Config, *, hooks: TrainerHooks | None = None, run_dir: str | Path | None = None,
                  resume: str | Path | None = None, dataset=None, dry_run: bool = False):
         self.config = config.check()
@@ -98,8 +100,9 @@ class Trainer:
         self.precision = resolve_precision(cfg.run.precision, self.device)  # refused here, before any data
         if cfg.run.threads > 0:
             torch.set_num_threads(cfg.run.threads)
-        self.data, self.val_data = self._split_data(self._load_data())
-        self.data = self.data.to(self.device)
+        train, val = self._split_data(self._load_data())
+        self.data = self._latents(train).to(self.device)
+        self.val_data = self._latent_validation(val)
         self.info = self._data_info()
         self.schedule = cfg.schedule.build()
         self.objective = cfg.objective.build()
@@ -166,6 +169,27 @@ class Trainer:
                                    seed=self.config.data.val_seed, conditional=self.conditional,
                                    offset_noise=o.offset_noise)
 
+    def _latents(self, data):
+        """With ``data.vae``: the data's VAE posteriors (encoded once, cached on disk); the VAE is
+        kept (``self.codec``) to decode previews. Without: ``data`` itself."""
+        if not self.config.data.vae:
+            return data
+        from diffstudio.engine.latents import encode_dataset, load_codec
+
+        self.codec = load_codec(self.config.data.vae, self.device)
+        return encode_dataset(data, self.codec, hflip=self.config.data.hflip, say=self.hooks.on_message)
+
+    def _latent_validation(self, val):
+        """The held-out items as validation data: pixels, or with ``data.vae`` their latent
+        posterior means (the x0 the model learns), on the device."""
+        if val is None or self.codec is None:
+            return val
+        from diffstudio.data.dataset import InMemoryDataset
+
+        latents = self._latents(val)
+        return InMemoryDataset(x=latents.mean, labels=latents.labels, class_names=latents.class_names,
+                               name=latents.name).to(self.device)
+
     def _data_info(self) -> DataInfo:
         d = self.data
         classes = d.num_classes if (self.config.data.labels and d.labels is not None) else 0
@@ -175,11 +199,11 @@ class Trainer:
     def _build_model(self) -> None:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        from diffstudio.models.build import build_model
+        from diffstudio.engine.pretrained import initial_model
 
         cfg = self.config
         torch.manual_seed(cfg.run.seed)
-        self.model = build_model(cfg, self.info).to(self.device)
+        self.model = initial_model(cfg, self.info, resume=self._resume, say=self.hooks.on_message).to(self.device)
         self.conditional = getattr(self.model, "num_classes", 0) > 0 or (
             cfg.model.class_conditional and self.info.num_classes > 0)
         decay = cfg.optim.ema_decay
@@ -378,7 +402,12 @@ class Trainer:
         model = self.ema.module if self.ema is not None else self.model
         model.eval()
         try:
-            return generate(model, self.config, self.info, device=self.device, step=self.step)
+            p = generate(model, self.config, self.info, device=self.device, step=self.step)
+            if self.codec is not None:
+                from diffstudio.engine.latents import decode_preview
+
+                p = decode_preview(p, self.codec)
+            return p
         finally:
             model.train()
 

@@ -45,11 +45,23 @@ def _data(cfg: "Config", errors: list) -> None:
         errors.append(("data.source", "choose a built-in dataset or a folder"))
 
 
+def _paths(cfg: "Config", errors: list) -> None:
+    """A VAE named by path must exist (its contents are checked when a run starts: models.vae).
+    ``model.init_from`` is checked when a fresh run starts (engine.pretrained), not here: a run
+    that resumes no longer needs the pretrained folder."""
+    from pathlib import Path
+
+    vae = cfg.data.vae.strip()
+    if vae and not Path(vae).expanduser().exists():
+        errors.append(("data.vae", f"{vae} does not exist (give a folder you have; nothing is downloaded)"))
+
+
 # (sections whose fields a rule reads, rule)
 RULES: tuple[tuple[tuple[str, ...], Rule], ...] = (
     (("schedule",), _schedule),
     (("schedule", "sampling"), _sampling),
     (("data",), _data),
+    (("data",), _paths),
 )
 
 

@@ -91,6 +91,39 @@ def unet_spec(preset: str, data: DataInfo, num_classes: int = 0) -> dict[str, An
     }
 
 
+def unet_init_keys() -> frozenset[str]:
+    """The keyword arguments ``UNet2DModel.__init__`` accepts (imports diffusers)."""
+    import inspect
+
+    from diffusers import UNet2DModel
+
+    return frozenset(k for k in inspect.signature(UNet2DModel.__init__).parameters if k != "self")
+
+
+def foreign_unet_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A diffusers ``UNet2DModel`` ``config.json`` reduced to the constructor's keyword arguments
+    (drops ``_class_name``, ``_diffusers_version`` and keys of other diffusers versions), as
+    JSON-able values (tuples become lists)."""
+    keys = unet_init_keys()
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items() if k in keys}
+
+
+def pretrained_unet_spec(unet_kwargs: dict[str, Any], data: DataInfo, num_classes: int, source: str) -> dict[str, Any]:
+    """The spec of a UNet whose architecture comes from a pretrained model's config rather than a
+    preset: ``unet_kwargs`` are ``UNet2DModel`` keyword arguments (see :func:`foreign_unet_config`),
+    ``num_classes`` the classes it is conditioned on (label embedding of ``num_classes + 1`` rows,
+    the last the null label; 0: none), ``source`` where the weights came from (kept for the record)."""
+    return {
+        "kind": "unet",
+        "version": SPEC_VERSION,
+        "preset": "pretrained",
+        "init_from": str(source),
+        "data": data.to_dict(),
+        "num_classes": int(num_classes),
+        "unet": copy.deepcopy(unet_kwargs),
+    }
+
+
 class UNetModel(nn.Module):
     """``model(x_t (B,C,H,W), timestep (B,), cond (B,) int64 | None) -> (B,C,H,W)``.
 

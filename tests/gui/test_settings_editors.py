@@ -107,7 +107,7 @@ def test_a_config_file_shows_its_values_in_the_editors(window, tmp_path, qtbot):
     table = by_name()
     values = {name: another_value(table[name], value_of(Config(), name)) for name in NAMES}
     values.update({"schedule.beta_start": 0.0002, "schedule.beta_end": 0.03, "sampling.spacing": "leading",
-                   "data.num_points": 300})
+                   "data.num_points": 300, "data.vae": str(tmp_path)})  # data.vae must name a folder that exists
     cfg = Config()
     for name, value in values.items():
         section, key = name.split(".", 1)

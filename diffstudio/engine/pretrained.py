@@ -1,0 +1,270 @@
+"""Start training from a pretrained model (``model.init_from``).
+
+Accepted sources, all read as safetensors + JSON (nothing is executed, nothing is downloaded):
+
+- a diffusers ``UNet2DModel`` folder (``config.json`` + ``diffusion_pytorch_model.safetensors``),
+  read with ``UNet2DModel.from_pretrained(..., use_safetensors=True)``;
+- a pipeline folder with a ``unet/`` sub-folder (a diffusers pipeline, or a diffstudio export,
+  whose ``diffstudio.json`` then says how many classes the label embedding holds);
+- a diffstudio run folder (its latest checkpoint), checkpoint folder or exported ``.safetensors``
+  file (EMA weights when the checkpoint has them).
+
+The architecture is the source's; the data must fit it (channels and resolution), else one
+:class:`InitFromError`. Class conditioning may differ and is adapted (:func:`adapt_class_embedding`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from diffstudio.engine.config import Config, ConfigError
+from diffstudio.models.info import DataInfo
+
+Tensor = torch.Tensor
+Say = Callable[[str, str], None]
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+
+
+class InitFromError(ConfigError):
+    """``model.init_from`` cannot be used; the message says why and what to do."""
+
+    def __init__(self, message: str):
+        super().__init__([("model.init_from", message)])
+
+
+@dataclass
+class Pretrained:
+    """A pretrained network read from disk.
+
+    ``kind``: "unet" (``config`` = ``UNet2DModel`` kwargs, ``weights`` = its state_dict) or "mlp"
+    (``config`` = the diffstudio spec, ``weights`` = the MLPModel state_dict).
+    ``num_classes``: classes of a diffstudio model (its label embedding has ``num_classes + 1``
+    rows, the last the null label); None for a foreign model (rows are ``num_class_embeds``, no
+    null row known)."""
+
+    kind: str
+    config: dict[str, Any]
+    weights: dict[str, Tensor]
+    num_classes: int | None
+    source: str
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def read_pretrained(path: str | Path) -> Pretrained:
+    """Read the network at ``path`` (see the module docstring). Raises :class:`InitFromError`."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InitFromError(f"{p} does not exist")
+    if p.is_dir() and (p / "unet").is_dir():
+        return _read_diffusers_unet(p / "unet", _diffstudio_classes(p / "diffstudio.json"), str(p))
+    if p.is_dir() and (p / "config.json").is_file():
+        return _read_diffusers_unet(p, None, str(p))
+    return _read_diffstudio(p)
+
+
+def _diffstudio_classes(info_file: Path) -> int | None:
+    """The class count a diffstudio export recorded, or None when the folder is not one."""
+    if not info_file.is_file():
+        return None
+    try:
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+        return int(info["model_spec"].get("num_classes") or 0)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _read_diffusers_unet(folder: Path, num_classes: int | None, source: str) -> Pretrained:
+    try:
+        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InitFromError(f"{folder / 'config.json'} is not readable JSON ({e})") from None
+    name = raw.get("_class_name") if isinstance(raw, dict) else None
+    if name != "UNet2DModel":
+        raise InitFromError(f"{folder} holds a {name or 'unknown model'}, not a UNet2DModel: diffstudio fine-tunes "
+                            f"unconditional or class-conditional UNet2DModels (text-conditioned UNets are not supported)")
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.safetensors.index.json")):
+        pickles = sorted(f.name for f in folder.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        what = f"only {', '.join(pickles)} (pickle files, which can run code when loaded)" if pickles else "no weights"
+        raise InitFromError(f"{folder} has {what}: convert the model to safetensors first")
+    from diffusers import UNet2DModel
+
+    from diffstudio.models.unet import foreign_unet_config
+
+    try:
+        unet = UNet2DModel.from_pretrained(folder, use_safetensors=True, low_cpu_mem_usage=False)
+    except Exception as e:  # diffusers raises OSError, ValueError, EnvironmentError ...
+        raise InitFromError(f"{folder} could not be read as a UNet2DModel ({str(e).splitlines()[0]})") from None
+    weights = {k: v.detach().clone() for k, v in unet.state_dict().items()}
+    return Pretrained("unet", foreign_unet_config(dict(unet.config)), weights, num_classes, source)
+
+
+def _read_diffstudio(p: Path) -> Pretrained:
+    from diffstudio.engine.checkpoint import PICKLE_SUFFIXES, CheckpointError, load_checkpoint
+
+    if p.is_file() and p.suffix in PICKLE_SUFFIXES:
+        raise InitFromError(f"{p} is a pickle file ({p.suffix}); only safetensors models are read, because loading "
+                            f"a pickle can run code")
+    try:
+        ckpt = load_checkpoint(p)
+    except CheckpointError as e:
+        raise InitFromError(f"{p} is neither a diffusers UNet2DModel folder (config.json), a pipeline folder "
+                            f"(unet/) nor a diffstudio run, checkpoint or export ({e})") from None
+    spec = ckpt.meta.get("model_spec")
+    if not isinstance(spec, dict) or spec.get("kind") not in ("unet", "mlp"):
+        raise InitFromError(f"{ckpt.path} carries no diffstudio model spec, so its architecture is unknown")
+    weights = {}
+    for key, value in ckpt.weights(prefer_ema=True).items():
+        if key == "n_averaged":
+            continue
+        for prefix in ("module.", "_orig_mod."):
+            key = key.removeprefix(prefix)
+        weights[key] = value
+    if spec["kind"] == "mlp":
+        return Pretrained("mlp", spec, weights, int(spec.get("num_classes") or 0), str(ckpt.path))
+    unet = {k.removeprefix("unet."): v for k, v in weights.items()}
+    return Pretrained("unet", dict(spec["unet"]), unet, int(spec.get("num_classes") or 0), str(ckpt.path))
+
+
+# --------------------------------------------------------------------------------------------- fitting the data
+
+
+def _side(sample_size: Any) -> int | None:
+    if isinstance(sample_size, (list, tuple)):
+        return int(sample_size[0]) if len(set(sample_size)) == 1 else -1
+    return None if sample_size is None else int(sample_size)
+
+
+def check_fits(pre: Pretrained, info: DataInfo, latent: bool = False) -> None:
+    """One :class:`InitFromError` when the model cannot take the data: kind, channels (in and out)
+    or resolution (``sample_size``) differ. ``latent``: the data are a VAE's latents."""
+    what = "latents" if latent else "images"
+    if pre.kind == "mlp":
+        if info.kind != "points" or int(pre.config["data"]["channels"]) != info.channels:
+            raise InitFromError(f"{pre.source} is a 2-D point model (MLP) and the data are {info.kind}s")
+        return
+    if info.kind != "image":
+        raise InitFromError(f"{pre.source} is an image UNet and the data are 2-D points")
+    c_in, c_out = pre.config.get("in_channels", 3), pre.config.get("out_channels", 3)
+    side = _side(pre.config.get("sample_size"))
+    fix = "data.vae" if latent else "data.channels / data.resolution"
+    if c_in != info.channels or c_out != info.channels:
+        raise InitFromError(f"{pre.source} takes {c_in}-channel {side or '?'} px {what} (predicts {c_out} channels), "
+                            f"the data give {info.channels}-channel {info.resolution} px {what}: set {fix} to match")
+    if side is not None and side != info.resolution:
+        raise InitFromError(f"{pre.source} was built for {side} px {what} (sample_size), the data give "
+                            f"{info.resolution} px {what}: set {fix} to match")
+
+
+def adapt_class_embedding(pre: Pretrained, num_classes: int) -> tuple[dict[str, Any], dict[str, Tensor], str]:
+    """The UNet config and weights of ``pre`` re-fitted to ``num_classes`` classes (0: none), and a
+    one-line note of what changed ("" when nothing did).
+
+    diffstudio's label embedding has ``num_classes + 1`` rows, the last the null label; it is added
+    to the time embedding (``UNet2DModel.forward``: ``emb = time_embedding(t) + class_embedding(y)``).
+    - none -> N classes: N + 1 rows, all zero, so training starts exactly from the unconditional model;
+    - N classes -> none: the null row (a foreign model: the mean row) is folded into the time
+      embedding's last bias, so the unconditional model is exactly the old one given "no class";
+    - N -> M classes: the first min(N, M) rows are kept; new classes and the null row start as the
+      old null row (a foreign model without a null row: the mean of its rows)."""
+    cfg, w = dict(pre.config), dict(pre.weights)
+    rows = int(cfg.get("num_class_embeds") or 0)
+    want = num_classes + 1 if num_classes > 0 else 0
+    known = pre.num_classes is not None
+    if rows == want and (known or rows == 0):
+        return cfg, w, ""
+    if cfg.get("class_embed_type") is not None:
+        raise InitFromError(f"{pre.source} uses class_embed_type={cfg['class_embed_type']!r}; only a plain label "
+                            f"embedding (num_class_embeds) can be adapted to the data's classes")
+    key = "class_embedding.weight"
+    old = w.pop(key, None)
+    old_classes = (rows - 1 if known else rows) if rows else 0
+    null = None if old is None else (old[-1] if known else old.mean(0))
+    null_word = "its null-label row" if known else "the mean of its rows"
+    if want == 0:
+        cfg["num_class_embeds"] = None
+        if null is not None:
+            w["time_embedding.linear_2.bias"] = w["time_embedding.linear_2.bias"] + null
+        return cfg, w, (f"the model was conditioned on {old_classes} classes and this run has none: its label "
+                        f"embedding was removed and {null_word} folded into the time embedding")
+    width = int(w["time_embedding.linear_2.bias"].shape[0])
+    cfg["num_class_embeds"] = want
+    if old is None:
+        w[key] = torch.zeros(want, width)
+        return cfg, w, (f"the model had no class conditioning: a label embedding for {num_classes} classes (+ the "
+                        f"null label) was added, all rows zero, so training starts from the unconditional model")
+    new = null.expand(want, width).clone()
+    kept = min(old_classes, num_classes)
+    new[:kept] = old[:kept]
+    w[key] = new
+    return cfg, w, (f"the model knew {old_classes} classes, the data have {num_classes}: class rows 0..{kept - 1} "
+                    f"kept, the other classes and the null label start from {null_word}")
+
+
+# --------------------------------------------------------------------------------------------- building
+
+
+def pretrained_model(config: Config, info: DataInfo, *, say: Say | None = None) -> torch.nn.Module:
+    """The model ``config.model.init_from`` names, fitted to ``info`` (the data, or their latents
+    when ``config.data.vae`` is set) and carrying the pretrained weights.
+
+    Raises :class:`InitFromError`. ``say(level, text)`` receives what was adapted."""
+    from diffstudio.models.build import model_from_spec
+    from diffstudio.models.unet import pretrained_unet_spec
+
+    pre = read_pretrained(config.model.init_from)
+    check_fits(pre, info, latent=bool(config.data.vae))
+    num_classes = info.num_classes if (config.model.class_conditional and info.num_classes > 0) else 0
+    if pre.kind == "mlp":
+        if int(pre.config.get("num_classes") or 0) != num_classes:
+            raise InitFromError(f"{pre.source}: the 2-D model has {pre.num_classes} classes and this run {num_classes}; "
+                                f"only UNets can be re-fitted to other classes")
+        spec, weights = dict(pre.config, data=info.to_dict()), pre.weights
+    else:
+        unet_cfg, unet_w, note = adapt_class_embedding(pre, num_classes)
+        if note and say is not None:
+            say("warning", f"model.init_from: {note}")
+        spec = pretrained_unet_spec(unet_cfg, info, num_classes, pre.source)
+        weights = {f"unet.{k}": v for k, v in unet_w.items()}
+    model = model_from_spec(spec)
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        raise InitFromError(f"{pre.source}: the weights do not fit the model's own config "
+                            f"({str(e).splitlines()[0]})") from None
+    if say is not None:
+        say("info", f"starting from {pre.source} ({sum(v.numel() for v in weights.values()):,} weights)")
+    return model
+
+
+def initial_model(config: Config, info: DataInfo, *, resume: str | Path | None = None,
+                  say: Say | None = None) -> torch.nn.Module:
+    """The model a run starts with: resuming a run that began from a pretrained model rebuilds the
+    checkpoint's own architecture (its weights are loaded afterwards, so the pretrained folder is
+    not needed any more); else the pretrained model when ``model.init_from`` is set; else a fresh
+    preset (:func:`diffstudio.models.build.build_model`). A run still named after a preset that
+    needs a model (``finetune-ztsnr-v``) but given none is a ``ConfigError``."""
+    from diffstudio.models.build import build_model, model_from_spec
+
+    if resume and config.model.init_from:
+        from diffstudio.engine.checkpoint import load_checkpoint
+
+        return model_from_spec(load_checkpoint(resume).meta["model_spec"])
+    if config.model.init_from:
+        return pretrained_model(config, info, say=say)
+    from diffstudio.engine.presets import missing_required
+
+    missing = missing_required(config.run.name, config)  # a run still named after a preset that needs a model
+    if missing:
+        raise ConfigError(missing)
+    return build_model(config, info)
+
+
+__all__ = ["InitFromError", "Pretrained", "adapt_class_embedding", "check_fits", "initial_model",
+           "pretrained_model", "read_pretrained"]

@@ -1,0 +1,100 @@
+"""The user's VAE for latent diffusion: a diffusers ``AutoencoderKL`` read from a folder.
+
+Latents are scaled as Stable Diffusion and its successors scale them (diffusers' pipelines):
+``z = (mean - shift_factor) * scaling_factor`` on the way in, ``x = decode(z / scaling_factor +
+shift_factor)`` on the way out; ``shift_factor`` is 0 where the VAE's config has none (SD 1.x/XL)
+and set for SD3 and Flux. Only safetensors weights are read (never a pickle); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+Tensor = torch.Tensor
+
+
+class VaeError(ValueError):
+    """The folder is not a usable AutoencoderKL; the message says why."""
+
+
+def vae_folder(path: str | Path) -> Path:
+    """The AutoencoderKL folder ``path`` refers to: itself, or a pipeline folder's ``vae/``."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise VaeError(f"{p} is not a folder (give a diffusers AutoencoderKL folder or a pipeline folder with vae/)")
+    if (p / "vae" / "config.json").is_file():
+        return p / "vae"
+    if not (p / "config.json").is_file():
+        raise VaeError(f"{p} has neither config.json nor vae/config.json: not a diffusers AutoencoderKL folder")
+    return p
+
+
+class LatentCodec(nn.Module):
+    """Encode images in [-1, 1] to scaled latents and decode them back.
+
+    ``encode(x (B, C, H, W)) -> (mean, std)``, each ``(B, c, H/f, W/f)`` in scaled units (the
+    posterior N(mean, std²) of the VAE, shifted and scaled); ``decode(z) -> x (B, C, H, W)``
+    (not clamped). ``f = 2 ** (len(block_out_channels) - 1)``."""
+
+    def __init__(self, vae: nn.Module, source: str):
+        super().__init__()
+        self.vae = vae.eval().requires_grad_(False)
+        self.source = source
+        cfg = vae.config
+        self.scaling_factor = float(cfg.get("scaling_factor") or 1.0)
+        self.shift_factor = float(cfg.get("shift_factor") or 0.0)
+        self.in_channels = int(cfg.get("in_channels", 3))
+        self.latent_channels = int(cfg.get("latent_channels", 4))
+        self.factor = 2 ** (len(cfg.get("block_out_channels", (64,))) - 1)
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        post = self.vae.encode(x.to(self._dtype)).latent_dist
+        mean = (post.mean.float() - self.shift_factor) * self.scaling_factor
+        return mean, post.std.float() * self.scaling_factor
+
+    @torch.no_grad()
+    def decode(self, z: Tensor) -> Tensor:
+        return self.vae.decode((z / self.scaling_factor + self.shift_factor).to(self._dtype)).sample.float()
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    def fingerprint(self) -> dict:
+        """What identifies the weights without reading them: folder, config and the weight files'
+        sizes and modification times (a cache key; see engine.latents)."""
+        folder = Path(self.source)
+        files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.glob("*.safetensors"))
+        return {"folder": str(folder.resolve()), "config": json.loads(json.dumps(dict(self.vae.config), default=str)),
+                "files": files}
+
+
+def load_vae(path: str | Path) -> LatentCodec:
+    """The :class:`LatentCodec` of the AutoencoderKL at ``path`` (``AutoencoderKL.from_pretrained``
+    with ``use_safetensors=True``). Raises :class:`VaeError`."""
+    folder = vae_folder(path)
+    try:
+        name = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("_class_name")
+    except (OSError, ValueError, AttributeError) as e:
+        raise VaeError(f"{folder / 'config.json'} is not readable JSON ({e})") from None
+    if name != "AutoencoderKL":
+        raise VaeError(f"{folder} holds a {name or 'unknown model'}, not an AutoencoderKL")
+    if not any(folder.glob("*.safetensors")):
+        pickles = sorted(f.name for f in folder.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        what = f"only {', '.join(pickles)} (pickle files, which can run code when loaded)" if pickles else "no weights"
+        raise VaeError(f"{folder} has {what}: convert the VAE to safetensors first")
+    from diffusers import AutoencoderKL
+
+    try:
+        vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True, low_cpu_mem_usage=False)
+    except Exception as e:  # diffusers raises OSError, ValueError, EnvironmentError ...
+        raise VaeError(f"{folder} could not be read as an AutoencoderKL ({str(e).splitlines()[0]})") from None
+    return LatentCodec(vae, str(folder))
+
+
+__all__ = ["LatentCodec", "VaeError", "load_vae", "vae_folder"]

@@ -1,0 +1,212 @@
+"""model.init_from: a saved diffusers UNet2DModel, a pipeline folder or a diffstudio run starts a
+run with exactly its weights; mismatched data are one clear error; class conditioning is adapted
+without changing what the model computes; fine-tuning to another objective runs and resumes."""
+
+import shutil
+
+import pytest
+import torch
+
+from diffstudio import cli
+from diffstudio.data.dataset import InMemoryDataset
+from diffstudio.engine.checkpoint import load_checkpoint
+from diffstudio.engine.config import Config, ConfigError
+from diffstudio.engine.presets import preset
+from diffstudio.engine.pretrained import InitFromError, Pretrained, adapt_class_embedding, read_pretrained
+from diffstudio.engine.trainer import Trainer, TrainerHooks
+
+
+def tiny_unet(channels=1, size=8, classes=None, seed=0):
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=(16, 32),
+                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8, attention_head_dim=8,
+                       num_class_embeds=classes)
+    with torch.no_grad():  # diffusers zero-initialises some layers: make every weight distinctive
+        for p in unet.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return unet.eval()
+
+
+def images(n=32, channels=1, size=8, classes=0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, channels, size, size, generator=g) * 2 - 1
+    labels = torch.arange(n) % classes if classes else None
+    return InMemoryDataset(x, labels, [f"c{i}" for i in range(classes)], name="rand")
+
+
+def config(tmp_path, **model):
+    return Config().updated(
+        data={"source": "rand", "labels": True}, model={"preset": "tiny", **model},
+        schedule={"family": "scaled_linear", "ztsnr": False}, objective={"parameterization": "eps"},
+        optim={"batch_size": 8, "warmup_steps": 2, "lr_schedule": "constant", "lr": 1e-3},
+        sampling={"num_samples": 2, "steps": 2, "spacing": "leading"},
+        run={"steps": 4, "out_dir": str(tmp_path), "preview_every": 10_000, "checkpoint_every": 10_000,
+             "log_every": 1})
+
+
+class Said(TrainerHooks):
+    def __init__(self):
+        self.messages = []
+
+    def on_message(self, level, text):
+        self.messages.append((level, text))
+
+
+def set_up(cfg, data, tmp_path, name="run", hooks=None):
+    trainer = Trainer(cfg, run_dir=tmp_path / name, dataset=data, hooks=hooks)
+    trainer._setup()
+    return trainer
+
+
+def test_step_zero_weights_are_the_saved_unet2dmodel_exactly(tmp_path):
+    unet = tiny_unet()
+    unet.save_pretrained(tmp_path / "unet_folder", safe_serialization=True)
+    (tmp_path / "pipe").mkdir()
+    shutil.copytree(tmp_path / "unet_folder", tmp_path / "pipe" / "unet")
+    theirs = unet.state_dict()
+    for source in ("unet_folder", "pipe"):
+        cfg = config(tmp_path, init_from=str(tmp_path / source), class_conditional=False)
+        trainer = set_up(cfg, images(), tmp_path, f"run-{source}")
+        ours = trainer.model.unet.state_dict()
+        assert ours.keys() == theirs.keys()
+        for k in theirs:
+            assert torch.equal(ours[k], theirs[k]), k
+        ema = {k.removeprefix("module.unet."): v for k, v in trainer.ema.state_dict().items() if "unet." in k}
+        assert all(torch.equal(ema[k], theirs[k]) for k in theirs)
+        assert trainer.model.spec["preset"] == "pretrained" and trainer.model.spec["unet"]["block_out_channels"] == [16, 32]
+
+
+def test_mismatched_data_is_one_clear_error(tmp_path):
+    tiny_unet(channels=1, size=8).save_pretrained(tmp_path / "u", safe_serialization=True)
+    cfg = config(tmp_path, init_from=str(tmp_path / "u"), class_conditional=False)
+    with pytest.raises(InitFromError) as e:
+        set_up(cfg, images(size=16), tmp_path, "a")
+    assert "8 px" in str(e.value) and "16 px" in str(e.value) and str(e.value).startswith("model.init_from:")
+    assert "\n" not in str(e.value)
+    with pytest.raises(InitFromError, match="1-channel .* 3-channel"):
+        set_up(cfg, images(channels=3), tmp_path, "b")
+    assert isinstance(e.value, ConfigError)
+
+
+def test_pickle_weights_are_refused_and_missing_paths_reported(tmp_path):
+    tiny_unet().save_pretrained(tmp_path / "bin", safe_serialization=False)
+    assert not list((tmp_path / "bin").glob("*.safetensors"))
+    with pytest.raises(InitFromError, match="pickle"):
+        read_pretrained(tmp_path / "bin")
+    torch.save({"w": torch.zeros(1)}, tmp_path / "model.pt")
+    with pytest.raises(InitFromError, match="pickle"):
+        read_pretrained(tmp_path / "model.pt")
+    with pytest.raises(InitFromError, match="nowhere does not exist"):
+        read_pretrained(tmp_path / "nowhere")
+    cfg = Config().updated(data={"vae": str(tmp_path / "no-vae")})
+    assert [f for f, _ in cfg.validate()] == ["data.vae"]
+
+
+def _forward(unet, x, t, labels=None):
+    with torch.no_grad():
+        return unet(x, t, class_labels=labels).sample
+
+
+def _rebuilt(cfg, w):
+    from diffusers import UNet2DModel
+
+    unet = UNet2DModel(**cfg)
+    unet.load_state_dict(w, strict=True)
+    return unet.eval()
+
+
+def test_class_conditioning_that_differs_starts_from_the_same_function():
+    from diffstudio.models.unet import foreign_unet_config
+
+    x, t = torch.randn(3, 1, 8, 8), torch.tensor([10, 500, 900])
+    plain = tiny_unet()
+    pre = Pretrained("unet", foreign_unet_config(dict(plain.config)), plain.state_dict(), None, "plain")
+    cfg, w, note = adapt_class_embedding(pre, 4)  # none -> 4 classes: zero rows
+    assert cfg["num_class_embeds"] == 5 and "all rows zero" in note
+    out = _forward(_rebuilt(cfg, w), x, t, torch.tensor([0, 3, 4]))
+    assert torch.allclose(out, _forward(plain, x, t), atol=1e-6)
+
+    cond = tiny_unet(classes=4, seed=1)  # a diffstudio model of 3 classes (+ null row 3)
+    pre = Pretrained("unet", foreign_unet_config(dict(cond.config)), cond.state_dict(), 3, "cond")
+    cfg, w, note = adapt_class_embedding(pre, 0)  # 3 classes -> none: null row folded in
+    assert cfg["num_class_embeds"] is None and "folded" in note
+    null = torch.full((3,), 3)
+    assert torch.allclose(_forward(_rebuilt(cfg, w), x, t), _forward(cond, x, t, null), atol=1e-5)
+
+    cfg, w, note = adapt_class_embedding(pre, 5)  # 3 -> 5 classes: rows kept, new ones = old null
+    new = _rebuilt(cfg, w)
+    assert cfg["num_class_embeds"] == 6 and "0..2 kept" in note
+    for ours, theirs in ((0, 0), (2, 2), (3, 3), (4, 3), (5, 3)):
+        y_new, y_old = torch.full((3,), ours), torch.full((3,), theirs)
+        assert torch.allclose(_forward(new, x, t, y_new), _forward(cond, x, t, y_old), atol=1e-6), ours
+
+    foreign = Pretrained("unet", pre.config, pre.weights, None, "foreign")  # 4 classes, no null row known
+    cfg, w, note = adapt_class_embedding(foreign, 4)
+    assert cfg["num_class_embeds"] == 5 and "mean of its rows" in note
+    assert torch.allclose(w["class_embedding.weight"][4], cond.class_embedding.weight.mean(0))
+
+
+def test_trainer_says_how_the_label_embedding_was_adapted(tmp_path):
+    tiny_unet().save_pretrained(tmp_path / "u", safe_serialization=True)
+    hooks = Said()
+    trainer = set_up(config(tmp_path, init_from=str(tmp_path / "u")), images(classes=3), tmp_path, hooks=hooks)
+    assert trainer.model.num_classes == 3 and trainer.conditional
+    assert any(level == "warning" and "label embedding for 3 classes" in text for level, text in hooks.messages)
+
+
+def test_fine_tuning_an_eps_run_to_v_with_ztsnr_runs_and_resumes_exactly(tmp_path):
+    """An eps run is the start of a v + ZTSNR + trailing fine-tune (the finetune-ztsnr-v recipe);
+    the fine-tune stopped at step 2 and resumed equals the uninterrupted one, bit for bit, even
+    after the pretrained run folder is gone."""
+    data = images(classes=2)
+    eps = Trainer(config(tmp_path), run_dir=tmp_path / "eps", dataset=data).run()
+    ft = config(tmp_path, init_from=eps.run_dir).updated(
+        schedule={"ztsnr": True}, objective={"parameterization": "v"}, sampling={"spacing": "trailing"},
+        run={"checkpoint_every": 2})
+    start = set_up(ft, data, tmp_path, "probe").model.state_dict()
+    ema = {k.removeprefix("module."): v for k, v in load_checkpoint(eps.run_dir).ema.items() if k.startswith("module.")}
+    assert ema.keys() == start.keys() and all(torch.equal(start[k], ema[k]) for k in start)
+    whole = Trainer(ft, run_dir=tmp_path / "whole", dataset=data).run()
+    part = Trainer(ft.updated(run={"steps": 2}), run_dir=tmp_path / "part", dataset=data).run()
+    shutil.rmtree(eps.run_dir)
+    Trainer(ft, resume=part.run_dir, dataset=data).run()
+    a, b = load_checkpoint(whole.run_dir), load_checkpoint(part.run_dir)
+    assert a.step == b.step == 4 and a.model.keys() == b.model.keys() and a.ema.keys() == b.ema.keys()
+    assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
+    assert all(torch.equal(a.ema[k], b.ema[k]) for k in a.ema)
+    assert not all(torch.equal(a.model[k], start[k]) for k in start)  # it trained
+
+
+def test_finetune_preset_needs_init_from(tmp_path, capsys):
+    cfg = preset("finetune-ztsnr-v")
+    assert (cfg.objective.parameterization, cfg.schedule.ztsnr, cfg.sampling.spacing) == ("v", True, "trailing")
+    assert cfg.model.init_from == "" and cfg.validate() == []
+    code = cli.main(["train", "--preset", "finetune-ztsnr-v", "--steps", "1", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "model.init_from" in err and "lighting-sd-eps" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ConfigError, match="model.init_from: the finetune-ztsnr-v preset needs it"):  # the app's path
+        Trainer(cfg.updated(run={"steps": 1}), run_dir=tmp_path / "app", dataset=images(size=32)).run()
+    assert not (tmp_path / "app").exists()
+
+
+def test_a_class_conditional_diffstudio_export_keeps_its_labels(tmp_path):
+    """An export's unet/ with diffstudio.json: the label embedding (3 classes + null) is known, so
+    a run on 3 classes starts from it unchanged, and the start equals the exported weights."""
+    from diffstudio.engine.export import export
+
+    data = images(classes=3)
+    first = Trainer(config(tmp_path).updated(run={"steps": 2}), run_dir=tmp_path / "first", dataset=data).run()
+    out = export(first.run_dir, "diffusers", tmp_path / "exported")
+    hooks = Said()
+    trainer = set_up(config(tmp_path, init_from=str(out)), data, tmp_path, "second", hooks=hooks)
+    assert trainer.model.num_classes == 3 and trainer.model.spec["unet"]["num_class_embeds"] == 4
+    assert not any(level == "warning" for level, _ in hooks.messages)
+    from diffusers import UNet2DModel
+
+    theirs = UNet2DModel.from_pretrained(out / "unet", use_safetensors=True).state_dict()
+    ours = trainer.model.unet.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
