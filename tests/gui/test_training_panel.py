@@ -385,3 +385,18 @@ def test_worker_messages_are_frozen(qtbot, tmp_path):
     with pytest.raises(TypeError):
         metrics.values["loss"] = 0.0  # read-only
     assert isinstance(preview.warnings, tuple) and isinstance(preview.trajectory, tuple)
+
+
+def test_the_panel_shows_the_precision_in_use_and_why(qtbot, make_panel, tmp_path):
+    config = moons_config(tmp_path, steps=2)
+    panel = make_panel(config)
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_TIMEOUT_MS):
+        assert panel.start()
+    _wait_idle(qtbot, panel)
+    from diffstudio.engine.precision import resolve_precision
+
+    import torch
+
+    expected = resolve_precision(config.run.precision, torch.device("cpu"))
+    assert f"in {expected.effective}" in panel.run_label.text()
+    assert expected.reason in panel.run_label.toolTip()

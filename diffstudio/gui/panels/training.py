@@ -403,8 +403,11 @@ class TrainingPanel(QWidget):
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(start)
         params = info.get("num_params")
+        precision = info.get("precision")
         self.run_label.setText(f"Run folder: {self.run_dir}   ·   device {info.get('device', '?')}"
+                               + (f" in {precision}" if precision else "")
                                + (f"   ·   {params:,} parameters" if isinstance(params, int) else ""))
+        self.run_label.setToolTip(f"Precision: {info.get('precision_reason', '')}" if precision else "")
         self._set_status(state="training", device=str(info.get("device", "")), step=start, total=total)
         self.refresh_checkpoints()
         if self.run_dir:
