@@ -8,8 +8,8 @@ prints and the app shows. A request the device cannot honour is refused (a ``Con
 - bf16 autocast (``torch.autocast(device, dtype=torch.bfloat16)``) runs on CUDA devices that
   support it and on CPUs where PyTorch's oneDNN reports bf16 support.
 - ``auto`` picks bf16 on a CPU with native bf16 instructions (AVX512-BF16 or AMX-BF16), where
-  ``benchmarks/bf16_cpu.py`` measured about twice the speed at the same quality; fp32 elsewhere
-  (on CUDA bf16 has not been measured by this project yet).
+  ``benchmarks/bf16_cpu.py`` measured 1.25x (8 px) to 2.5x (128 px) the steps/s of fp32 at the same
+  quality; fp32 elsewhere (on CUDA bf16 has not been measured by this project yet).
 - fp16 autocast with a gradient scaler is CUDA only.
 """
 
@@ -77,7 +77,7 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
     if requested == "auto":
         if kind == "cpu" and cpu_native_bf16():
             return Precision(requested, "bf16", kind, "auto: this CPU has native bf16 (AVX512-BF16/AMX), "
-                             "about 2x faster than fp32 at the same quality (docs/benchmarks.md)")
+                             "measured 1.25-2.5x the speed of fp32 at the same quality (docs/benchmarks.md)")
         return Precision(requested, "fp32", kind, f"auto: fp32 on {kind}" + (
             " (no native bf16 on this CPU)" if kind == "cpu" else " (bf16 not yet measured on this device)"))
     if requested == "fp32":
