@@ -27,7 +27,7 @@ from diffstudio.data.folder_scan import (
     class_names_of,
     scan_folder,
 )
-from diffstudio.data.native_size import choose_native_resolution, upscale_note
+from diffstudio.data.native_size import resolve_resolution
 from diffstudio.data.paths import printable
 from diffstudio.data.pil_modes import RGB, WHITE
 from diffstudio.data.pixels import uint16_to_unit_range
@@ -76,12 +76,7 @@ def load_image_folder(
         if scan_skipped:
             raise _no_usable_error(root, scan_skipped, len(scan_skipped))
         raise _no_images_error(root)
-    sizes = _header_sizes(files)
-    if resolution is None:
-        native = choose_native_resolution(sizes)
-        resolution, notes = native.resolution, [native.note]
-    else:
-        notes = [note] if (note := upscale_note(sizes, resolution)) else []
+    resolution, notes = resolve_resolution(_header_sizes(files), resolution)
     options = {"resolution": resolution, "channels": channels, "labels": labels,
                "background": list(background), "max_pixels": max_pixels, "decoder": DECODER_VERSION}
     key = cache_key(root, files, options) if use_cache else None

@@ -72,3 +72,15 @@ def format_sizes(counts: dict[tuple[int, int], int], limit: int = 5) -> str:
     text = ", ".join(f"{w}x{h} ({n})" for (w, h), n in ranked[:limit])
     more = len(ranked) - limit
     return text + (f" and {more} more size(s)" if more > 0 else "")
+
+
+def resolve_resolution(sizes: Iterable[tuple[int, int] | None], resolution: int | None) -> tuple[int, list[str]]:
+    """``(resolution, notes)`` for images of ``sizes``: ``None`` is "native"
+    (:func:`choose_native_resolution`, with its note); an explicit side is kept, with a note when
+    it upscales (:func:`upscale_note`). Shared by the folder loader and the training cache."""
+    sizes = list(sizes)
+    if resolution is None:
+        native = choose_native_resolution(sizes)
+        return native.resolution, [native.note]
+    note = upscale_note(sizes, resolution)
+    return resolution, [note] if note else []

@@ -28,7 +28,7 @@ from diffstudio.data.image_folder import (
     _header_sizes,
     resolve_folder,
 )
-from diffstudio.data.native_size import choose_native_resolution, upscale_note
+from diffstudio.data.native_size import resolve_resolution
 from diffstudio.data.paths import from_portable
 from diffstudio.data.pil_modes import WHITE
 from diffstudio.data.pixel_cache import build_pixel_cache, pixel_cache_key
@@ -135,12 +135,7 @@ def _folder_cache(root: Path, resolution: int | None, channels: int, labels: boo
     files, scan_skipped = scan_folder(root, labels)
     if not files:
         raise DatasetError(f"No usable image files found in {root} or its sub-folders", scan_skipped)
-    sizes = _header_sizes(files)
-    if resolution is None:
-        native = choose_native_resolution(sizes)
-        resolution, notes = native.resolution, [native.note]
-    else:
-        notes = [note] if (note := upscale_note(sizes, resolution)) else []
+    resolution, notes = resolve_resolution(_header_sizes(files), resolution)
     options = {"resolution": resolution, "channels": channels, "labels": labels,
                "background": list(WHITE), "max_pixels": DEFAULT_MAX_PIXELS, "decoder": DECODER_VERSION}
     with cached_rows(cache_key(root, files, options), files) as decoded:  # a folder the app has loaded
