@@ -356,10 +356,9 @@ def sample(args) -> int:
     _refuse(cfg, ("sampling.",))
     preview = generate(loaded.model, cfg, loaded.data_info, n=args.n, seed=args.seed, device=args.device,
                        on_singular="raise")
-    if cfg.data.vae:  # a latent model: decode with the run's VAE
-        from diffstudio.engine.latents import decode_preview, load_codec
+    from diffstudio.engine.latents import decoded_if_latent
 
-        preview = decode_preview(preview, load_codec(cfg.data.vae, args.device))
+    preview = decoded_if_latent(preview, cfg, args.device)  # a latent model: decoded with the run's VAE
     _write_samples(args, preview.grid, preview.samples)
     return 0
 

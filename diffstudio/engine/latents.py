@@ -161,3 +161,11 @@ def decode_preview(preview, codec: LatentCodec):
 
 __all__ = ["cache_key", "decode_latents", "decode_preview", "encode_dataset", "encode_images", "latent_cache_dir",
            "load_codec"]
+
+
+def decoded_if_latent(preview, config, device: torch.device | str = "cpu"):
+    """``preview`` as images: decoded with ``config.data.vae`` when the run trained on latents,
+    else unchanged. The one place the CLI's ``sample`` and the app's "Sample now" decode."""
+    if not getattr(config.data, "vae", ""):
+        return preview
+    return decode_preview(preview, load_codec(config.data.vae, device))

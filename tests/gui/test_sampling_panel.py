@@ -235,3 +235,25 @@ def test_a_double_click_enlarges_the_grid(panel, qtbot):
     qtbot.mouseDClick(panel.model_view.grid_view, Qt.MouseButton.LeftButton)
     assert len(panel.model_view.windows) == before + 1
     panel.model_view.windows[-1].close()
+
+
+def test_sample_now_on_a_latent_run_shows_decoded_images(panel, qtbot, tmp_path):
+    """A model trained on a VAE's latents (data.vae) samples latents; the panel shows them decoded."""
+    from diffusers import AutoencoderKL
+
+    from diffstudio.engine.config import Config
+    from diffstudio.models.info import DataInfo
+
+    torch.manual_seed(0)
+    AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+                  down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                  latent_channels=4, norm_num_groups=4, sample_size=16).save_pretrained(tmp_path / "vae")
+    cfg = Config().updated(data={"source": "blobs", "vae": str(tmp_path / "vae")},
+                           sampling={"num_samples": 4, "steps": 3})
+    panel._on_loaded(SimpleNamespace(model=_Zero(), config=cfg, data_info=DataInfo("image", 4, 8, 0),
+                                     step=2, path="memory"))
+    panel.state.set_config(cfg)
+    with qtbot.waitSignal(panel.previewShown, timeout=ORACLE_TIMEOUT_MS) as blocker:
+        panel.sample_button.click()
+    preview = blocker.args[0]
+    assert preview.samples.shape == (4, 3, 16, 16)  # 4x8x8 latents decoded to the data's 3x16x16 images

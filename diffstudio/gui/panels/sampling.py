@@ -685,10 +685,12 @@ class SamplingPanel(QWidget):
         loaded, sampling = self.loaded, self.state.config.sampling
 
         def run():
+            from diffstudio.engine.latents import decoded_if_latent
             from diffstudio.engine.sampling import generate
 
-            return generate(loaded.model, loaded.config, loaded.data_info, n=sampling.num_samples,
-                            seed=sampling.seed, sampling=sampling, step=loaded.step)
+            preview = generate(loaded.model, loaded.config, loaded.data_info, n=sampling.num_samples,
+                               seed=sampling.seed, sampling=sampling, step=loaded.step)
+            return decoded_if_latent(preview, loaded.config)  # a latent run shows images, not latents
 
         self._set_model_status("Sampling…")
         self.sample_runner.submit(run)
