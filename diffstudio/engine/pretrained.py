@@ -23,6 +23,7 @@ from typing import Any, Callable
 import torch
 
 from diffstudio.engine.config import Config, ConfigError
+from diffstudio.models.diffusers_folder import folder_problem
 from diffstudio.models.info import DataInfo
 
 Tensor = torch.Tensor
@@ -81,18 +82,10 @@ def _diffstudio_classes(info_file: Path) -> int | None:
 
 
 def _read_diffusers_unet(folder: Path, num_classes: int | None, source: str) -> Pretrained:
-    try:
-        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise InitFromError(f"{folder / 'config.json'} is not readable JSON ({e})") from None
-    name = raw.get("_class_name") if isinstance(raw, dict) else None
-    if name != "UNet2DModel":
-        raise InitFromError(f"{folder} holds a {name or 'unknown model'}, not a UNet2DModel: diffstudio fine-tunes "
-                            f"unconditional or class-conditional UNet2DModels (text-conditioned UNets are not supported)")
-    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.safetensors.index.json")):
-        pickles = sorted(f.name for f in folder.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-        what = f"only {', '.join(pickles)} (pickle files, which can run code when loaded)" if pickles else "no weights"
-        raise InitFromError(f"{folder} has {what}: convert the model to safetensors first")
+    problem = folder_problem(folder, "UNet2DModel", "model", ": diffstudio fine-tunes unconditional or "
+                             "class-conditional UNet2DModels (text-conditioned UNets are not supported)")
+    if problem:
+        raise InitFromError(problem)
     from diffusers import UNet2DModel
 
     from diffstudio.models.unet import foreign_unet_config

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from diffstudio.models.diffusers_folder import folder_problem
+
 Tensor = torch.Tensor
 
 
@@ -78,16 +80,9 @@ def load_vae(path: str | Path) -> LatentCodec:
     """The :class:`LatentCodec` of the AutoencoderKL at ``path`` (``AutoencoderKL.from_pretrained``
     with ``use_safetensors=True``). Raises :class:`VaeError`."""
     folder = vae_folder(path)
-    try:
-        name = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("_class_name")
-    except (OSError, ValueError, AttributeError) as e:
-        raise VaeError(f"{folder / 'config.json'} is not readable JSON ({e})") from None
-    if name != "AutoencoderKL":
-        raise VaeError(f"{folder} holds a {name or 'unknown model'}, not an AutoencoderKL")
-    if not any(folder.glob("*.safetensors")):
-        pickles = sorted(f.name for f in folder.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-        what = f"only {', '.join(pickles)} (pickle files, which can run code when loaded)" if pickles else "no weights"
-        raise VaeError(f"{folder} has {what}: convert the VAE to safetensors first")
+    problem = folder_problem(folder, "AutoencoderKL", "VAE")
+    if problem:
+        raise VaeError(problem)
     from diffusers import AutoencoderKL
 
     try:

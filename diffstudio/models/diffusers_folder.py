@@ -1,0 +1,30 @@
+"""Checks before loading a diffusers model folder: the right class, and weights in safetensors only
+(a pickle can run code when it is loaded), so ``from_pretrained(use_safetensors=True)`` never falls
+back to one. Shared by ``model.init_from`` (UNet2DModel) and ``data.vae`` (AutoencoderKL)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+
+
+def folder_problem(folder: Path, class_name: str, what: str, hint: str = "") -> str | None:
+    """Why ``folder`` cannot be loaded as diffusers' ``class_name`` (one line), or None.
+
+    ``what`` names the model in the messages ("model", "VAE"); ``hint`` follows a wrong class.
+    Reads ``config.json``'s ``_class_name`` and looks for ``*.safetensors`` (or a sharded index)."""
+    try:
+        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"{folder / 'config.json'} is not readable JSON ({e})"
+    name = raw.get("_class_name") if isinstance(raw, dict) else None
+    if name != class_name:
+        article = "an" if class_name[0] in "AEIOU" else "a"
+        return f"{folder} holds a {name or 'unknown model'}, not {article} {class_name}{hint}"
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.safetensors.index.json")):
+        pickles = sorted(f.name for f in folder.iterdir() if f.suffix in PICKLE_SUFFIXES)
+        found = f"only {', '.join(pickles)} (pickle files, which can run code when loaded)" if pickles else "no weights"
+        return f"{folder} has {found}: convert the {what} to safetensors first"
+    return None
