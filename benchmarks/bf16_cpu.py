@@ -98,11 +98,14 @@ def lighting_quality(name: str, precision: str, args, data) -> dict:
 
 
 def quality(args) -> dict:
-    judge = C.DigitsJudge()
-    out = {"quickstart": {p: quickstart_quality(p, args, judge) for p in PRECISIONS}}
-    print("quickstart:", out["quickstart"], flush=True)
+    names = args.quality_presets.split(",")
+    out = {}
+    if "quickstart" in names:
+        judge = C.DigitsJudge()
+        out["quickstart"] = {p: quickstart_quality(p, args, judge) for p in PRECISIONS}
+        print("quickstart:", out["quickstart"], flush=True)
     data = load_dataset("lighting", resolution=32, channels=1, labels=False)
-    for name in ("lighting-sd-eps", "lighting-ztsnr-v"):
+    for name in (n for n in names if n.startswith("lighting")):
         out[name] = {p: lighting_quality(name, p, args, data) for p in PRECISIONS}
         print(f"{name}:", out[name], flush=True)
     return out
@@ -116,6 +119,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--steps", type=int, default=20, help="timed steps per round")
     p.add_argument("--quality-steps", type=int, default=None, help="default: each preset's own")
+    p.add_argument("--quality-presets", default="quickstart,lighting-sd-eps,lighting-ztsnr-v",
+                   help="presets whose quality is compared (comma-separated)")
     p.add_argument("--samples", type=int, default=200, help="digits samples judged")
     p.add_argument("--lighting-samples", type=int, default=512)
     args = p.parse_args(argv)

@@ -6,8 +6,7 @@ round times ``--steps`` steps after ``--warmup`` (compilation happens in the war
 is reported separately as the first step). The clock synchronises the device at every step
 boundary. Prints images/s per variant and the ratios to eager fp32, with the card's name, and writes
 ``results/gpu.json``. On a machine without CUDA it says so and exits (``--device cpu`` runs the same
-code as a smoke test; autocast is CUDA-only in the Trainer, so the CPU figures show no precision
-effect).
+code as a smoke test; on the CPU bf16 is autocast too, see ``bf16_cpu.py`` for those figures).
 
     python benchmarks/gpu.py [--batch 256] [--rounds 3] [--variants fp32,bf16,fp32+compile,bf16+compile]
 """
