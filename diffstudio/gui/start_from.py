@@ -82,8 +82,13 @@ def _architecture(pre) -> tuple[str, ...]:
         classes += f", class_embed_type={cfg['class_embed_type']}"
     widths = ", ".join(str(c) for c in cfg.get("block_out_channels", ()))
     return (f"{n:,} parameters (UNet2DModel, channels per level {widths})",
-            f"sample size {size} px, {cfg.get('in_channels', 3)} channels in, {cfg.get('out_channels', 3)} out",
+            f"sample size {size} px, {_channels(cfg.get('in_channels', 3))} in, "
+            f"{_channels(cfg.get('out_channels', 3))} out",
             f"class conditioning: {classes}")
+
+
+def _channels(n) -> str:
+    return f"{n} channel" + ("" if n == 1 else "s")
 
 
 def inspect_model(path: str, config: Config, dataset) -> ModelFound:
@@ -248,11 +253,11 @@ class StartFromModel(QObject):
     def _on_found(self, found: ModelFound) -> None:
         if not self._current():
             return
-        self.found.emit(found)
         dialog = StartFromDialog(found, self.state.config, self.window)
         dialog.accepted.connect(lambda: self.apply(found.path, dialog.recipe_box.isChecked()))
         self.dialog = dialog
         dialog.open()
+        self.found.emit(found)
 
     def _on_refused(self, message: str, _exc) -> None:
         if not self._current():

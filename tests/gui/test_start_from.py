@@ -68,7 +68,7 @@ def test_the_file_menu_action_starts_from_a_model_and_undo_reverts_it(qtbot, win
     dialog = window.start_from.dialog
     assert dialog is not None and dialog.isVisible()
     assert found.num_params == n and f"{n:,} parameters" in dialog.summary_label.text()
-    assert "sample size 8x8 px, 1 channels in, 1 out" in dialog.summary_label.text()
+    assert "sample size 8x8 px, 1 channel in, 1 channel out" in dialog.summary_label.text()
     assert "class conditioning: none" in dialog.summary_label.text()
     assert "1-channel 8 px images, 10 classes" in dialog.data_label.text()
     # an unconditional model meets the digits' 10 classes: the engine's note says what happens
@@ -81,7 +81,8 @@ def test_the_file_menu_action_starts_from_a_model_and_undo_reverts_it(qtbot, win
     assert cfg.model.init_from == str(tmp_path / "unet")
     assert cfg.objective.parameterization == "eps"  # the recipe was not asked for
     tp = window.training_panel
-    assert tp.init_row.isVisibleTo(tp) and str(tmp_path / "unet") in tp.init_label.text()
+    assert tp.init_row.isVisibleTo(tp) and tp.init_label.text().endswith("/unet")
+    assert str(tmp_path / "unet") in tp.init_label.toolTip()
 
     window.action_undo.trigger()
     assert window.state.config.model.init_from == "" and not tp.init_row.isVisibleTo(tp)

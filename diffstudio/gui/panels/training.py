@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -22,7 +23,9 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMessageBox,
     QProgressBar,
+    QSizePolicy,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -68,7 +71,7 @@ def format_bytes(n: int | None) -> str:
 
 
 def estimate_lines(e, total_steps: int) -> list[str]:
-    """A :class:`~diffstudio.engine.dry_run.Estimate` in two short lines for the panel (the full
+    """A :class:`~diffstudio.engine.dry_run.Estimate` in three short lines for the panel (the full
     text of ``format_estimate`` is the tooltip)."""
     items = "images" if e.data_kind == "image" else "points"
     lines = [f"{e.num_params:,} parameters · data: {e.data_items:,} {items}, {format_bytes(e.data_bytes)} "
@@ -76,8 +79,8 @@ def estimate_lines(e, total_steps: int) -> list[str]:
              f"peak memory ~{format_bytes(e.peak_bytes)} of {format_bytes(e.available_bytes)} available on "
              f"{e.device} ({e.precision})"]
     if e.seconds_per_step is not None:
-        lines[-1] += (f" · ~{e.seconds_per_step * 1000:,.0f} ms per step, "
-                      f"~{format_duration(e.seconds_per_step * total_steps)} for {total_steps:,} steps")
+        lines.append(f"~{e.seconds_per_step * 1000:,.0f} ms per step, "
+                     f"~{format_duration(e.seconds_per_step * total_steps)} for {total_steps:,} steps")
     return lines
 
 
@@ -217,17 +220,18 @@ class TrainingPanel(QWidget):
         controls.addStretch(1)
         init_row = QHBoxLayout()
         init_row.setContentsMargins(0, 0, 0, 0)
+        init_row.addWidget(self.scratch_button, 0, Qt.AlignmentFlag.AlignTop)  # first: in view in a narrow dock
         init_row.addWidget(self.init_label, 1)
-        init_row.addWidget(self.scratch_button, 0, Qt.AlignmentFlag.AlignTop)
         self.init_row = QWidget()
         self.init_row.setLayout(init_row)
         run_row = QHBoxLayout()
         run_row.addWidget(QLabel("Device"))
-        run_row.addWidget(self.device_combo, 1)
+        run_row.addWidget(self.device_combo, 4)
         run_row.addWidget(QLabel("Total steps"))
         run_row.addWidget(self.steps_spin)
         run_row.addStretch(1)
         self.device_combo.setMinimumContentsLength(12)
+        self.device_combo.setMaximumWidth(360)  # takes the row's spare width, up to a readable size
         self.device_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
 
         self.reason_label = QLabel()
@@ -287,7 +291,17 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.reason_label)
         layout.addLayout(progress)
         layout.addWidget(self.message_label)
-        layout.addWidget(splitter, 1)
+        # the curves and checkpoints need more width than a narrow dock has: they scroll sideways on
+        # their own, so the controls, the model line and the estimate above wrap to the dock instead
+        self.curves_area = QScrollArea()
+        self.curves_area.setWidget(splitter)
+        self.curves_area.setWidgetResizable(True)
+        self.curves_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.curves_area.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.curves_area.setMinimumHeight(splitter.minimumSizeHint().height()
+                                          + self.curves_area.horizontalScrollBar().sizeHint().height())
+        self.curves_area.setMinimumWidth(200)
+        layout.addWidget(self.curves_area, 1)
         layout.addWidget(self.run_label)
 
         describe_editor(self.device_combo, "run.device")
@@ -305,6 +319,10 @@ class TrainingPanel(QWidget):
         self.resume_button.clicked.connect(self._resume_clicked)
         self.estimate_button.clicked.connect(self._estimate_clicked)
         self.scratch_button.clicked.connect(self.train_from_scratch)
+        for label in (self.init_label, self.estimate_label, self.estimate_warning):
+            # wrapped text takes the width the dock has and never widens the panel (no clipping)
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            label.setMinimumWidth(120)
 
     # ------------------------------------------------------------ config sync
     def _show_config(self) -> None:
@@ -325,9 +343,11 @@ class TrainingPanel(QWidget):
         """The model the next run starts from (model.init_from), with Train from scratch."""
         path = self.state.config.model.init_from
         self.init_row.setVisible(bool(path))
-        self.init_label.setText(f"Starts from the model in {path} (its architecture; Model size is ignored)"
-                                if path else "")
-        self.init_label.setToolTip(str(path))
+        parts = Path(path).parts if path else ()
+        short = str(Path(*parts[-2:])) if len(parts) > 2 else str(path)
+        self.init_label.setText(f"Next run starts from {'…/' if len(parts) > 2 else ''}{short}" if path else "")
+        self.init_label.setToolTip(f"model.init_from = {path}\nThe run takes this model's architecture and weights "
+                                   "(Model size is ignored); set it with File ▸ Start from a model…")
 
     def train_from_scratch(self) -> None:
         """Clear model.init_from (one undo step)."""
