@@ -228,6 +228,9 @@ class StartFromModel(QObject):
         """Read ``path`` off the UI thread; a newer check makes an older one's result ignored."""
         if self.thread is not None:
             self.thread.cancel()
+        if self.dialog is not None:  # what an earlier choice found no longer applies
+            self.dialog.reject()
+            self.dialog = None
         config, dataset = self.state.config, self.state.dataset
         self._path = str(path)
         thread = TaskThread(lambda _progress, _cancel: inspect_model(str(path), config, dataset),

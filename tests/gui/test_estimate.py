@@ -70,7 +70,7 @@ def test_estimate_shows_the_engines_figures_beside_start(qtbot, make_panel, tmp_
     assert f"{len(train):,} images" in text and "in memory on cpu" in text  # the training split of the digits
     assert "available on cpu" in text and "peak memory ~" in text
     assert "ms per step" in text and "for 1,234 steps" in text
-    config, e = panel.last_estimate
+    config, e, _data = panel.last_estimate
     assert config == panel.state.config and e.num_params == n and e.seconds_per_step > 0
     assert e.peak_bytes < e.available_bytes and not e.warnings
     assert not panel.estimate_warning.isVisible()
@@ -86,7 +86,7 @@ def test_a_budget_smaller_than_the_estimate_shows_the_warning(qtbot, make_panel,
     panel.estimate_available_bytes = 1024 * 1024  # 1 MiB: far below the model's own state
     assert panel.estimate()
     wait_estimated(qtbot, panel)
-    _config, e = panel.last_estimate
+    _config, e, _data = panel.last_estimate
     assert e.available_bytes == 1024 * 1024 and e.peak_bytes > e.available_bytes
     warning = panel.estimate_warning
     assert warning.isVisible() and warning.styleSheet() == ALERT_STYLE
@@ -104,8 +104,20 @@ def test_settings_changed_while_estimating_give_a_fresh_estimate(qtbot, make_pan
     qtbot.waitUntil(lambda: panel.estimate_thread is not None and panel.estimate_thread is not first,
                     timeout=TIMEOUT_MS)
     wait_estimated(qtbot, panel)
-    config, e = panel.last_estimate
-    assert config.optim.batch_size == 4 and config == panel.state.config
+    config, e, data = panel.last_estimate
+    assert config.optim.batch_size == 4 and config == panel.state.config and data is panel.state.dataset
+
+    # a new dataset while estimating: estimated again on it
+    before = panel.estimate_thread
+    assert panel.estimate() and before is None
+    running = panel.estimate_thread
+    new_data = load_dataset("digits", labels=True, seed=1)
+    panel.state.set_dataset(new_data)
+    assert running.cancelled
+    qtbot.waitUntil(lambda: panel.estimate_thread is not None and panel.estimate_thread is not running,
+                    timeout=TIMEOUT_MS)
+    wait_estimated(qtbot, panel)
+    assert panel.last_estimate[2] is new_data
 
 
 def test_cancel_ignores_the_result_and_errors_are_one_line(qtbot, make_panel, tmp_path):

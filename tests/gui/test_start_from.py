@@ -139,5 +139,8 @@ def test_a_check_superseded_by_another_is_ignored(qtbot, window, tmp_path):
     assert not isinstance(found, str) and found.path == str(tmp_path / "good")
     qtbot.wait(200)  # the first check's refusal, if it arrived later, is not shown
     assert first.message_box is None
+    old_dialog = window.start_from.dialog
+    check(qtbot, window, tmp_path / "good")  # choosing again closes what the first choice found
+    assert not old_dialog.isVisible() and window.start_from.dialog is not old_dialog
     window.start_from.dialog.reject()
     assert window.state.config.model.init_from == ""

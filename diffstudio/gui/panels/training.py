@@ -155,7 +155,7 @@ class TrainingPanel(QWidget):
         self._export_threads: list[TaskThread] = []
         self.estimate_thread: TaskThread | None = None
         self.estimate_available_bytes: int | None = None  # None: what the device has (tests inject less)
-        self.last_estimate = None  # (config, Estimate) of the estimate shown
+        self.last_estimate = None  # (config, Estimate, dataset) of the estimate shown
         self._estimate_again = False  # the settings changed while estimating: estimate again after
         self._status = {"state": "idle", "device": "", "step": 0, "total": state.config.run.steps,
                         "steps_per_s": 0.0, "eta_s": float("nan")}
@@ -166,6 +166,7 @@ class TrainingPanel(QWidget):
         state.validityChanged.connect(self.marker.apply)
         self.marker.apply(state.errors)
         state.datasetChanged.connect(self._update_buttons)
+        state.datasetChanged.connect(self._estimate_settings_changed)
         self._update_buttons()
 
     # ---------------------------------------------------------------- widgets
@@ -547,7 +548,7 @@ class TrainingPanel(QWidget):
         config = self.state.config
         thread = TaskThread(_estimate_task(config, self.state.dataset, self.estimate_available_bytes),
                             describe=lambda e: f"Estimate failed: {_report(e)}")
-        thread.config = config
+        thread.config, thread.dataset = config, self.state.dataset
         thread.succeeded.connect(self._on_estimated)
         thread.failed.connect(self._on_estimate_failed)
         thread.finished.connect(self._on_estimate_finished)
@@ -573,13 +574,18 @@ class TrainingPanel(QWidget):
         self.estimate_label.setText("Settings changed: estimating again…" if again else "Estimate cancelled.")
         self._update_buttons()
 
-    def _estimate_settings_changed(self) -> None:
-        if self.estimate_thread is not None:
-            if self.state.config != self.estimate_thread.config:
+    def _estimate_settings_changed(self, *_changed) -> None:
+        """The settings or the dataset changed: a running estimate starts again, a shown one is
+        marked as being for earlier settings."""
+        current = (self.state.config, self.state.dataset)
+        thread = self.estimate_thread
+        if thread is not None:
+            if current[0] != thread.config or current[1] is not thread.dataset:
                 self._cancel_estimate(again=True)
             return
         shown = self.last_estimate
-        if shown is not None and shown[0] != self.state.config and self.estimate_label.isVisible():
+        if shown is not None and (shown[0] != current[0] or shown[2] is not current[1]) \
+                and self.estimate_label.isVisible():
             self.estimate_label.setStyleSheet(NOTE_STYLE + " font-style: italic;")
             if not self.estimate_label.text().startswith("(for earlier settings"):
                 self.estimate_label.setText("(for earlier settings: press Estimate again) "
@@ -595,7 +601,7 @@ class TrainingPanel(QWidget):
         from diffstudio.engine.dry_run import format_estimate
 
         config = self.estimate_thread.config
-        self.last_estimate = (config, e)
+        self.last_estimate = (config, e, self.estimate_thread.dataset)
         self.estimate_label.setStyleSheet(NOTE_STYLE)
         self.estimate_label.setText("\n".join(estimate_lines(e, int(config.run.steps))))
         self.estimate_label.setToolTip(format_estimate(e, int(config.run.steps)))
