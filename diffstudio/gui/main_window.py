@@ -125,6 +125,9 @@ class MainWindow(QMainWindow):
         self.stopping_note: QLabel | None = None
         self._problem_count = 0
         self._build_panels()
+        from diffstudio.gui.start_from import StartFromModel
+
+        self.start_from = StartFromModel(self.state, self)
         self._build_problems()
         self._build_menus()
         self._build_toolbar()
@@ -426,6 +429,10 @@ class MainWindow(QMainWindow):
         self.action_save = self._action(file_menu, "&Save config…", self.save_config_dialog,
                                         QKeySequence.StandardKey.Save, "Save the settings as TOML or JSON")
         file_menu.addSeparator()
+        self.action_start_from = self._action(
+            file_menu, "Start from a &model…", self.start_from_model_dialog, None,
+            "Fine-tune a pretrained model: a diffusers UNet2DModel or pipeline folder, or a diffstudio run "
+            "(sets model.init_from)")
         self.action_open_run = self._action(file_menu, "Open &run folder…", self.open_run_dialog, None,
                                             "View a run folder (loss, previews, config) and load it for sampling")
         self.action_compare = self._action(file_menu, "&Compare runs…", self.compare_runs, None,
@@ -740,6 +747,15 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Saved {path}", 4000)
         return True
 
+    def start_from_model_dialog(self) -> None:
+        """File > Start from a model…: choose a folder, then :meth:`start_from_model`."""
+        self.start_from.choose(self._last_run_dir())
+
+    def start_from_model(self, path: str) -> None:
+        """Check the model at ``path`` in the background and show what was found; a usable one
+        sets ``model.init_from`` when the dialog is accepted (gui/start_from.py)."""
+        self.start_from.check(path)
+
     def open_run_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a run folder", self._last_run_dir())
         if path:
@@ -883,6 +899,7 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
         self.save_layout()
+        self.start_from.shutdown()
         self.sampling_panel.shutdown()
         dp = self.dataset_panel
         if dp is not None and hasattr(dp, "shutdown"):

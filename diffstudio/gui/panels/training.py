@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -22,7 +23,9 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMessageBox,
     QProgressBar,
+    QSizePolicy,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -43,9 +46,11 @@ from diffstudio.gui.widgets.settings_form import describe_editor, set_editor_val
 from diffstudio.gui.worker import TaskThread, TrainingThread
 
 ERROR_STYLE = "color: #b00020;"
+ALERT_STYLE = "color: #8a3b00; background: #fff3cd; border: 1px solid #e0b252; padding: 3px; font-weight: bold;"
 WARNING_STYLE = "color: #a05a00;"
 NOTE_STYLE = "color: #555;"
 EXPORT_FORMATS = (("diffusers folder", "diffusers"), ("safetensors file", "safetensors"))
+PROBE_STEPS = 3  # the dry run's timing probe (as `diffstudio train --dry-run`)
 
 
 def format_duration(seconds: float) -> str:
@@ -56,6 +61,47 @@ def format_duration(seconds: float) -> str:
     h, rest = divmod(s, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def format_bytes(n: int | None) -> str:
+    """'12.3 MiB', '1.50 GiB'; 'unknown' for None."""
+    if n is None:
+        return "unknown"
+    return f"{n / 1024**3:.2f} GiB" if n >= 1024**3 / 4 else f"{n / 1024**2:.1f} MiB"
+
+
+def estimate_lines(e, total_steps: int) -> list[str]:
+    """A :class:`~diffstudio.engine.dry_run.Estimate` in three short lines for the panel (the full
+    text of ``format_estimate`` is the tooltip)."""
+    items = "images" if e.data_kind == "image" else "points"
+    lines = [f"{e.num_params:,} parameters · data: {e.data_items:,} {items}, {format_bytes(e.data_bytes)} "
+             f"{e.data_where}",
+             f"peak memory ~{format_bytes(e.peak_bytes)} of {format_bytes(e.available_bytes)} available on "
+             f"{e.device} ({e.precision})"]
+    if e.seconds_per_step is not None:
+        lines.append(f"~{e.seconds_per_step * 1000:,.0f} ms per step, "
+                     f"~{format_duration(e.seconds_per_step * total_steps)} for {total_steps:,} steps")
+    return lines
+
+
+def _estimate_task(config, dataset, available_bytes):
+    """The background task of Estimate: the engine's dry run (``engine/dry_run.estimate``) with
+    the training thread's torch thread count, stopping early when cancelled (data loading)."""
+
+    def task(_progress, cancelled):
+        from diffstudio.engine.dry_run import estimate
+        from diffstudio.engine.trainer import TrainerHooks
+        from diffstudio.gui.worker import training_threads
+
+        class Hooks(TrainerHooks):
+            def should_stop(self) -> bool:
+                return cancelled()
+
+        torch.set_num_threads(training_threads())
+        return estimate(config, probe_steps=PROBE_STEPS, available_bytes=available_bytes, dataset=dataset,
+                        hooks=Hooks())
+
+    return task
 
 
 def device_choices() -> list[tuple[str, str]]:
@@ -107,6 +153,10 @@ class TrainingPanel(QWidget):
         self.last_metrics: dict = {}
         self.run_warnings: list[str] = []  # the engine's advice for the current run (engine/advice.py)
         self._export_threads: list[TaskThread] = []
+        self.estimate_thread: TaskThread | None = None
+        self.estimate_available_bytes: int | None = None  # None: what the device has (tests inject less)
+        self.last_estimate = None  # (config, Estimate, dataset) of the estimate shown
+        self._estimate_again = False  # the settings changed while estimating: estimate again after
         self._status = {"state": "idle", "device": "", "step": 0, "total": state.config.run.steps,
                         "steps_per_s": 0.0, "eta_s": float("nan")}
         self._build()
@@ -116,6 +166,7 @@ class TrainingPanel(QWidget):
         state.validityChanged.connect(self.marker.apply)
         self.marker.apply(state.errors)
         state.datasetChanged.connect(self._update_buttons)
+        state.datasetChanged.connect(self._estimate_settings_changed)
         self._update_buttons()
 
     # ---------------------------------------------------------------- widgets
@@ -128,6 +179,32 @@ class TrainingPanel(QWidget):
         self.pause_button.setToolTip("Pause or resume the run (Ctrl+Shift+P)")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Save a checkpoint and stop (Ctrl+.)")
+        self.estimate_button = QPushButton("Estimate")
+        self.estimate_button.setObjectName("estimate_button")
+        self.estimate_button.setToolTip("Before any work: parameters, data footprint, peak memory against what the "
+                                        f"device has, and time per step from a {PROBE_STEPS}-step probe "
+                                        "(as diffstudio train --dry-run)")
+        self._estimate_tip = self.estimate_button.toolTip()
+        self.estimate_label = QLabel("")
+        self.estimate_label.setObjectName("estimate_label")
+        self.estimate_label.setWordWrap(True)
+        self.estimate_label.setStyleSheet(NOTE_STYLE)
+        self.estimate_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.estimate_label.hide()
+        self.estimate_warning = QLabel("")
+        self.estimate_warning.setObjectName("estimate_warning")
+        self.estimate_warning.setWordWrap(True)
+        self.estimate_warning.setStyleSheet(ALERT_STYLE)
+        self.estimate_warning.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.estimate_warning.hide()
+        self.init_label = QLabel("")
+        self.init_label.setObjectName("init_from_label")
+        self.init_label.setWordWrap(True)
+        self.init_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.scratch_button = QPushButton("Train from scratch")
+        self.scratch_button.setObjectName("train_from_scratch")
+        self.scratch_button.setToolTip("Clear model.init_from: the next run starts from random weights "
+                                       "(Model size applies again)")
         self.device_combo = QComboBox()
         for label, value in device_choices():
             self.device_combo.addItem(label, value)
@@ -139,14 +216,23 @@ class TrainingPanel(QWidget):
         controls = QHBoxLayout()  # two rows fit a narrow dock (Start is also in the toolbar)
         for w in (self.start_button, self.pause_button, self.stop_button):
             controls.addWidget(w)
+        controls.addSpacing(12)
+        controls.addWidget(self.estimate_button)
         controls.addStretch(1)
+        init_row = QHBoxLayout()
+        init_row.setContentsMargins(0, 0, 0, 0)
+        init_row.addWidget(self.scratch_button, 0, Qt.AlignmentFlag.AlignTop)  # first: in view in a narrow dock
+        init_row.addWidget(self.init_label, 1)
+        self.init_row = QWidget()
+        self.init_row.setLayout(init_row)
         run_row = QHBoxLayout()
         run_row.addWidget(QLabel("Device"))
-        run_row.addWidget(self.device_combo, 1)
+        run_row.addWidget(self.device_combo, 4)
         run_row.addWidget(QLabel("Total steps"))
         run_row.addWidget(self.steps_spin)
         run_row.addStretch(1)
         self.device_combo.setMinimumContentsLength(12)
+        self.device_combo.setMaximumWidth(360)  # takes the row's spare width, up to a readable size
         self.device_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
 
         self.reason_label = QLabel()
@@ -200,10 +286,23 @@ class TrainingPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(controls)
         layout.addLayout(run_row)
+        layout.addWidget(self.init_row)
+        layout.addWidget(self.estimate_label)
+        layout.addWidget(self.estimate_warning)
         layout.addWidget(self.reason_label)
         layout.addLayout(progress)
         layout.addWidget(self.message_label)
-        layout.addWidget(splitter, 1)
+        # the curves and checkpoints need more width than a narrow dock has: they scroll sideways on
+        # their own, so the controls, the model line and the estimate above wrap to the dock instead
+        self.curves_area = QScrollArea()
+        self.curves_area.setWidget(splitter)
+        self.curves_area.setWidgetResizable(True)
+        self.curves_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.curves_area.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.curves_area.setMinimumHeight(splitter.minimumSizeHint().height()
+                                          + self.curves_area.horizontalScrollBar().sizeHint().height())
+        self.curves_area.setMinimumWidth(200)
+        layout.addWidget(self.curves_area, 1)
         layout.addWidget(self.run_label)
 
         describe_editor(self.device_combo, "run.device")
@@ -219,6 +318,12 @@ class TrainingPanel(QWidget):
         self.checkpoint_list.currentItemChanged.connect(self._on_checkpoint_selected)
         self.export_button.clicked.connect(self._export_clicked)
         self.resume_button.clicked.connect(self._resume_clicked)
+        self.estimate_button.clicked.connect(self._estimate_clicked)
+        self.scratch_button.clicked.connect(self.train_from_scratch)
+        for label in (self.init_label, self.estimate_label, self.estimate_warning):
+            # wrapped text takes the width the dock has and never widens the panel (no clipping)
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            label.setMinimumWidth(120)
 
     # ------------------------------------------------------------ config sync
     def _show_config(self) -> None:
@@ -233,6 +338,21 @@ class TrainingPanel(QWidget):
         set_editor_value(self.steps_spin, run.steps)  # a bad value from a file stays visible, marked
         for w in (self.device_combo, self.steps_spin):
             w.blockSignals(False)
+        self._show_init_from()
+
+    def _show_init_from(self) -> None:
+        """The model the next run starts from (model.init_from), with Train from scratch."""
+        path = self.state.config.model.init_from
+        self.init_row.setVisible(bool(path))
+        parts = Path(path).parts if path else ()
+        short = str(Path(*parts[-2:])) if len(parts) > 2 else str(path)
+        self.init_label.setText(f"Next run starts from {'…/' if len(parts) > 2 else ''}{short}" if path else "")
+        self.init_label.setToolTip(f"model.init_from = {path}\nThe run takes this model's architecture and weights "
+                                   "(Model size is ignored); set it with File ▸ Start from a model…")
+
+    def train_from_scratch(self) -> None:
+        """Clear model.init_from (one undo step)."""
+        self.state.update("model", init_from="")
 
     def _on_device_edited(self, _index: int) -> None:
         self.state.update("run", device=self.device_combo.currentData())
@@ -243,6 +363,9 @@ class TrainingPanel(QWidget):
     def _on_config_changed(self, section: str) -> None:
         if section in ("run", "all"):
             self._show_config()
+        if section in ("model", "all"):
+            self._show_init_from()
+        self._estimate_settings_changed()
         self._update_buttons()
 
     # ---------------------------------------------------------------- actions
@@ -268,6 +391,7 @@ class TrainingPanel(QWidget):
         if reason:
             self._update_buttons()
             return False
+        self._cancel_estimate(again=False)  # it would share the cores with the run (and time them)
         self.curve.clear()
         self.validation_view.clear()
         self.checkpoint_list.clear()
@@ -393,7 +517,113 @@ class TrainingPanel(QWidget):
         for export in self._export_threads:
             export.wait()
         self._export_threads.clear()
+        estimate, self.estimate_thread = self.estimate_thread, None
+        if estimate is not None:  # its result is no longer wanted; the probe ends within a few steps
+            estimate.cancel()
+            estimate.wait()
         return True
+
+    # --------------------------------------------------------------- estimate
+    def estimate_reason(self) -> str:
+        """Why Estimate is disabled; '' when it may run."""
+        if self.thread is not None:
+            return "Training: estimate before a run, not during one."
+        if self.state.errors:
+            return "Fix the settings first (see Problems)."
+        if self.state.dataset is None:
+            return "No dataset loaded yet."
+        return ""
+
+    def _estimate_clicked(self) -> None:
+        if self.estimate_thread is not None:
+            self._cancel_estimate(again=False)
+        else:
+            self.estimate()
+
+    def estimate(self) -> bool:
+        """Estimate the current settings' cost on a background thread (``engine/dry_run.py``);
+        False when it cannot start now (see :meth:`estimate_reason`) or one is still running."""
+        if self.estimate_reason() or self.estimate_thread is not None:
+            return False
+        config = self.state.config
+        thread = TaskThread(_estimate_task(config, self.state.dataset, self.estimate_available_bytes),
+                            describe=lambda e: f"Estimate failed: {_report(e)}")
+        thread.config, thread.dataset = config, self.state.dataset
+        thread.succeeded.connect(self._on_estimated)
+        thread.failed.connect(self._on_estimate_failed)
+        thread.finished.connect(self._on_estimate_finished)
+        self.estimate_thread = thread
+        self._estimate_again = False
+        self.estimate_label.setStyleSheet(NOTE_STYLE)
+        self.estimate_label.setText(f"Estimating… (setting up the run and timing {PROBE_STEPS} steps)")
+        self.estimate_label.show()
+        self.estimate_warning.hide()
+        thread.start()
+        self._update_buttons()
+        return True
+
+    def _cancel_estimate(self, again: bool) -> None:
+        """Ignore the running estimate's result; with ``again``, estimate anew once it has ended
+        (the settings changed under it)."""
+        thread = self.estimate_thread
+        if thread is None or thread.cancelled:
+            self._estimate_again = self._estimate_again and again
+            return
+        thread.cancel()
+        self._estimate_again = again
+        self.estimate_label.setText("Settings changed: estimating again…" if again else "Estimate cancelled.")
+        self._update_buttons()
+
+    def _estimate_settings_changed(self, *_changed) -> None:
+        """The settings or the dataset changed: a running estimate starts again, a shown one is
+        marked as being for earlier settings."""
+        current = (self.state.config, self.state.dataset)
+        thread = self.estimate_thread
+        if thread is not None:
+            if current[0] != thread.config or current[1] is not thread.dataset:
+                self._cancel_estimate(again=True)
+            return
+        shown = self.last_estimate
+        if shown is not None and (shown[0] != current[0] or shown[2] is not current[1]) \
+                and self.estimate_label.isVisible():
+            self.estimate_label.setStyleSheet(NOTE_STYLE + " font-style: italic;")
+            if not self.estimate_label.text().startswith("(for earlier settings"):
+                self.estimate_label.setText("(for earlier settings: press Estimate again) "
+                                            + self.estimate_label.text())
+
+    def _is_current_estimate(self) -> bool:
+        thread = self.sender()
+        return thread is self.estimate_thread and not thread.cancelled
+
+    def _on_estimated(self, e) -> None:
+        if not self._is_current_estimate():
+            return
+        from diffstudio.engine.dry_run import format_estimate
+
+        config = self.estimate_thread.config
+        self.last_estimate = (config, e, self.estimate_thread.dataset)
+        self.estimate_label.setStyleSheet(NOTE_STYLE)
+        self.estimate_label.setText("\n".join(estimate_lines(e, int(config.run.steps))))
+        self.estimate_label.setToolTip(format_estimate(e, int(config.run.steps)))
+        self.estimate_warning.setText("\n".join(f"⚠ {w}" for w in e.warnings))
+        self.estimate_warning.setVisible(bool(e.warnings))
+
+    def _on_estimate_failed(self, message: str, _exc) -> None:
+        if not self._is_current_estimate():
+            return
+        self.last_estimate = None
+        self.estimate_label.setStyleSheet(ERROR_STYLE)
+        self.estimate_label.setText(message)
+        self.estimate_warning.hide()
+
+    def _on_estimate_finished(self) -> None:
+        if self.sender() is not self.estimate_thread:
+            return
+        self.estimate_thread = None
+        again, self._estimate_again = self._estimate_again, False
+        self._update_buttons()
+        if again and not self.estimate():
+            self.estimate_label.setText(f"Settings changed; not estimated: {self.estimate_reason()}")
 
     # ------------------------------------------------------- training signals
     def _on_started(self, info: dict) -> None:
@@ -610,6 +840,12 @@ class TrainingPanel(QWidget):
         has_ckpt = self.selected_checkpoint() is not None
         self.export_button.setEnabled(has_ckpt and not self._export_threads)
         self.resume_button.setEnabled(has_ckpt and not running)
+        estimating = self.estimate_thread is not None
+        why_not = self.estimate_reason()
+        self.estimate_button.setText("Cancel estimate" if estimating else "Estimate")
+        self.estimate_button.setEnabled((estimating and not self.estimate_thread.cancelled)
+                                        or (not estimating and not why_not))
+        self.estimate_button.setToolTip(why_not if why_not and not estimating else self._estimate_tip)
         self.reason_label.setText(reason)
         self.reason_label.setStyleSheet(NOTE_STYLE if running or not reason else ERROR_STYLE)
 
@@ -634,3 +870,9 @@ class TrainingPanel(QWidget):
     @property
     def status(self) -> dict:
         return dict(self._status)
+
+
+def _report(exc: BaseException) -> str:
+    from diffstudio.engine.errors import report_error
+
+    return report_error(exc).message

@@ -1,0 +1,146 @@
+"""File > Start from a model…: a saved diffusers UNet2DModel is checked with the engine's own
+functions, what was found is shown, and model.init_from is set as one undoable edit (with the
+finetune-ztsnr-v recipe when asked); a folder that cannot be used is one message, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PySide6.QtCore import QSettings
+
+from diffstudio.engine.config import Config
+from diffstudio.engine.presets import preset
+from diffstudio.gui.main_window import MainWindow
+from diffstudio.gui.state import AppState
+
+TIMEOUT_MS = 60000
+
+
+def save_unet(folder, size=8, channels=1, classes=None, safetensors=True):
+    """A tiny UNet2DModel with random weights, saved with ``save_pretrained``; its parameter count."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=(16, 32),
+                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8, attention_head_dim=8,
+                       num_class_embeds=classes)
+    unet.save_pretrained(folder, safe_serialization=safetensors)
+    return sum(p.numel() for p in unet.parameters())
+
+
+def eps_config() -> Config:
+    """The digits (8x8, 1 channel, 10 classes) with an eps objective, leading spacing, no ZTSNR."""
+    return Config().updated(schedule={"ztsnr": False}, objective={"parameterization": "eps"},
+                            sampling={"spacing": "leading"}, optim={"ema_decay": 0.999})
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    settings = QSettings(str(tmp_path / "diffstudio.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(AppState(eps_config()), settings=settings)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    qtbot.waitUntil(lambda: window.state.dataset is not None, timeout=TIMEOUT_MS)
+    yield window
+    window.close_without_asking()
+    assert window.start_from.thread is None
+
+
+def check(qtbot, window, path):
+    """Run the File menu's check on ``path`` (the dialog's answer injected); the signal's argument."""
+    ctl = window.start_from
+    found, refused = [], []
+    ctl.found.connect(found.append)
+    ctl.refused.connect(refused.append)
+    window.start_from_model(str(path))
+    qtbot.waitUntil(lambda: bool(found or refused), timeout=TIMEOUT_MS)
+    return (found or refused)[0]
+
+
+def test_the_file_menu_action_starts_from_a_model_and_undo_reverts_it(qtbot, window, tmp_path):
+    n = save_unet(tmp_path / "unet")
+    action = window.action_start_from
+    assert action in window.menuBar().actions()[0].menu().actions() and "model" in action.text()
+
+    found = check(qtbot, window, tmp_path / "unet")
+    dialog = window.start_from.dialog
+    assert dialog is not None and dialog.isVisible()
+    assert found.num_params == n and f"{n:,} parameters" in dialog.summary_label.text()
+    assert "sample size 8x8 px, 1 channel in, 1 channel out" in dialog.summary_label.text()
+    assert "class conditioning: none" in dialog.summary_label.text()
+    assert "1-channel 8 px images, 10 classes" in dialog.data_label.text()
+    # an unconditional model meets the digits' 10 classes: the engine's note says what happens
+    assert dialog.class_label.isVisibleTo(dialog) and "no class conditioning" in dialog.class_label.text()
+    assert "10 classes" in dialog.class_label.text() and "zero" in dialog.class_label.text()
+    assert window.state.config.model.init_from == ""  # nothing changes before the dialog is accepted
+
+    dialog.accept_button.click()
+    cfg = window.state.config
+    assert cfg.model.init_from == str(tmp_path / "unet")
+    assert cfg.objective.parameterization == "eps"  # the recipe was not asked for
+    tp = window.training_panel
+    assert tp.init_row.isVisibleTo(tp) and tp.init_label.text().endswith("/unet")
+    assert str(tmp_path / "unet") in tp.init_label.toolTip()
+
+    window.action_undo.trigger()
+    assert window.state.config.model.init_from == "" and not tp.init_row.isVisibleTo(tp)
+    window.action_redo.trigger()
+    assert window.state.config.model.init_from == str(tmp_path / "unet")
+    tp.scratch_button.click()  # Train from scratch: one more undoable edit
+    assert window.state.config.model.init_from == "" and not tp.init_row.isVisibleTo(tp)
+    window.action_undo.trigger()
+    assert window.state.config.model.init_from == str(tmp_path / "unet")
+
+
+def test_the_finetune_recipe_switches_the_objective_in_one_undo_step(qtbot, window, tmp_path):
+    save_unet(tmp_path / "unet", classes=11)  # 10 classes + a null row, foreign: rows are adapted
+    check(qtbot, window, tmp_path / "unet")
+    dialog = window.start_from.dialog
+    assert "11 label rows" in dialog.summary_label.text()
+    assert "finetune-ztsnr-v" in dialog.recipe_box.text() and dialog.recipe_box.isEnabled()
+    dialog.recipe_box.setChecked(True)
+    dialog.accept_button.click()
+    p, cfg = preset("finetune-ztsnr-v"), window.state.config
+    assert cfg.model.init_from == str(tmp_path / "unet")
+    assert (cfg.schedule.ztsnr, cfg.objective.parameterization, cfg.sampling.spacing, cfg.optim.ema_decay) == (
+        p.schedule.ztsnr, p.objective.parameterization, p.sampling.spacing, p.optim.ema_decay) == (
+        True, "v", "trailing", 0.98)
+    assert cfg.schedule.family == eps_config().schedule.family  # the same betas, rescaled
+    window.action_undo.trigger()
+    assert window.state.config == eps_config()
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d: d.mkdir(), ("neither",)),
+    (lambda d: save_unet(d, safetensors=False), ("pickle",)),
+    (lambda d: save_unet(d, size=16), ("16 px", "8 px", "data.resolution")),
+    (lambda d: save_unet(d, channels=3), ("3-channel", "1-channel")),
+])
+def test_a_folder_that_cannot_be_used_is_one_message(qtbot, window, tmp_path, make, words):
+    make(tmp_path / "model")
+    message = check(qtbot, window, tmp_path / "model")
+    assert isinstance(message, str) and "\n" not in message and "Traceback" not in message
+    assert all(w in message for w in words), message
+    box = window.start_from.message_box
+    assert box is not None and box.isVisible() and message in box.text()
+    assert window.start_from.dialog is None
+    assert window.state.config.model.init_from == "" and not window.state.modified
+    box.button(box.StandardButton.Ok).click()
+
+
+def test_a_check_superseded_by_another_is_ignored(qtbot, window, tmp_path):
+    save_unet(tmp_path / "bad", size=16)
+    save_unet(tmp_path / "good")
+    first = window.start_from
+    window.start_from_model(str(tmp_path / "bad"))
+    found = check(qtbot, window, tmp_path / "good")
+    assert not isinstance(found, str) and found.path == str(tmp_path / "good")
+    qtbot.wait(200)  # the first check's refusal, if it arrived later, is not shown
+    assert first.message_box is None
+    old_dialog = window.start_from.dialog
+    check(qtbot, window, tmp_path / "good")  # choosing again closes what the first choice found
+    assert not old_dialog.isVisible() and window.start_from.dialog is not old_dialog
+    window.start_from.dialog.reject()
+    assert window.state.config.model.init_from == ""
