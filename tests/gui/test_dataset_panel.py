@@ -66,7 +66,7 @@ def test_folder_with_good_and_bad_images(qtbot, panel, tmp_path):
         panel.set_folder(str(folder))
     assert blocker.args == [True]
     ds = panel.state.dataset
-    assert len(ds) == 3 and tuple(ds.x.shape[1:]) == (3, 16, 16)
+    assert len(ds) == 3 and (ds.channels, ds.resolution) == (3, 16)
     assert "3 usable images" in panel.status_label.text()
     assert "2 files skipped" in panel.status_label.text()
     rows = dict((os.path.basename(f), reason) for f, reason in panel.skipped_rows())

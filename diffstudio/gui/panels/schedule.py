@@ -427,7 +427,7 @@ class SchedulePanel(QWidget):
     def _on_dataset(self, dataset, redraw: bool = True) -> None:
         source = None
         if dataset is not None and getattr(dataset, "kind", "") == "image" and len(dataset) > 0:
-            source = dataset.x[0].to(torch.float64).cpu()
+            source = dataset.preview(1)[0].to(torch.float64)  # one image read (folders: from the cache)
             self.thumb_caption.setText(f"First image of '{getattr(dataset, 'name', '') or 'the dataset'}'")
         else:
             self.thumb_caption.setText("Built-in test image (load an image dataset to use its first image)")
