@@ -28,9 +28,11 @@ class ImageStats:
     value_range: tuple[float, float]
 
 
-def pixel_chunks(dataset, limit: int | None = None, chunk_bytes: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
+def pixel_chunks(dataset, limit: int | None = None, chunk_bytes: int | None = None) -> Iterator[np.ndarray]:
     """The first ``limit`` (default all) images of ``dataset`` as consecutive numpy chunks
-    (n, C, H, W), uint8 or float32 as stored, each at most ``chunk_bytes`` (at least one image)."""
+    (n, C, H, W), uint8 or float32 as stored, each at most ``chunk_bytes`` (default
+    :data:`CHUNK_BYTES`; at least one image)."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if count == 0:
         return
@@ -48,7 +50,7 @@ def dataset_shape(dataset) -> tuple[int, ...]:
     return (dataset.channels, dataset.resolution, dataset.resolution)
 
 
-def image_stats(dataset, limit: int | None = None, chunk_bytes: int = CHUNK_BYTES) -> ImageStats:
+def image_stats(dataset, limit: int | None = None, chunk_bytes: int | None = None) -> ImageStats:
     """:class:`ImageStats` of the first ``limit`` (default all) images of an image dataset, read in
     chunks of at most ``chunk_bytes``. Raises ValueError for a dataset of points."""
     if getattr(dataset, "kind", "image") != "image":

@@ -11,6 +11,7 @@ newest request first; the UI thread never runs the VAE. Nothing here imports Qt 
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -62,6 +63,8 @@ class LatentThumbnails(QObject):
         self.encoded: EncodedImage | None = None
         self.error = ""
         self._codec = None  # (vae folder, LatentCodec): the VAE is loaded once
+        self._codec_lock = threading.Lock()  # one encode job at a time: the VAE is loaded (and diffusers,
+        # whose lazy module is not safe to import from two threads at once, imported) by one of them
         self._latents: dict[tuple[str, str], EncodedImage] = {}
         self._encoding: TaskThread | None = None
         self._decoding: TaskThread | None = None
@@ -108,15 +111,20 @@ class LatentThumbnails(QObject):
 
     # ---- background work ----
     def _encode(self, vae: str, key: tuple[str, str], image: torch.Tensor) -> None:
+        from diffstudio.data.errors import LoadCancelled
         from diffstudio.engine.latents import check_compatible, decode_latents, encode_images, load_codec
 
         if self._encoding is not None:
             self._encoding.cancel()  # its result is still kept for its key
-        codec = self._codec[1] if self._codec is not None and self._codec[0] == vae else None
         pixels = image.detach().to(torch.float32).cpu()
 
-        def job(_progress, _should_cancel):
-            loaded = codec or load_codec(vae, "cpu")
+        def job(_progress, should_cancel):
+            with self._codec_lock:
+                if should_cancel():  # superseded while an earlier job held the lock
+                    raise LoadCancelled("superseded")
+                known = self._codec
+                loaded = known[1] if known is not None and known[0] == vae else load_codec(vae, "cpu")
+                self._codec = (vae, loaded)
             check_compatible(SimpleNamespace(kind="image", channels=pixels.shape[0],
                                              resolution=pixels.shape[-1]), loaded)
             mean, _std = encode_images(loaded, pixels[None])
@@ -134,8 +142,7 @@ class LatentThumbnails(QObject):
     def _on_encoded(self, result) -> None:
         if self.sender() is self._encoding:
             self._encoding = None
-        vae, codec, key, encoded = result
-        self._codec = (vae, codec)
+        _vae, _codec, key, encoded = result
         if len(self._latents) >= LATENTS_KEPT:
             self._latents.pop(next(iter(self._latents)))
         self._latents[key] = encoded

@@ -456,7 +456,7 @@ class SchedulePanel(QWidget):
             text += (f", decoded from its latents of shape {lat.encoded.shape_text} (C × h × w): the model "
                      f"trains on latents (data.vae)")
         elif lat.active and lat.error:
-            text += f". Shown as pixels: the VAE (data.vae) cannot be used: {lat.error}"
+            text += f". Shown as pixels: the VAE (data.vae) cannot be used: {lat.error.removeprefix('data.vae: ')}"
         elif lat.active:
             text += ". Encoding it with the VAE (data.vae)…"
         self.thumb_caption.setText(text)
