@@ -255,6 +255,7 @@ def test_a_folder_is_held_as_its_uint8_memory_map_with_chunked_statistics(qtbot,
     assert ds.pixels.shape == (count, 3, size, size)
     assert _held_bytes(ds) < limit and _held_bytes(panel.state) < limit
     assert f"{count} usable images" in panel.status_label.text()
+    assert f"{count * 3 * size * size / 2**20:,.1f} MiB uint8 cache on disk" in panel.status_label.text()
     assert panel.image_view.image is not None and panel.image_view.image.dtype == np.uint8
 
     full = registry.load_dataset(str(folder), resolution=size)  # the float32 copy, for reference only
@@ -325,3 +326,39 @@ def test_a_run_started_from_the_app_on_a_large_folder_streams_from_the_cache(qtb
     assert trainer._dataset is None  # the Trainer loaded the data itself ...
     assert isinstance(trainer.data, StreamingDataset)  # ... and streamed it: over the budget
     assert trainer.data.cache.path == panel.state.dataset.cache.path  # from the cache the panel built
+
+
+def test_building_a_folders_cache_shows_progress_cancels_and_resumes(qtbot, panel, tmp_path, monkeypatch):
+    """The pixel cache of a folder is built with the panel's progress bar and Cancel; a cancelled
+    build resumes from its last recorded chunk on the next Load."""
+    import time
+
+    import diffstudio.data.pixel_cache as pixel_cache
+
+    folder = _noisy_folder(tmp_path / "many", 120, 8)
+    decoded = []
+    real = pixel_cache._decode_or_skip
+
+    def slow(file, options):
+        decoded.append(file.path.name)
+        time.sleep(0.02)
+        return real(file, options)
+
+    monkeypatch.setattr(pixel_cache, "_decode_or_skip", slow)
+    monkeypatch.setattr(pixel_cache, "CHUNK", 8)
+    _wait_loaded(qtbot, panel)
+    panel.resolution_spin.setValue(8)
+    panel.folder_edit.setText(str(folder))
+    panel.folder_radio.setChecked(True)
+    panel.load()
+    qtbot.waitUntil(lambda: panel.progress.maximum() == 120 and panel.progress.value() >= 24, timeout=20000)
+    assert panel.cancel_button.isVisibleTo(panel) and "/ 120 files" in panel.progress.format()
+    with qtbot.waitSignal(panel.loadFinished, timeout=LOAD_TIMEOUT_MS) as blocker:
+        panel.cancel_button.click()
+    assert blocker.args == [False] and panel.state.dataset is None
+    first = len(decoded)
+    assert first < 120
+    with qtbot.waitSignal(panel.loadFinished, timeout=LOAD_TIMEOUT_MS) as blocker:
+        panel.load()
+    assert blocker.args == [True] and len(panel.state.dataset) == 120
+    assert len(decoded) - first < 120  # resumed: the recorded chunks were not decoded again

@@ -583,7 +583,8 @@ def _relative(path: str, root: str) -> str:
 
 
 def describe_dataset(ds) -> str:
-    """'1797 usable images · 8×8 px · grey · 10 classes · 2 files skipped'."""
+    """'1797 usable images · 8×8 px · grey · 10 classes · 2 files skipped' (a folder also gives the
+    size of its uint8 cache)."""
     if ds.kind == "points":
         parts = [f"{len(ds)} points (2-D)"]
     else:
@@ -591,6 +592,8 @@ def describe_dataset(ds) -> str:
         parts = [f"{len(ds)} usable images", f"{ds.resolution}×{ds.resolution} px", colour]
     if ds.num_classes:
         parts.append(f"{ds.num_classes} classes")
+    if getattr(ds, "cache", None) is not None:  # a folder, read from its memory-mapped uint8 cache
+        parts.append(f"{ds.nbytes / 2**20:,.1f} MiB uint8 cache on disk")
     if ds.skipped:
         parts.append(f"{len(ds.skipped)} file{'s' if len(ds.skipped) != 1 else ''} skipped (see below)")
     return " · ".join(parts)
