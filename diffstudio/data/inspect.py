@@ -1,7 +1,9 @@
 """Inspect a dataset source: what loads, what is skipped and why, classes, brightness.
 
 Backs ``diffstudio dataset inspect PATH_OR_NAME [--json]``: :func:`inspect_source` returns a
-JSON-serialisable dict and :func:`format_inspection` renders it as a text report.
+JSON-serialisable dict and :func:`format_inspection` renders it as a text report. A folder is read
+through its uint8 pixel cache (the one training uses, built on first use) in chunks
+(:mod:`diffstudio.data.stats`), never as a float copy of all its images.
 """
 
 from __future__ import annotations
@@ -9,19 +11,21 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 import torch
 
-from diffstudio.data.dataset import InMemoryDataset, SkippedFile
+from diffstudio.data.dataset import SkippedFile
 from diffstudio.data.errors import DatasetError, LoadCancelled
 from diffstudio.data.paths import printable
 from diffstudio.data.registry import load_dataset, source_kind
+from diffstudio.data.stats import image_stats
 
 HISTOGRAM_BINS = 20
 
 
 def inspect_source(source: str, resolution: int | None = None,
                    channels: int | None = None) -> dict[str, Any]:
-    """Load ``source`` (through the cache) and describe it as a JSON-serialisable dict.
+    """Open ``source`` (a folder through its pixel cache) and describe it as a JSON-serialisable dict.
 
     Keys: source, source_type, name, kind, usable, skipped [{file, reason}], notes (the loader's
     messages: classes dropped, the resolution "native" chose and the sizes found), resolution,
@@ -34,7 +38,12 @@ def inspect_source(source: str, resolution: int | None = None,
     """
     origin = source_kind(source)
     try:
-        dataset = load_dataset(source, resolution, channels, labels=True)
+        if origin == "folder":
+            from diffstudio.data.training_data import open_folder
+
+            dataset = open_folder(source, resolution=resolution, channels=channels, labels=True)
+        else:
+            dataset = load_dataset(source, resolution, channels, labels=True)
     except LoadCancelled:
         raise
     except DatasetError as exc:
@@ -44,17 +53,20 @@ def inspect_source(source: str, resolution: int | None = None,
     return _report(source, origin, dataset)
 
 
-def _report(source: str, origin: str, dataset: InMemoryDataset) -> dict[str, Any]:
+def _report(source: str, origin: str, dataset) -> dict[str, Any]:
+    """``dataset``: an InMemoryDataset, or a StreamingDataset over a folder's pixel cache."""
+    stats = image_stats(dataset) if dataset.kind == "image" else None
+    value_range = stats.value_range if stats else (float(dataset.x.min()), float(dataset.x.max()))
     report: dict[str, Any] = {
         "source": printable(source), "source_type": origin, "name": printable(dataset.name),
         "kind": dataset.kind, "usable": len(dataset), "skipped": _skipped(dataset.skipped),
         "notes": [printable(n) for n in dataset.notes],
         "resolution": dataset.resolution, "channels": dataset.channels,
         "classes": [printable(c) for c in dataset.class_names], "class_counts": _class_counts(dataset),
-        "value_range": [float(dataset.x.min()), float(dataset.x.max())],
+        "value_range": list(value_range),
     }
-    if dataset.kind == "image":
-        report["mean_brightness_histogram"] = brightness_histogram(dataset.x)
+    if stats is not None:
+        report["mean_brightness_histogram"] = means_histogram(stats.means)
     else:
         report["point_mean"] = dataset.x.double().mean(0).tolist()
         report["point_std"] = dataset.x.double().std(0).tolist()
@@ -74,9 +86,16 @@ def _skipped(skipped: list[SkippedFile]) -> list[dict[str, str]]:
 
 
 def brightness_histogram(x: torch.Tensor, bins: int = HISTOGRAM_BINS) -> dict[str, list]:
-    """Histogram of per-image mean pixel value over [-1, 1]: {edges (bins+1), counts (bins)}."""
-    means = x.double().mean(dim=tuple(range(1, x.ndim))).clamp(-1.0, 1.0)
-    counts = torch.histc(means, bins=bins, min=-1.0, max=1.0)
+    """Histogram of per-image mean pixel value over [-1, 1] of images ``x`` (N, C, H, W) float in
+    [-1, 1]: {edges (bins+1), counts (bins)}."""
+    return means_histogram(x.double().mean(dim=tuple(range(1, x.ndim))).numpy(), bins)
+
+
+def means_histogram(means: np.ndarray, bins: int = HISTOGRAM_BINS) -> dict[str, list]:
+    """Histogram over [-1, 1] of per-image means ``means`` (N,) (clipped to [-1, 1]), as
+    ``torch.histc`` bins them: {edges (bins+1), counts (bins)}."""
+    clipped = torch.from_numpy(np.asarray(means, dtype=np.float64)).clamp(-1.0, 1.0)
+    counts = torch.histc(clipped, bins=bins, min=-1.0, max=1.0)
     edges = torch.linspace(-1.0, 1.0, bins + 1, dtype=torch.float64)
     return {
         "edges": [round(e, 6) + 0.0 for e in edges.tolist()],  # + 0.0 turns -0.0 into 0.0
@@ -84,7 +103,7 @@ def brightness_histogram(x: torch.Tensor, bins: int = HISTOGRAM_BINS) -> dict[st
     }
 
 
-def _class_counts(dataset: InMemoryDataset) -> list[int]:
+def _class_counts(dataset) -> list[int]:
     if dataset.labels is None:
         return []
     return torch.bincount(dataset.labels.cpu(), minlength=dataset.num_classes).tolist()

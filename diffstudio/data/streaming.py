@@ -147,6 +147,14 @@ class StreamingDataset:
         self._drop_pending()
         self._reader.shutdown(wait=True)
 
+    def read_items(self, start: int, stop: int) -> np.ndarray:
+        """Items ``start`` to ``stop`` (clipped to the dataset) as uint8 (n, C, H, W), read from the
+        cache into a private array (chunked statistics and views)."""
+        start, stop = max(0, start), min(stop, len(self))
+        if self.rows is None:
+            return np.array(self.pixels[start:stop])
+        return self._gather(np.arange(start, stop))
+
     def preview(self, n: int) -> Tensor:
         """The first ``n`` images on the CPU as float32 in [-1, 1]."""
         return uint8_to_unit_range(torch.from_numpy(self._gather(np.arange(min(max(0, n), len(self))))))

@@ -17,7 +17,7 @@ import torch
 
 from diffstudio.data.dataset import InMemoryDataset
 from diffstudio.data.decode import DEFAULT_MAX_PIXELS
-from diffstudio.data.errors import DatasetError
+from diffstudio.data.errors import DatasetError, LoadCancelled
 from diffstudio.data.folder_cache import cache_key, cached_rows
 from diffstudio.data.folder_scan import has_class_folders, scan_folder
 from diffstudio.data.image_folder import (
@@ -26,6 +26,8 @@ from diffstudio.data.image_folder import (
     ShouldCancel,
     _drop_empty_classes,
     _header_sizes,
+    _no_images_error,
+    _no_usable_error,
     resolve_folder,
 )
 from diffstudio.data.native_size import resolve_resolution
@@ -124,6 +126,33 @@ def load_training_data(
     return TrainingData(stream, budget, f"{head}: streamed from the cache {cache.path}")
 
 
+def open_folder(
+    source: str,
+    *,
+    resolution: int | None = None,
+    channels: int | None = None,
+    labels: bool = True,
+    n: int | None = None,
+    progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
+) -> StreamingDataset:
+    """The folder ``source`` as a memory-mapped uint8 dataset over its pixel cache, nothing read.
+
+    Builds or reuses the same cache entry :func:`load_training_data` uses (so a run started after
+    it never decodes again; ``progress(done, total)``, ``should_cancel`` while building). The result
+    holds only the memory map, the labels and the loader's notes: for views and statistics (the app's
+    Dataset panel, ``dataset inspect``), which read it in chunks. Raises DatasetError (LoadCancelled
+    when cancelled) as :func:`load_training_data` does.
+    """
+    root = resolve_folder(from_portable(source))
+    cache, notes = _folder_cache(root, resolution, channels or DEFAULT_FOLDER_CHANNELS,
+                                 labels and has_class_folders(root), progress, should_cancel)
+    count = cache.count if n is None else min(n, cache.count)
+    data = StreamingDataset(cache, count, name=root.name, skipped=cache.skipped)
+    data.notes = notes
+    return data
+
+
 def _folder_cache(root: Path, resolution: int | None, channels: int, labels: bool, progress: Progress | None,
                   should_cancel: ShouldCancel | None):
     """The folder's pixel cache and the loader's notes; ``resolution`` None is "native", chosen as
@@ -133,14 +162,23 @@ def _folder_cache(root: Path, resolution: int | None, channels: int, labels: boo
     if resolution is not None and not 1 <= resolution <= 4096:
         raise DatasetError(f"resolution must be between 1 and 4096, got {resolution}")
     files, scan_skipped = scan_folder(root, labels)
-    if not files:
-        raise DatasetError(f"No usable image files found in {root} or its sub-folders", scan_skipped)
+    if not files:  # the in-memory loader's messages, word for word
+        if scan_skipped:
+            raise _no_usable_error(root, scan_skipped, len(scan_skipped))
+        raise _no_images_error(root)
     resolution, notes = resolve_resolution(_header_sizes(files), resolution)
     options = {"resolution": resolution, "channels": channels, "labels": labels,
                "background": list(WHITE), "max_pixels": DEFAULT_MAX_PIXELS, "decoder": DECODER_VERSION}
     with cached_rows(cache_key(root, files, options), files) as decoded:  # a folder the app has loaded
-        cache = build_pixel_cache(pixel_cache_key(root, files, options), files, options, progress, should_cancel,
-                                  decoded=decoded)
+        try:
+            cache = build_pixel_cache(pixel_cache_key(root, files, options), files, options, progress,
+                                      should_cancel, decoded=decoded)
+        except LoadCancelled:
+            raise
+        except DatasetError as exc:
+            if not exc.skipped:
+                raise
+            raise _no_usable_error(root, scan_skipped + exc.skipped, len(scan_skipped) + len(files)) from None
     cache.skipped = scan_skipped + cache.skipped
     if cache.labels is not None:  # classes whose files were all skipped go, as in load_image_folder
         labels, cache.class_names, dropped = _drop_empty_classes(root, cache, cache.skipped)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from diffstudio.data.latents import LatentDataset
+from diffstudio.data.stats import dataset_shape, pixel_chunks
 from diffstudio.engine.config import ConfigError
 from diffstudio.models.vae import LatentCodec, VaeError, load_vae
 
@@ -49,14 +50,21 @@ def _pixels(x: Tensor) -> Tensor:
     return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x.float()
 
 
+def _stored_dtype(data) -> str:
+    """The torch dtype the images are stored in ("torch.uint8" for a streamed folder cache)."""
+    x = getattr(data, "x", None)
+    return str(torch.uint8 if x is None else x.dtype)
+
+
 def cache_key(data, codec: LatentCodec, hflip: bool) -> str:
-    """A hash of everything the latents depend on (see the module docstring)."""
+    """A hash of everything the latents depend on (see the module docstring); the same for a folder
+    held on the device and streamed from its cache (the pixels are read in chunks either way)."""
+    shape = [len(data), *dataset_shape(data)]
     h = hashlib.sha256(json.dumps({"v": CACHE_VERSION, "vae": codec.fingerprint(), "hflip": bool(hflip),
-                                   "shape": list(data.x.shape), "dtype": str(data.x.dtype)},
+                                   "shape": shape, "dtype": _stored_dtype(data)},
                                   sort_keys=True, default=str).encode())
-    x = data.x.detach().cpu().contiguous()
-    for chunk in x.reshape(len(x), -1).split(1024):
-        h.update(chunk.numpy().tobytes())
+    for chunk in pixel_chunks(data):
+        h.update(np.ascontiguousarray(chunk).tobytes())
     if getattr(data, "labels", None) is not None:
         h.update(data.labels.cpu().numpy().astype(np.int64).tobytes())
     return h.hexdigest()[:32]
@@ -115,9 +123,9 @@ def encode_dataset(data, codec: LatentCodec, *, hflip: bool = False, batch_size:
         say("info", f"encoding {len(data)} images{' (and their mirror images)' if hflip else ''} with the VAE "
                     f"{codec.source} (once; the latents are cached)")
     t: dict[str, Tensor] = {}
-    t["mean"], t["std"] = encode_images(codec, data.x, batch_size)
+    t["mean"], t["std"] = _encode_chunks(codec, data, batch_size, flip=False)
     if hflip:
-        t["flip_mean"], t["flip_std"] = encode_images(codec, data.x.flip(-1), batch_size)
+        t["flip_mean"], t["flip_std"] = _encode_chunks(codec, data, batch_size, flip=True)
     if say:
         say("info", f"encoded {len(data)} images in {time.perf_counter() - t0:.1f} s: latents "
                     f"{tuple(t['mean'].shape[1:])}")
@@ -127,6 +135,19 @@ def encode_dataset(data, codec: LatentCodec, *, hflip: bool = False, batch_size:
         atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in t.items()}, tmp,
                                                  metadata={"format": "pt", "diffstudio-latents": str(CACHE_VERSION)}))
     return _dataset(data, t)
+
+
+def _encode_chunks(codec: LatentCodec, data, batch_size: int, flip: bool) -> tuple[Tensor, Tensor]:
+    """:func:`encode_images` of every image of ``data`` (mirrored with ``flip``), read in chunks
+    (:func:`~diffstudio.data.stats.pixel_chunks`), so a folder streamed from its cache is never
+    held whole."""
+    means, stds = [], []
+    for chunk in pixel_chunks(data):
+        x = torch.from_numpy(np.ascontiguousarray(chunk))
+        m, s = encode_images(codec, x.flip(-1) if flip else x, batch_size)
+        means.append(m)
+        stds.append(s)
+    return torch.cat(means), torch.cat(stds)
 
 
 def _dataset(data, t: dict[str, Tensor]) -> LatentDataset:

@@ -135,8 +135,12 @@ def _load_default_dataset(window) -> None:
     data = window.state.config.data
 
     def load(progress, cancelled):
-        from diffstudio.data.registry import load_dataset
+        from diffstudio.data.registry import load_dataset, source_kind
+        from diffstudio.data.training_data import open_folder
 
+        if source_kind(data.source) == "folder":  # the memory map of its uint8 cache, as the panel does
+            return open_folder(data.source, resolution=data.resolution, channels=data.channels,
+                               labels=data.labels, progress=progress, should_cancel=cancelled)
         return load_dataset(data.source, data.resolution, data.channels, data.labels, data.num_points,
                             progress=progress, should_cancel=cancelled)
 

@@ -449,8 +449,12 @@ class SampleStatsView(QWidget):
         if dataset is None or getattr(dataset, "kind", "image") != "image":
             self.data_means = None
             self.data_item.setData(BRIGHTNESS_BINS, np.zeros(len(BRIGHTNESS_BINS) - 1))
-        else:
-            self.data_means = per_image_means(dataset.x)
+        else:  # in chunks (a folder is a memory map of its uint8 cache), usually already computed
+            from diffstudio.data.stats import image_stats
+
+            state = self.state
+            stats = state.image_stats() if state is not None and dataset is state.dataset else image_stats(dataset)
+            self.data_means = stats.means
             self.data_item.setData(BRIGHTNESS_BINS, _density(self.data_means))
         self._update_summary()
 

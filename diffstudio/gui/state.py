@@ -19,7 +19,7 @@ from diffstudio.engine.config import Config
 class AppState(QObject):
     configChanged = Signal(str)  # the section that changed ("schedule", "objective", ..., or "all")
     validityChanged = Signal(list)  # [(dotted.field, message)]; empty when Train may start
-    datasetChanged = Signal(object)  # an InMemoryDataset, or None while loading / on failure
+    datasetChanged = Signal(object)  # InMemoryDataset / StreamingDataset (folders), or None while loading / on failure
     trainingChanged = Signal(bool)  # a run is training (the edited config applies to the next run)
     flipTimeChanged = Signal(bool)  # display time in the seed's direction (t=0 noise, t=1 data)
 
@@ -27,6 +27,7 @@ class AppState(QObject):
         super().__init__(parent)
         self.config = config or Config()
         self.dataset = None
+        self.dataset_stats = None  # data.stats.ImageStats of an image dataset, computed off the UI thread
         self.training = False
         self.flip_time = False
         self.errors: list[tuple[str, str]] = self.config.validate()
@@ -71,9 +72,26 @@ class AppState(QObject):
     def errors_for(self, prefix: str) -> list[tuple[str, str]]:
         return [(f, m) for f, m in self.errors if f.startswith(prefix)]
 
-    def set_dataset(self, dataset) -> None:
+    def set_dataset(self, dataset, stats=None) -> None:
+        """Show ``dataset`` everywhere: a built-in InMemoryDataset, or for a folder a memory-mapped
+        StreamingDataset over its uint8 pixel cache (read in chunks; training loads its own way).
+        ``stats``: its :class:`~diffstudio.data.stats.ImageStats` when already computed (views
+        compute them on demand otherwise, see :meth:`image_stats`)."""
         self.dataset = dataset
+        self.dataset_stats = stats
         self.datasetChanged.emit(dataset)
+
+    def image_stats(self):
+        """The loaded image dataset's ImageStats (computed once, in chunks, if not given); None
+        without an image dataset."""
+        ds = self.dataset
+        if ds is None or getattr(ds, "kind", "") != "image" or len(ds) == 0:
+            return None
+        if self.dataset_stats is None:
+            from diffstudio.data.stats import image_stats
+
+            self.dataset_stats = image_stats(ds)
+        return self.dataset_stats
 
     def set_training(self, training: bool) -> None:
         self.training = training

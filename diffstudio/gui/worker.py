@@ -85,7 +85,7 @@ class TrainingThread(QThread):
         self.config = config
         self.resume_from = resume
         self.run_dir = run_dir
-        self.dataset = dataset  # an already loaded InMemoryDataset matching config.data, or None
+        self.dataset = _in_memory(dataset)
         self.num_threads = num_threads or training_threads()
         self._stop = threading.Event()
         self._abort = threading.Event()  # stop without the final checkpoint
@@ -228,6 +228,16 @@ class TrainingThread(QThread):
         while not self._running.wait(0.1):
             pass
         self.pausedChanged.emit(False)
+
+
+def _in_memory(dataset):
+    """The dataset the Trainer may take as it is: an already generated InMemoryDataset matching
+    ``config.data`` (built-ins, toys). Anything else (the app's memory map of a folder's pixel
+    cache) gives None, so the Trainer loads the data its own way (``load_training_data``: uint8 on
+    the device within ``data.memory_budget_mb``, else streamed from the same cache)."""
+    from diffstudio.data.dataset import InMemoryDataset
+
+    return dataset if isinstance(dataset, InMemoryDataset) else None
 
 
 class _Aborted(BaseException):

@@ -59,3 +59,39 @@ def test_folder_without_usable_images_reports_error(tmp_path: Path, write_file: 
 def test_missing_source_raises() -> None:
     with pytest.raises(DatasetError, match="neither a built-in"):
         inspect_source("/no/such/folder/anywhere")
+
+
+def test_a_folder_is_inspected_from_its_pixel_cache_in_chunks(tmp_path: Path, monkeypatch) -> None:
+    """No float32 copy of the folder: the report reads the uint8 cache (the one training uses), and
+    its histogram and value range equal those of the float32 images."""
+    import numpy as np
+    from PIL import Image
+
+    import diffstudio.data.registry as registry
+    import diffstudio.data.stats as stats
+    from diffstudio.data.inspect import brightness_histogram
+    from diffstudio.data.pixel_cache import entry_path
+
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(12):
+        level = rng.integers(0, 256)
+        pixels = np.clip(rng.normal(level, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i:02d}.png")
+    full = registry.load_dataset(str(folder), resolution=16)  # the reference float32 copy
+
+    def no_float_copy(*args, **kwargs):
+        raise AssertionError("inspect decoded the folder into a float32 dataset")
+
+    monkeypatch.setattr(registry, "_load_folder", no_float_copy)
+    monkeypatch.setattr(stats, "CHUNK_BYTES", 3 * 16 * 16 * 5)  # 5 images a chunk: 3 chunks
+    report = inspect_source(str(folder), resolution=16)
+    assert report["usable"] == 12
+    assert report["mean_brightness_histogram"] == brightness_histogram(full.x)
+    assert report["value_range"] == [float(full.x.min()), float(full.x.max())]
+    assert any(p.name.startswith("pixels-") for p in entry_path("x").parent.iterdir())  # the cache was built
+    from diffstudio.data.training_data import open_folder
+
+    chunks = list(stats.pixel_chunks(open_folder(str(folder), resolution=16)))
+    assert [len(c) for c in chunks] == [5, 5, 2] and all(c.dtype == np.uint8 for c in chunks)

@@ -157,3 +157,30 @@ def test_data_that_do_not_fit_the_vae_are_one_clear_error(tmp_path):
         UNet2DModel(block_out_channels=(8, 8), norm_num_groups=4, down_block_types=("DownBlock2D",) * 2,
                     up_block_types=("UpBlock2D",) * 2).save_pretrained(tmp_path / "unet")
         load_codec(tmp_path / "unet")
+
+
+def test_a_folder_streamed_from_its_cache_encodes_to_the_latents_of_the_same_folder_held_in_memory(tmp_path):
+    """A folder over the memory budget (a StreamingDataset, no ``.x``) is encoded in chunks from its
+    pixel cache: same cache key and same posteriors as the device-resident uint8 copy."""
+    from PIL import Image
+
+    from diffstudio.data.streaming import StreamingDataset
+    from diffstudio.data.training_data import load_training_data
+    from diffstudio.engine.latents import cache_key
+
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    tiny_vae(tmp_path / "vae")
+    codec = load_codec(tmp_path / "vae")
+    held = load_training_data(str(folder), torch.device("cpu"), resolution=16, memory_budget_mb=1.0).dataset
+    streamed = load_training_data(str(folder), torch.device("cpu"), resolution=16, memory_budget_mb=1e-4).dataset
+    assert isinstance(streamed, StreamingDataset) and held.x.dtype == torch.uint8
+    assert cache_key(streamed, codec, True) == cache_key(held, codec, True)
+    a = encode_dataset(held, codec, hflip=True, cache=False)
+    b = encode_dataset(streamed, codec, hflip=True, cache=False)
+    for name in ("mean", "std", "flip_mean", "flip_std"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert a.mean.shape == (6, 4, 8, 8)

@@ -66,7 +66,7 @@ def test_folder_with_good_and_bad_images(qtbot, panel, tmp_path):
         panel.set_folder(str(folder))
     assert blocker.args == [True]
     ds = panel.state.dataset
-    assert len(ds) == 3 and tuple(ds.x.shape[1:]) == (3, 16, 16)
+    assert len(ds) == 3 and (ds.channels, ds.resolution) == (3, 16)
     assert "3 usable images" in panel.status_label.text()
     assert "2 files skipped" in panel.status_label.text()
     rows = dict((os.path.basename(f), reason) for f, reason in panel.skipped_rows())
@@ -200,3 +200,165 @@ def test_browse_starts_in_the_last_chosen_folder_after_a_restart(qtbot, tmp_path
         assert panel.state.config.data.source == str(folder)
         panel.shutdown()
     assert starts[0] != str(tmp_path) and starts[1] == str(tmp_path)
+
+
+def _noisy_folder(root, count, size, seed=3, classes=None):
+    """``count`` random RGB PNGs of ``size`` px (with ``classes``: in that many sub-folders)."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        folder = root / f"class{i % classes}" if classes else root
+        folder.mkdir(parents=True, exist_ok=True)
+        level = rng.integers(0, 256)  # per-image brightness spread, so the histogram has a shape
+        pixels = np.clip(rng.normal(level, 40, (size, size, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    return root
+
+
+def _held_bytes(obj) -> int:
+    """Bytes of the private arrays and tensors an object holds directly (memory maps excluded)."""
+    import torch
+
+    total = 0
+    for value in vars(obj).values():
+        if isinstance(value, np.ndarray) and not isinstance(value, np.memmap):
+            total += value.nbytes
+        elif torch.is_tensor(value):
+            total += value.numel() * value.element_size()
+    return total
+
+
+def test_a_folder_is_held_as_its_uint8_memory_map_with_chunked_statistics(qtbot, panel, tmp_path, monkeypatch):
+    """A folder whose float32 copy exceeds a small limit: the panel holds the memory map of its
+    uint8 cache (no float pixels of all images), and the brightness histogram and statistics,
+    read in chunks, equal those of the full float32 data."""
+    import diffstudio.data.registry as registry
+    from diffstudio.data.streaming import StreamingDataset
+    from diffstudio.gui.runs import BRIGHTNESS_BINS, SampleStatsView, _density, per_image_means
+
+    count, size, limit = 60, 32, 256 << 10
+    folder = _noisy_folder(tmp_path / "photos", count, size)
+    assert count * 3 * size * size * 4 > limit  # its float32 copy would not fit the limit
+    _wait_loaded(qtbot, panel)
+
+    def no_float_copy(*args, **kwargs):
+        raise AssertionError("the panel decoded the folder into a float32 dataset")
+
+    monkeypatch.setattr(registry, "_load_folder", no_float_copy)
+    panel.resolution_spin.setValue(size)
+    with qtbot.waitSignal(panel.loadFinished, timeout=LOAD_TIMEOUT_MS) as blocker:
+        panel.set_folder(str(folder))
+    assert blocker.args == [True], panel.error_text()
+    monkeypatch.undo()
+    ds = panel.state.dataset
+    assert isinstance(ds, StreamingDataset) and not hasattr(ds, "x")
+    assert isinstance(ds.pixels, np.memmap) and ds.pixels.dtype == np.uint8
+    assert ds.pixels.shape == (count, 3, size, size)
+    assert _held_bytes(ds) < limit and _held_bytes(panel.state) < limit
+    assert f"{count} usable images" in panel.status_label.text()
+    assert f"{count * 3 * size * size / 2**20:,.1f} MiB uint8 cache on disk" in panel.status_label.text()
+    assert panel.image_view.image is not None and panel.image_view.image.dtype == np.uint8
+
+    full = registry.load_dataset(str(folder), resolution=size)  # the float32 copy, for reference only
+    assert str(full.x.dtype) == "torch.float32"
+    reference = per_image_means(full.x)
+    stats = panel.state.dataset_stats
+    assert stats is not None  # computed on the loading thread
+    np.testing.assert_allclose(stats.means, reference, atol=1e-6)
+    assert stats.value_range == (float(full.x.min()), float(full.x.max()))
+    view = SampleStatsView(panel.state)
+    qtbot.addWidget(view)
+    edges, density = view.data_item.getData()
+    np.testing.assert_array_equal(density, _density(reference))
+    assert len(edges) == len(BRIGHTNESS_BINS) and density.sum() > 0
+
+
+def test_chunked_statistics_do_not_depend_on_the_chunk_size(tmp_path):
+    from diffstudio.data.stats import image_stats
+    from diffstudio.data.training_data import open_folder
+
+    folder = _noisy_folder(tmp_path / "photos", 10, 16)
+    ds = open_folder(str(folder), resolution=16)
+    whole = image_stats(ds)
+    one_by_one = image_stats(ds, chunk_bytes=1)  # one image per chunk
+    np.testing.assert_array_equal(whole.means, one_by_one.means)
+    assert whole.value_range == one_by_one.value_range and len(whole.means) == 10
+    assert len(image_stats(ds, limit=4).means) == 4
+
+
+def test_a_run_started_from_the_app_on_a_large_folder_streams_from_the_cache(qtbot, panel, tmp_path, monkeypatch):
+    """The app passes no float copy to the Trainer: a folder over data.memory_budget_mb trains
+    through the streaming path from the cache the panel built."""
+    import diffstudio.engine.trainer as trainer_module
+    from diffstudio.data.streaming import StreamingDataset
+    from diffstudio.engine.presets import preset
+    from diffstudio.gui.panels.training import TrainingPanel
+
+    folder = _noisy_folder(tmp_path / "pets", 24, 10, classes=2)
+    uint8_bytes = 24 * 3 * 8 * 8
+    config = preset("quickstart").updated(
+        data={"source": str(folder), "resolution": 8, "channels": 3, "labels": True,
+              "memory_budget_mb": (uint8_bytes // 2) / 2**20},
+        run={"steps": 3, "out_dir": str(tmp_path / "runs"), "preview_every": 10_000, "checkpoint_every": 10_000,
+             "log_every": 1, "device": "cpu"},
+        optim={"batch_size": 4, "warmup_steps": 1}, sampling={"num_samples": 2, "steps": 2})
+    _wait_loaded(qtbot, panel)
+    with qtbot.waitSignal(panel.loadFinished, timeout=LOAD_TIMEOUT_MS):
+        panel.state.set_config(config)
+    assert isinstance(panel.state.dataset, StreamingDataset)
+
+    trainers = []
+
+    class Recording(trainer_module.Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            trainers.append(self)
+
+    monkeypatch.setattr(trainer_module, "Trainer", Recording)
+    training = TrainingPanel(panel.state)
+    qtbot.addWidget(training)
+    try:
+        with qtbot.waitSignal(training.runFinished, timeout=60000) as finished:
+            assert training.start()
+        assert finished.args[0] is not None and finished.args[0].steps == 3
+    finally:
+        training.shutdown(ask=False)
+    (trainer,) = trainers
+    assert trainer._dataset is None  # the Trainer loaded the data itself ...
+    assert isinstance(trainer.data, StreamingDataset)  # ... and streamed it: over the budget
+    assert trainer.data.cache.path == panel.state.dataset.cache.path  # from the cache the panel built
+
+
+def test_building_a_folders_cache_shows_progress_cancels_and_resumes(qtbot, panel, tmp_path, monkeypatch):
+    """The pixel cache of a folder is built with the panel's progress bar and Cancel; a cancelled
+    build resumes from its last recorded chunk on the next Load."""
+    import time
+
+    import diffstudio.data.pixel_cache as pixel_cache
+
+    folder = _noisy_folder(tmp_path / "many", 120, 8)
+    decoded = []
+    real = pixel_cache._decode_or_skip
+
+    def slow(file, options):
+        decoded.append(file.path.name)
+        time.sleep(0.02)
+        return real(file, options)
+
+    monkeypatch.setattr(pixel_cache, "_decode_or_skip", slow)
+    monkeypatch.setattr(pixel_cache, "CHUNK", 8)
+    _wait_loaded(qtbot, panel)
+    panel.resolution_spin.setValue(8)
+    panel.folder_edit.setText(str(folder))
+    panel.folder_radio.setChecked(True)
+    panel.load()
+    qtbot.waitUntil(lambda: panel.progress.maximum() == 120 and panel.progress.value() >= 24, timeout=20000)
+    assert panel.cancel_button.isVisibleTo(panel) and "/ 120 files" in panel.progress.format()
+    with qtbot.waitSignal(panel.loadFinished, timeout=LOAD_TIMEOUT_MS) as blocker:
+        panel.cancel_button.click()
+    assert blocker.args == [False] and panel.state.dataset is None
+    first = len(decoded)
+    assert first < 120
+    with qtbot.waitSignal(panel.loadFinished, timeout=LOAD_TIMEOUT_MS) as blocker:
+        panel.load()
+    assert blocker.args == [True] and len(panel.state.dataset) == 120
+    assert len(decoded) - first < 120  # resumed: the recorded chunks were not decoded again

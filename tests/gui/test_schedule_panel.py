@@ -324,3 +324,106 @@ def test_format_percent():
     assert format_percent(0.068265) == "6.83 %"
     assert format_percent(0.0) == "0 %"
     assert format_percent(4.93e-5) == "0.00493 %"
+
+
+DECODE_TIMEOUT_MS = 30000
+
+
+def _tiny_vae(path):
+    """A random 3-channel AutoencoderKL (downsampling 2, 4 latent channels) with a scaling and a
+    shift factor, saved as diffusers saves one."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+                  down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                  latent_channels=4, norm_num_groups=4, sample_size=16, scaling_factor=0.6,
+                  shift_factor=0.1).save_pretrained(path)
+    return str(path)
+
+
+def _expected_latent_views(vae: str, image: torch.Tensor, schedule) -> tuple[np.ndarray, np.ndarray]:
+    """decode(alpha_1 z + sigma_1 eps) and decode(gain alpha_1 z), computed with engine/latents."""
+    from diffstudio.core.parameterization import Coefficients
+    from diffstudio.core.terminal import LEAK_GAIN
+    from diffstudio.engine.latents import decode_latents, encode_images, load_codec
+    from diffstudio.gui.widgets.image_view import ImageView, unit_to_uint8
+
+    codec = load_codec(vae)
+    z, _ = encode_images(codec, image[None].float())
+    eps = torch.randn(z.shape[1:], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    c = Coefficients.at(schedule, 1.0)
+    alpha, sigma = float(c.alpha), float(c.sigma)
+    z1 = alpha * z[0].double() + sigma * eps
+    images = decode_latents(codec, torch.stack([z1, LEAK_GAIN * (z1 - sigma * eps)]).float())
+    views = []
+    for img in images:
+        view = ImageView()
+        view.set_image(unit_to_uint8(img.numpy()))
+        views.append(view.image)
+    return views[0], views[1]
+
+
+def test_with_a_vae_the_thumbnails_show_the_noised_latent_decoded(panel, qtbot, tmp_path, monkeypatch):
+    """data.vae set: the image is encoded once (in the background), noised as a latent with the
+    schedule and decoded; a schedule edit decodes again without encoding."""
+    import threading
+
+    import diffstudio.engine.latents as latents_module
+    from diffstudio.data.registry import load_dataset
+    from diffstudio.gui.panels.schedule import test_image
+
+    vae = _tiny_vae(tmp_path / "vae")
+    state = panel.state
+    choose(panel.leak_combo, "residual")
+    state.update("schedule", family="scaled_linear", ztsnr=False)
+    pixel_noised = panel.thumbs["noised"].image.copy()
+    encodes = []
+    real_encode = latents_module.encode_images
+
+
+    def counted(*args, **kwargs):  # the panel's encodes (the expected views below encode on this thread)
+        if threading.current_thread() is not threading.main_thread():
+            encodes.append(1)
+        return real_encode(*args, **kwargs)
+
+    monkeypatch.setattr(latents_module, "encode_images", counted)
+
+    with qtbot.waitSignal(panel.thumbsDecoded, timeout=DECODE_TIMEOUT_MS):
+        state.update("data", vae=vae)
+    assert len(encodes) == 1
+    assert "decoded from its latents of shape 4 × 32 × 32" in panel.thumb_caption.text()
+    assert not np.array_equal(panel.thumbs["noised"].image, pixel_noised)
+    noised, leaked = _expected_latent_views(vae, test_image(), state.config.schedule.build())
+    np.testing.assert_array_equal(panel.thumbs["noised"].image, noised)
+    np.testing.assert_array_equal(panel.thumbs["low"].image, leaked)
+    assert "in latent space, decoded" in panel.thumb_labels["low"].text()
+
+    with qtbot.waitSignal(panel.thumbsDecoded, timeout=DECODE_TIMEOUT_MS):
+        state.update("schedule", ztsnr=True)  # alpha_1 = 0: the decode of pure latent noise
+    assert len(encodes) == 1  # only decoded
+    noised, _ = _expected_latent_views(vae, test_image(), state.config.schedule.build())
+    np.testing.assert_array_equal(panel.thumbs["noised"].image, noised)
+
+    shapes = load_dataset("shapes", resolution=16, channels=3, n=8)  # a dataset's first image is encoded in its turn
+    with qtbot.waitSignal(panel.thumbsDecoded, timeout=DECODE_TIMEOUT_MS):
+        state.set_dataset(shapes)
+    assert len(encodes) == 2 and "latents of shape 4 × 8 × 8" in panel.thumb_caption.text()
+    noised, _ = _expected_latent_views(vae, shapes.preview(1)[0].double(), state.config.schedule.build())
+    np.testing.assert_array_equal(panel.thumbs["noised"].image, noised)
+
+    state.update("data", vae="")  # back to pixels
+    np.testing.assert_array_equal(panel.thumbs["clean"].image.shape[:2], (16, 16))
+    assert "latents" not in panel.thumb_caption.text()
+
+
+def test_a_bad_vae_folder_shows_its_error_in_the_caption(panel, qtbot, tmp_path):
+    not_a_vae = tmp_path / "empty"
+    not_a_vae.mkdir()
+    before = panel.thumbs["noised"].image.copy()
+    with qtbot.waitSignal(panel.latents.changed, timeout=DECODE_TIMEOUT_MS,
+                          check_params_cb=lambda *a: bool(panel.latents.error)):
+        panel.state.update("data", vae=str(not_a_vae))
+    caption = panel.thumb_caption.text()
+    assert "cannot be used" in caption and "config.json" in caption and "\n" not in caption
+    np.testing.assert_array_equal(panel.thumbs["noised"].image, before)  # still the pixels' view

@@ -1,7 +1,10 @@
 """The Dataset panel: choose a built-in dataset or a folder, see real samples and what was skipped.
 
 Loading runs on a :class:`~diffstudio.gui.worker.TaskThread` with a progress bar and Cancel; the
-window never freezes. While loading, ``state.dataset`` is None (so Train is disabled); on success
+window never freezes. A folder is opened through its on-disk uint8 pixel cache (built once, with
+progress, resumable, and the same entry a training run uses): the panel holds the memory map, never
+a float copy of the images, and its statistics (the brightness histogram) are read in chunks on the
+loading thread. Built-in datasets are generated in memory as before. While loading, ``state.dataset`` is None (so Train is disabled); on success
 the panel calls ``state.set_dataset(ds)`` and writes the choice into ``state.config.data``; on
 failure it shows the reason inline, marks the source field and leaves ``state.dataset`` None.
 """
@@ -39,7 +42,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from diffstudio.data.registry import list_builtin, load_dataset
+from diffstudio.data.registry import list_builtin, load_dataset, source_kind
+from diffstudio.data.stats import image_stats
+from diffstudio.data.training_data import open_folder
 from diffstudio.gui.runs_image import GridImageView, PointsView
 from diffstudio.gui.widgets.field import FieldMarker
 from diffstudio.engine.settings import describe
@@ -434,9 +439,14 @@ class DatasetPanel(QWidget):
         self.state.set_dataset(None)
 
         def job(progress, should_cancel):
-            return load_dataset(key.source, resolution=key.resolution, channels=key.channels,
-                                labels=key.labels, n=key.num_points, seed=key.seed, progress=progress,
-                                should_cancel=should_cancel)
+            if key.source not in self._builtin and source_kind(key.source) == "folder":
+                ds = open_folder(key.source, resolution=key.resolution, channels=key.channels,
+                                 labels=key.labels, progress=progress, should_cancel=should_cancel)
+            else:
+                ds = load_dataset(key.source, resolution=key.resolution, channels=key.channels,
+                                  labels=key.labels, n=key.num_points, seed=key.seed, progress=progress,
+                                  should_cancel=should_cancel)
+            return ds, (image_stats(ds) if ds.kind == "image" and len(ds) else None)
 
         thread = TaskThread(job)
         thread.key = key
@@ -455,15 +465,16 @@ class DatasetPanel(QWidget):
         self.progress.setValue(done)
         self.progress.setFormat(f"{done} / {total} files")
 
-    def _on_loaded(self, dataset) -> None:
-        self._finish(self.sender(), dataset, None)
+    def _on_loaded(self, result) -> None:
+        self._finish(self.sender(), result, None)
 
     def _on_load_failed(self, message: str, exc) -> None:
         self._finish(self.sender(), None, (message, exc))
 
-    def _finish(self, thread: TaskThread, dataset, error) -> None:
+    def _finish(self, thread: TaskThread, result, error) -> None:
         if thread is None or thread is not self._thread:
             return  # superseded by a newer load
+        dataset, stats = result if result is not None else (None, None)
         key = thread.key
         self._thread = None
         self._loading_key = None
@@ -484,7 +495,7 @@ class DatasetPanel(QWidget):
             self.loadFinished.emit(False)
             return
         self._loaded_key = key
-        self.state.set_dataset(dataset)
+        self.state.set_dataset(dataset, stats)
         self.state.update("data", source=key.source, resolution=key.resolution, channels=key.channels,
                           labels=key.labels, num_points=key.num_points, hflip=self.flip_box.isChecked())
         self.validityChanged.emit(True)
@@ -572,7 +583,8 @@ def _relative(path: str, root: str) -> str:
 
 
 def describe_dataset(ds) -> str:
-    """'1797 usable images · 8×8 px · grey · 10 classes · 2 files skipped'."""
+    """'1797 usable images · 8×8 px · grey · 10 classes · 2 files skipped' (a folder also gives the
+    size of its uint8 cache)."""
     if ds.kind == "points":
         parts = [f"{len(ds)} points (2-D)"]
     else:
@@ -580,6 +592,8 @@ def describe_dataset(ds) -> str:
         parts = [f"{len(ds)} usable images", f"{ds.resolution}×{ds.resolution} px", colour]
     if ds.num_classes:
         parts.append(f"{ds.num_classes} classes")
+    if getattr(ds, "cache", None) is not None:  # a folder, read from its memory-mapped uint8 cache
+        parts.append(f"{ds.nbytes / 2**20:,.1f} MiB uint8 cache on disk")
     if ds.skipped:
         parts.append(f"{len(ds.skipped)} file{'s' if len(ds.skipped) != 1 else ''} skipped (see below)")
     return " · ".join(parts)

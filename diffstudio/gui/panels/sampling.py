@@ -509,7 +509,9 @@ class SamplingPanel(QWidget):
         if dataset is not None and getattr(dataset, "kind", "") == "points":
             points = dataset.x[:DATA_POINTS_SHOWN].numpy()
         elif dataset is not None and getattr(dataset, "kind", "") == "image" and len(dataset) > 1:
-            self._data_brightness_std = float(dataset.x[:4096].flatten(1).mean(1).std())  # bounded work
+            stats = self.state.image_stats() if dataset is self.state.dataset else None
+            if stats is not None:  # computed in chunks on the loading thread (data/stats.py)
+                self._data_brightness_std = float(np.std(stats.means, ddof=1))
         self.model_view.set_data_points(points)
         if self.model_stats is not None:
             self.model_stats.setVisible(dataset is None or getattr(dataset, "kind", "image") == "image")

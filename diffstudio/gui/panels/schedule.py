@@ -50,6 +50,7 @@ from diffstudio.core.schedules import (
 )
 from diffstudio.engine.advice import format_percent
 from diffstudio.gui import help as H
+from diffstudio.gui.latent_thumbnails import LatentThumbnails
 from diffstudio.gui.widgets.draggable import DraggablePoints
 from diffstudio.gui.widgets.field import FieldMarker, NumberBox, set_tooltip
 from diffstudio.gui.widgets.settings_form import describe_editor, edited_signal, info, make_editor, set_editor_value
@@ -141,6 +142,7 @@ class SchedulePanel(QWidget):
     left for the main window to place (e.g. as its central widget)."""
 
     redrawn = Signal(float)  # milliseconds the last redraw took
+    thumbsDecoded = Signal()  # the latent thumbnails (data.vae) were decoded and shown
 
     def __init__(self, state, parent=None, *, embed_view: bool = True):
         super().__init__(parent)
@@ -158,6 +160,11 @@ class SchedulePanel(QWidget):
         self._lambda_range: tuple[float, float] | None = None  # the log-SNR axis, set explicitly
         self._lambda_bounds: dict[str, tuple[float, float] | None] = {}  # repr(schedule config) -> bounds
         self._selected_point: int | None = None
+        self._latent_text = ""
+        self._thumb_name = ""  # whose image the thumbnails show (the caption's first words)
+        self.latents = LatentThumbnails(self)  # with data.vae: the image as the model sees it, latents
+        self.latents.changed.connect(self._on_latents_changed)
+        self.latents.decoded.connect(self._show_decoded)
         self.marker = FieldMarker()
         self.controls = self._build_controls()
         self.view = self._build_view()
@@ -371,6 +378,8 @@ class SchedulePanel(QWidget):
             self.state.update("sampling", spacing=spacing)
 
     def _on_config_changed(self, section: str) -> None:
+        if section in ("data", "all"):
+            self.latents.set_source(self.state.config.data.vae, self._thumb_source)
         if section in ("schedule", "sampling", "all"):
             self._sync_controls()
             self.redraw()
@@ -427,16 +436,34 @@ class SchedulePanel(QWidget):
     def _on_dataset(self, dataset, redraw: bool = True) -> None:
         source = None
         if dataset is not None and getattr(dataset, "kind", "") == "image" and len(dataset) > 0:
-            source = dataset.x[0].to(torch.float64).cpu()
-            self.thumb_caption.setText(f"First image of '{getattr(dataset, 'name', '') or 'the dataset'}'")
+            source = dataset.preview(1)[0].to(torch.float64)  # one image read (folders: from the cache)
+            self._thumb_name = f"First image of '{getattr(dataset, 'name', '') or 'the dataset'}'"
         else:
-            self.thumb_caption.setText("Built-in test image (load an image dataset to use its first image)")
+            self._thumb_name = "Built-in test image (load an image dataset to use its first image)"
         self._thumb_source = source if source is not None else test_image()
         gen = torch.Generator().manual_seed(THUMB_SEED)
         self._thumb_noise = torch.randn(self._thumb_source.shape, generator=gen, dtype=torch.float64)
         self._drawn.pop("thumbnails", None)
+        self.latents.set_source(self.state.config.data.vae, self._thumb_source)
+        self._show_caption()
         if redraw:
             self.redraw()
+
+    def _show_caption(self) -> None:
+        """Whose image, and with data.vae whether it is shown decoded from latents (or why not)."""
+        lat, text = self.latents, self._thumb_name
+        if lat.active and lat.encoded is not None and not lat.error:
+            text += (f", decoded from its latents of shape {lat.encoded.shape_text} (C × h × w): the model "
+                     f"trains on latents (data.vae)")
+        elif lat.active and lat.error:
+            text += f". Shown as pixels: the VAE (data.vae) cannot be used: {lat.error.removeprefix('data.vae: ')}"
+        elif lat.active:
+            text += ". Encoding it with the VAE (data.vae)…"
+        self.thumb_caption.setText(text)
+
+    def _on_latents_changed(self) -> None:
+        self._show_caption()
+        self._redraw_thumbnails()
 
     # ================================================================= view
     def _build_view(self) -> QWidget:
@@ -817,11 +844,16 @@ class SchedulePanel(QWidget):
         x0, eps = self._thumb_source, self._thumb_noise
         c = Coefficients.at(schedule, 1.0)
         mode = self.leak_combo.currentData() or "residual"
-        key = (float(c.alpha), float(c.sigma), mode)
+        key = (float(c.alpha), float(c.sigma), mode, self.latents.state())
         if self._drawn.get("thumbnails") == key:
             return
         self._drawn["thumbnails"] = key
+        encoded = self.latents.encoded
+        if self.latents.active and encoded is not None and not self.latents.error:
+            self._draw_latent_thumbnails(key, encoded, c, mode)
+            return
         x1 = terminal_sample(x0, eps, c)
+        self._set_thumb_labels("clean x₀", "x₁ = α₁x₀ + σ₁ε")
         self.thumbs["clean"].set_image(unit_to_uint8(x0.numpy()))
         self.thumbs["noised"].set_image(unit_to_uint8(x1.numpy()))
         left = format_percent(float(c.alpha))
@@ -834,6 +866,38 @@ class SchedulePanel(QWidget):
             text = f"x₁ in {k}×{k} blocks, contrast ×{k / 3:.3g}: the low frequencies that leak ({left} left)"
         self.thumbs["low"].set_image(unit_to_uint8(third.numpy()))
         self.thumb_labels["low"].setText(text)
+
+    def _draw_latent_thumbnails(self, key, encoded, c: Coefficients, mode: str) -> None:
+        """The same views computed on the latent ``z0`` and decoded (in the background): ``z1 =
+        alpha_1 z0 + sigma_1 eps`` and the leak's view of it; the clean image is the decode of z0."""
+        z1 = terminal_sample(encoded.z0, encoded.noise, c)
+        left = format_percent(float(c.alpha))
+        if mode == "residual":
+            third = leaked_signal(z1, encoded.noise, c)
+            text = (f"α₁z₀ ×{LEAK_GAIN:g} in latent space, decoded: {left} of the image is left"
+                    + (" — nothing (the decode of an all-zero latent)" if float(c.alpha) == 0.0 else ""))
+        else:
+            third, k = low_frequencies(z1)
+            text = (f"z₁ in {k}×{k} latent blocks, contrast ×{k / 3:.3g}, decoded: the low frequencies "
+                    f"that leak ({left} left)")
+        self.thumbs["clean"].set_image(unit_to_uint8(encoded.clean.numpy()))
+        self._set_thumb_labels("clean x₀ = D(z₀), decoded", "x₁ = D(α₁z₀ + σ₁ε)")
+        self._latent_text = text
+        self.latents.decode(key, torch.stack([z1, third]))
+
+    def _set_thumb_labels(self, clean: str, noised: str) -> None:
+        if self.thumb_labels["clean"].text() != clean:
+            self.thumb_labels["clean"].setText(clean)
+            self.thumb_labels["noised"].setText(noised)
+
+    def _show_decoded(self, key, images: torch.Tensor) -> None:
+        """A decode requested by :meth:`_draw_latent_thumbnails`; shown if still current."""
+        if key != self._drawn.get("thumbnails"):
+            return
+        self.thumbs["noised"].set_image(unit_to_uint8(images[0].numpy()))
+        self.thumbs["low"].set_image(unit_to_uint8(images[1].numpy()))
+        self.thumb_labels["low"].setText(self._latent_text)
+        self.thumbsDecoded.emit()
 
     # ------------------------------------------------------------ custom points
     def current_points(self) -> list[tuple[float, float]]:
