@@ -27,6 +27,7 @@ from diffstudio.core.schedules import DISCRETE_FAMILIES
 from diffstudio.engine.atomic import atomic_replace_dir, atomic_write
 from diffstudio.engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from diffstudio.engine.config import Config, ConfigError
+from diffstudio.models.diffusers_folder import diffusers_class
 
 Tensor = torch.Tensor
 FORMATS = ("diffusers", "safetensors")
@@ -143,9 +144,7 @@ def export_diffusers(ckpt: Checkpoint, config: Config, spec: dict[str, Any], wei
     scheduler_name, scheduler_cfg = scheduler_config(config)
     _warn_if_degenerate(config)
     model = _model_with(spec, weights)
-    import diffusers
-
-    scheduler = getattr(diffusers, scheduler_name)(**scheduler_cfg)
+    scheduler = diffusers_class(scheduler_name)(**scheduler_cfg)
     info = {"format": "diffstudio-export", "version": 1, "step": ckpt.step, "source": str(ckpt.path),
             "weights": "ema" if ckpt.ema else "model", "null_label": spec.get("num_classes") or None,
             "config": config.to_dict(), "model_spec": spec}

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 
 from diffstudio.engine.config import Config, ConfigError
-from diffstudio.models.diffusers_folder import folder_problem
+from diffstudio.models.diffusers_folder import diffusers_class, folder_problem
 from diffstudio.models.info import DataInfo
 
 Tensor = torch.Tensor
@@ -86,7 +86,7 @@ def _read_diffusers_unet(folder: Path, num_classes: int | None, source: str) -> 
                              "class-conditional UNet2DModels (text-conditioned UNets are not supported)")
     if problem:
         raise InitFromError(problem)
-    from diffusers import UNet2DModel
+    UNet2DModel = diffusers_class("UNet2DModel")
 
     from diffstudio.models.unet import foreign_unet_config
 

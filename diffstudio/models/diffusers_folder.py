@@ -1,13 +1,30 @@
 """Checks before loading a diffusers model folder: the right class, and weights in safetensors only
 (a pickle can run code when it is loaded), so ``from_pretrained(use_safetensors=True)`` never falls
-back to one. Shared by ``model.init_from`` (UNet2DModel) and ``data.vae`` (AutoencoderKL)."""
+back to one. Shared by ``model.init_from`` (UNet2DModel) and ``data.vae`` (AutoencoderKL). Also the
+one way this package takes a class from diffusers (:func:`diffusers_class`)."""
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+_IMPORT_LOCK = threading.Lock()
+
+
+def diffusers_class(name: str) -> Any:
+    """diffusers' public class ``name`` (``"UNet2DModel"``, ``"AutoencoderKL"``, a scheduler ...).
+
+    diffusers resolves its names lazily (``diffusers.utils.import_utils._LazyModule``), which is not
+    thread-safe: two threads asking at once can get "cannot import name 'AutoencoderKL'" (seen in the
+    app, where training, the schedule panel's latent thumbnails and "Start from a model…" run on their
+    own threads). Every import goes through one lock here. Raises AttributeError for an unknown name."""
+    with _IMPORT_LOCK:
+        import diffusers
+
+        return getattr(diffusers, name)
 
 
 def folder_problem(folder: Path, class_name: str, what: str, hint: str = "") -> str | None:

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from diffstudio.models.diffusers_folder import diffusers_class
+
 from diffstudio.models.info import DataInfo
 
 Tensor = torch.Tensor
@@ -95,7 +97,7 @@ def unet_init_keys() -> frozenset[str]:
     """The keyword arguments ``UNet2DModel.__init__`` accepts (imports diffusers)."""
     import inspect
 
-    from diffusers import UNet2DModel
+    UNet2DModel = diffusers_class("UNet2DModel")
 
     return frozenset(k for k in inspect.signature(UNet2DModel.__init__).parameters if k != "self")
 
@@ -133,7 +135,7 @@ class UNetModel(nn.Module):
 
     def __init__(self, spec: dict[str, Any]):
         super().__init__()
-        from diffusers import UNet2DModel  # slow import: only when a model is built
+        UNet2DModel = diffusers_class("UNet2DModel")  # slow import: only when a model is built
 
         self.spec = copy.deepcopy(spec)
         self.num_classes = int(spec.get("num_classes", 0))

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from diffstudio.models.diffusers_folder import folder_problem
+from diffstudio.models.diffusers_folder import diffusers_class, folder_problem
 
 Tensor = torch.Tensor
 
@@ -83,7 +83,7 @@ def load_vae(path: str | Path) -> LatentCodec:
     problem = folder_problem(folder, "AutoencoderKL", "VAE")
     if problem:
         raise VaeError(problem)
-    from diffusers import AutoencoderKL
+    AutoencoderKL = diffusers_class("AutoencoderKL")
 
     try:
         vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True, low_cpu_mem_usage=False)
