@@ -5,7 +5,8 @@ is recorded and the rest still runs; everything goes to ``results/gpu_check.json
 printed at the end. Parts, in order:
 
 1. ``quickstart`` on ``--device`` in fp32, bf16 and fp32 + ``torch.compile``: steps/s after a
-   warm-up (the device synchronised at each step boundary), the first step's time (compilation),
+   warm-up (the device synchronised at each step's end), launch to the first step (data, model,
+   compilation) and the second step's time,
    the peak device memory and the final loss.
 2. A 128 px folder run (``shapes-128``'s UNet on a generated folder of JPEGs), the same variants.
 3. Export the fp32 quickstart run (``diffstudio export``) and sample it twice: ``diffstudio
@@ -71,24 +72,39 @@ def child_train(preset_name: str, variant: str, device: str, steps: int, warmup:
 
     from diffstudio.engine.presets import preset
     from diffstudio.engine.trainer import Trainer
-    from gpu import SyncedClock, variant_config
+    from diffstudio.engine.trainer import TrainerHooks
+    from gpu import variant_config
+
+    class StepClock(TrainerHooks):
+        """The time at the end of each step (log_every = 1), after the device has finished; unlike
+        gpu.py's clock it is not fooled by the cache build polling should_stop."""
+
+        def __init__(self):
+            self.at: dict[int, float] = {}
+
+        def on_metrics(self, step, metrics):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            self.at[step] = time.perf_counter()
 
     cfg = variant_config(preset(preset_name), variant)
     data = {"source": source} if source else {}
     last = warmup + steps + 1
     cfg = cfg.updated(data=data, run={"steps": last, "device": device, "out_dir": out_dir, "val_every": 0,
                                       "preview_every": 10**9, "checkpoint_every": last if keep else 10**9,
-                                      "log_every": 10, "name": keep or "gpu-check"},
+                                      "log_every": 1, "name": keep or "gpu-check"},
                       sampling={"num_samples": 4, "steps": 10})
-    clock = SyncedClock(device)
+    clock = StepClock()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
     trainer = Trainer(cfg, hooks=clock)
     result = trainer.run()
-    ts = clock.ts
+    at = clock.at
     return {"variant": variant, "effective_precision": trainer.precision.effective,
-            "steps_per_s": round(steps / (ts[warmup + steps] - ts[warmup]), 2),
-            "first_step_s": round(ts[1] - ts[0], 2), "final_loss": round(float(result.final_loss), 5),
+            "steps_per_s": round(steps / (at[warmup + 1 + steps] - at[warmup + 1]), 2),
+            "launch_to_step1_s": round(at[1] - t0, 2), "step1_to_step2_s": round(at[2] - at[1], 2),
+            "final_loss": round(float(result.final_loss), 5),
             "peak_device_mib": round(torch.cuda.max_memory_allocated() / 2**20) if device.startswith("cuda") else None,
             "run_dir": str(trainer.run_dir.path) if keep else None}
 
@@ -221,7 +237,8 @@ def _card(device: str) -> str:
 def _line(r: dict) -> str:
     if "error" in r:
         return "FAILED " + r["error"].replace("\n", " | ")
-    return (f"{r['steps_per_s']} steps/s ({r['effective_precision']}), first step {r['first_step_s']} s, "
+    return (f"{r['steps_per_s']} steps/s ({r['effective_precision']}), launch to step 1 "
+            f"{r['launch_to_step1_s']} s, step 2 {r['step1_to_step2_s']} s, "
             f"peak {r['peak_device_mib']} MiB, loss {r['final_loss']}")
 
 

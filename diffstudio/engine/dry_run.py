@@ -123,9 +123,9 @@ def _measure(trainer, probe_steps: int, available_bytes: int | None) -> Estimate
     warnings: list[str] = []
     fits = have is None or peak <= FIT_MARGIN * have
     if not fits:
-        warnings.append(f"the estimated peak of {peak / GiB:.2f} GiB exceeds {FIT_MARGIN:.0%} of the "
-                        f"{have / GiB:.2f} GiB available on {trainer.device}: lower optim.batch_size "
-                        f"(activations {activations / GiB:.2f} GiB), use a smaller model.preset or bf16")
+        warnings.append(f"the estimated peak of {_size(peak)} exceeds {FIT_MARGIN:.0%} of the "
+                        f"{_size(have)} available on {trainer.device}: lower optim.batch_size "
+                        f"(activations {_size(activations)}), use a smaller model.preset or bf16")
     seconds = _probe(trainer, probe_steps) if fits and probe_steps > 0 else None
     if seconds is None and probe_steps > 0:
         warnings.append("the timing probe was skipped because the run would not fit")
