@@ -49,14 +49,32 @@ def _pixels(x: Tensor) -> Tensor:
     return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x.float()
 
 
+def pixel_chunks(data, size: int = 1024, start: int = 0):
+    """The images of ``data`` in order from item ``start``, ``size`` at a time: ``data.x`` slices of an in-memory
+    dataset, or rows gathered from the memory map of a streamed one (``materialize``), so a dataset
+    larger than memory is never held whole. Yields (n, C, H, W) tensors on their own device."""
+    n = len(data)
+    for i in range(start, n, size):
+        if hasattr(data, "x"):
+            yield data.x[i:i + size]
+        else:
+            yield data.materialize(torch.arange(i, min(n, i + size))).x
+
+
+def _pixel_dtype(data) -> str:
+    return str(data.x.dtype) if hasattr(data, "x") else str(torch.uint8)
+
+
 def cache_key(data, codec: LatentCodec, hflip: bool) -> str:
-    """A hash of everything the latents depend on (see the module docstring)."""
+    """A hash of everything the latents depend on (see the module docstring). The same pixels
+    give the same key whether they are held in memory (uint8) or streamed from the pixel cache."""
+    shape = [len(data), data.channels, data.resolution, data.resolution]
     h = hashlib.sha256(json.dumps({"v": CACHE_VERSION, "vae": codec.fingerprint(), "hflip": bool(hflip),
-                                   "shape": list(data.x.shape), "dtype": str(data.x.dtype)},
+                                   "shape": shape, "dtype": _pixel_dtype(data)},
                                   sort_keys=True, default=str).encode())
-    x = data.x.detach().cpu().contiguous()
-    for chunk in x.reshape(len(x), -1).split(1024):
-        h.update(chunk.numpy().tobytes())
+    for chunk in pixel_chunks(data):
+        x = chunk.detach().cpu().contiguous()
+        h.update(x.reshape(len(x), -1).numpy().tobytes())
     if getattr(data, "labels", None) is not None:
         h.update(data.labels.cpu().numpy().astype(np.int64).tobytes())
     return h.hexdigest()[:32]
@@ -91,12 +109,17 @@ def encode_images(codec: LatentCodec, x: Tensor, batch_size: int = 16,
 
 
 def encode_dataset(data, codec: LatentCodec, *, hflip: bool = False, batch_size: int = 16,
-                   say: Say | None = None, cache: bool = True) -> LatentDataset:
-    """The :class:`LatentDataset` of ``data`` (an image dataset with ``.x``, ``.labels``,
-    ``.class_names``), read from the latent cache or encoded and written to it. With ``hflip`` the
-    mirrored images are encoded too. Raises ``ConfigError`` (``data.vae``) when they do not fit."""
+                   say: Say | None = None, cache: bool = True,
+                   should_cancel: Callable[[], bool] | None = None) -> LatentDataset:
+    """The :class:`LatentDataset` of ``data`` (an in-memory image dataset with ``.x``, or a
+    :class:`~diffstudio.data.streaming.StreamingDataset`, read chunk by chunk from its memory map;
+    plus ``.labels``, ``.class_names``), read from the latent cache or encoded and written to it.
+    With ``hflip`` the mirrored images are encoded too. ``say`` gets the progress (at most every
+    2 s). When ``should_cancel()`` turns true the latents done so far are kept beside the cache
+    entry and :class:`~diffstudio.data.errors.LoadCancelled` is raised: the next run with the same
+    data and VAE encodes only the rest. Raises ``ConfigError`` (``data.vae``) when the images do
+    not fit the VAE."""
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     check_compatible(data, codec)
     path = latent_cache_dir() / f"{cache_key(data, codec, hflip)}.safetensors" if cache else None
@@ -110,23 +133,67 @@ def encode_dataset(data, codec: LatentCodec, *, hflip: bool = False, batch_size:
             return _dataset(data, t)
         except Exception:  # a damaged cache file is simply encoded again
             pass
+    partial = None if path is None else path.with_name(path.stem + ".partial.safetensors")
+    done = _read_partial(partial, names)
+    start = 0 if not done else len(done["mean"])
     t0 = time.perf_counter()
     if say:
-        say("info", f"encoding {len(data)} images{' (and their mirror images)' if hflip else ''} with the VAE "
-                    f"{codec.source} (once; the latents are cached)")
-    t: dict[str, Tensor] = {}
-    t["mean"], t["std"] = encode_images(codec, data.x, batch_size)
-    if hflip:
-        t["flip_mean"], t["flip_std"] = encode_images(codec, data.x.flip(-1), batch_size)
+        resumed = f", resuming after {start:,} encoded before" if start else ""
+        say("info", f"encoding {len(data):,} images{' (and their mirror images)' if hflip else ''} with the VAE "
+                    f"{codec.source} (once; the latents are cached{resumed})")
+    parts = {k: [done[k]] if done else [] for k in names}
+    shown = time.monotonic()
+    encoded = start
+    for chunk in pixel_chunks(data, batch_size, start):
+        if should_cancel is not None and should_cancel():
+            if partial is not None:
+                _save({k: torch.cat(v) for k, v in parts.items()}, partial)
+            from diffstudio.data.errors import LoadCancelled
+
+            raise LoadCancelled(f"Encoding the latents cancelled after {encoded:,} of {len(data):,} images; "
+                                f"it resumes from there next time")
+        for prefix, x in [("", chunk)] + ([("flip_", chunk.flip(-1))] if hflip else []):
+            m, s = encode_images(codec, x, batch_size)
+            parts[prefix + "mean"].append(m)
+            parts[prefix + "std"].append(s)
+        encoded += len(chunk)
+        now = time.monotonic()
+        if say and now - shown >= 2.0:
+            shown = now
+            say("info", f"encoding latents: {encoded:,} / {len(data):,} images")
+    t = {k: torch.cat(v) for k, v in parts.items()}
     if say:
-        say("info", f"encoded {len(data)} images in {time.perf_counter() - t0:.1f} s: latents "
+        say("info", f"encoded {len(data) - start:,} images in {time.perf_counter() - t0:.1f} s: latents "
                     f"{tuple(t['mean'].shape[1:])}")
     if path is not None:
-        from diffstudio.engine.atomic import atomic_write
-
-        atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in t.items()}, tmp,
-                                                 metadata={"format": "pt", "diffstudio-latents": str(CACHE_VERSION)}))
+        _save(t, path)
+        if partial is not None:
+            partial.unlink(missing_ok=True)
     return _dataset(data, t)
+
+
+def _save(t: dict[str, Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from diffstudio.engine.atomic import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in t.items()}, tmp,
+                                             metadata={"format": "pt", "diffstudio-latents": str(CACHE_VERSION)}))
+
+
+def _read_partial(partial: Path | None, names: tuple[str, ...]) -> dict[str, Tensor] | None:
+    """The latents an interrupted encoding kept (all ``names``, equally long), or None."""
+    if partial is None or not partial.is_file():
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(partial), framework="pt") as f:
+            t = {k: f.get_tensor(k) for k in names}
+    except Exception:  # damaged or from another layout: start again
+        return None
+    return t if len({len(v) for v in t.values()}) == 1 and len(t["mean"]) else None
 
 
 def _dataset(data, t: dict[str, Tensor]) -> LatentDataset:
@@ -159,7 +226,7 @@ def decode_preview(preview, codec: LatentCodec):
                    mean_brightness=samples.flatten(1).mean(1).numpy(), trajectory=trajectory)
 
 
-__all__ = ["cache_key", "decode_latents", "decode_preview", "encode_dataset", "encode_images", "latent_cache_dir",
+__all__ = ["cache_key", "pixel_chunks", "decode_latents", "decode_preview", "encode_dataset", "encode_images", "latent_cache_dir",
            "load_codec"]
 
 

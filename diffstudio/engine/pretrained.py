@@ -81,9 +81,13 @@ def _diffstudio_classes(info_file: Path) -> int | None:
         return None
 
 
+_TEXT_UNET = (": diffstudio fine-tunes unconditional or class-conditional UNet2DModels (text-conditioned UNets "
+              "are not supported)")
+_WRONG_CLASS = {"AutoencoderKL": " (a VAE goes into data.vae)", "UNet2DConditionModel": _TEXT_UNET}
+
+
 def _read_diffusers_unet(folder: Path, num_classes: int | None, source: str) -> Pretrained:
-    problem = folder_problem(folder, "UNet2DModel", "model", ": diffstudio fine-tunes unconditional or "
-                             "class-conditional UNet2DModels (text-conditioned UNets are not supported)")
+    problem = folder_problem(folder, "UNet2DModel", "model", _WRONG_CLASS)
     if problem:
         raise InitFromError(problem)
     from diffusers import UNet2DModel
@@ -136,7 +140,9 @@ def _side(sample_size: Any) -> int | None:
 
 def check_fits(pre: Pretrained, info: DataInfo, latent: bool = False) -> None:
     """One :class:`InitFromError` when the model cannot take the data: kind, channels (in and out)
-    or resolution (``sample_size``) differ. ``latent``: the data are a VAE's latents."""
+    or resolution (``sample_size``) differ. ``latent``: the data are a VAE's latents.
+    ``info``: a :class:`DataInfo`, or anything with its ``kind``, ``channels``, ``resolution``;
+    ``resolution`` 0: not known yet (a folder's native size), not checked."""
     what = "latents" if latent else "images"
     if pre.kind == "mlp":
         if info.kind != "points" or int(pre.config["data"]["channels"]) != info.channels:
@@ -146,11 +152,14 @@ def check_fits(pre: Pretrained, info: DataInfo, latent: bool = False) -> None:
         raise InitFromError(f"{pre.source} is an image UNet and the data are 2-D points")
     c_in, c_out = pre.config.get("in_channels", 3), pre.config.get("out_channels", 3)
     side = _side(pre.config.get("sample_size"))
-    fix = "data.vae" if latent else "data.channels / data.resolution"
+    given = f"{info.channels}-channel {f'{info.resolution} px ' if info.resolution else ''}{what}"
     if c_in != info.channels or c_out != info.channels:
+        fix = "data.vae" if latent else "data.channels"
         raise InitFromError(f"{pre.source} takes {c_in}-channel {side or '?'} px {what} (predicts {c_out} channels), "
-                            f"the data give {info.channels}-channel {info.resolution} px {what}: set {fix} to match")
-    if side is not None and side != info.resolution:
+                            f"the data give {given}: set {fix} to match")
+    if side is not None and info.resolution and side != info.resolution:
+        fix = "data.resolution (the latents' side is the images' over the VAE's downsampling) or data.vae" \
+            if latent else "data.resolution"
         raise InitFromError(f"{pre.source} was built for {side} px {what} (sample_size), the data give "
                             f"{info.resolution} px {what}: set {fix} to match")
 
@@ -203,15 +212,17 @@ def adapt_class_embedding(pre: Pretrained, num_classes: int) -> tuple[dict[str, 
 # --------------------------------------------------------------------------------------------- building
 
 
-def pretrained_model(config: Config, info: DataInfo, *, say: Say | None = None) -> torch.nn.Module:
-    """The model ``config.model.init_from`` names, fitted to ``info`` (the data, or their latents
-    when ``config.data.vae`` is set) and carrying the pretrained weights.
+def pretrained_model(config: Config, info: DataInfo, *, say: Say | None = None,
+                     pretrained: Pretrained | None = None) -> torch.nn.Module:
+    """The model ``config.model.init_from`` names (or ``pretrained``, already read from it), fitted
+    to ``info`` (the data, or their latents when ``config.data.vae`` is set) and carrying the
+    pretrained weights.
 
     Raises :class:`InitFromError`. ``say(level, text)`` receives what was adapted."""
     from diffstudio.models.build import model_from_spec
     from diffstudio.models.unet import pretrained_unet_spec
 
-    pre = read_pretrained(config.model.init_from)
+    pre = pretrained if pretrained is not None else read_pretrained(config.model.init_from)
     check_fits(pre, info, latent=bool(config.data.vae))
     num_classes = info.num_classes if (config.model.class_conditional and info.num_classes > 0) else 0
     if pre.kind == "mlp":
@@ -237,11 +248,12 @@ def pretrained_model(config: Config, info: DataInfo, *, say: Say | None = None) 
 
 
 def initial_model(config: Config, info: DataInfo, *, resume: str | Path | None = None,
-                  say: Say | None = None) -> torch.nn.Module:
+                  say: Say | None = None, pretrained: Pretrained | None = None) -> torch.nn.Module:
     """The model a run starts with: resuming a run that began from a pretrained model rebuilds the
     checkpoint's own architecture (its weights are loaded afterwards, so the pretrained folder is
     not needed any more); else the pretrained model when ``model.init_from`` is set; else a fresh
-    preset (:func:`diffstudio.models.build.build_model`). A run still named after a preset that
+    preset (:func:`diffstudio.models.build.build_model`). ``pretrained``: the model already read
+    from ``model.init_from`` (the Trainer reads it before loading data). A run still named after a preset that
     needs a model (``finetune-ztsnr-v``) but given none is a ``ConfigError``."""
     from diffstudio.models.build import build_model, model_from_spec
 
@@ -250,7 +262,7 @@ def initial_model(config: Config, info: DataInfo, *, resume: str | Path | None =
 
         return model_from_spec(load_checkpoint(resume).meta["model_spec"])
     if config.model.init_from:
-        return pretrained_model(config, info, say=say)
+        return pretrained_model(config, info, say=say, pretrained=pretrained)
     from diffstudio.engine.presets import missing_required
 
     missing = missing_required(config.run.name, config)  # a run still named after a preset that needs a model

@@ -80,6 +80,7 @@ def _adamw_kernel(device: torch.device) -> dict:
 
 class Trainer:
     codec = None  # the VAE of a latent run (data.vae), else None
+    _pretrained = None  # the model.init_from network, read before the data (released once built)
 
     def __init__(self, config: Config, *, hooks: TrainerHooks | None = None, run_dir: str | Path | None = None,
                  resume: str | Path | None = None, dataset=None, dry_run: bool = False):
@@ -100,6 +101,7 @@ class Trainer:
         self.precision = resolve_precision(cfg.run.precision, self.device)  # refused here, before any data
         if cfg.run.threads > 0:
             torch.set_num_threads(cfg.run.threads)
+        self._pretrained = self._read_sources()  # before any data: a wrong folder is one error at once
         train, val = self._split_data(self._load_data())
         self.data = self._latents(train).to(self.device)
         self.val_data = self._latent_validation(val)
@@ -169,15 +171,76 @@ class Trainer:
                                    seed=self.config.data.val_seed, conditional=self.conditional,
                                    offset_noise=o.offset_noise)
 
-    def _latents(self, data):
-        """With ``data.vae``: the data's VAE posteriors (encoded once, cached on disk); the VAE is
-        kept (``self.codec``) to decode previews. Without: ``data`` itself."""
-        if not self.config.data.vae:
-            return data
-        from diffstudio.engine.latents import encode_dataset, load_codec
+    def _read_sources(self):
+        """Read the folders the run starts from before any data is loaded or encoded, so a wrong
+        ``data.vae`` or ``model.init_from`` is one error at once, not after a long cache build: the
+        VAE (kept as ``self.codec`` to encode and decode) and the pretrained model (returned; None
+        when there is none, or when resuming, which no longer needs it)."""
+        cfg = self.config
+        if cfg.data.vae:
+            from diffstudio.engine.latents import load_codec
 
-        self.codec = load_codec(self.config.data.vae, self.device)
-        return encode_dataset(data, self.codec, hflip=self.config.data.hflip, say=self.hooks.on_message)
+            self.codec = load_codec(cfg.data.vae, self.device)
+        pre = None
+        if cfg.model.init_from and not self._resume:
+            from diffstudio.engine.pretrained import read_pretrained
+
+            pre = read_pretrained(cfg.model.init_from)
+        self._check_before_data(pre)
+        return pre
+
+    def _check_before_data(self, pre) -> None:
+        """What the settings alone tell about the fit, before a folder is decoded or encoded: a 2-D
+        toy given a VAE, images whose explicit ``data.channels`` / ``data.resolution`` the VAE cannot
+        take, a pretrained model built for another explicit size. The same checks run again on the
+        loaded data (``check_compatible``, ``check_fits``), which also cover "native" sizes."""
+        from diffstudio.data.registry import source_kind
+        from diffstudio.data.errors import DatasetError
+
+        d = self.config.data
+        try:
+            kind = "points" if source_kind(d.source) == "toy" else "image"
+        except DatasetError:
+            return  # loading the data gives this error, with the known names
+        codec = self.codec
+        if codec is not None:
+            from diffstudio.engine.latents import check_compatible
+
+            if kind == "points" or d.channels or d.resolution:
+                probe = DataInfo(kind=kind, channels=d.channels or codec.in_channels,
+                                 resolution=d.resolution or codec.factor, num_classes=0)
+                check_compatible(probe, codec)
+        if pre is None:
+            return
+        from diffstudio.engine.pretrained import check_fits
+
+        if kind == "points" or pre.kind != "unet":  # a UNet for points, or an MLP for images
+            check_fits(pre, DataInfo(kind=kind, channels=2, num_classes=0))
+            return
+        channels = codec.latent_channels if codec is not None else d.channels
+        side = 0 if d.resolution is None else d.resolution // (codec.factor if codec is not None else 1)
+        # what is not known yet (native size, a folder's channels) is not checked here
+        from types import SimpleNamespace
+
+        known = SimpleNamespace(kind="image", channels=channels or pre.config.get("in_channels", 3), resolution=side)
+        check_fits(pre, known, latent=codec is not None)
+
+    def _latents(self, data):
+        """With ``data.vae``: the data's VAE posteriors (encoded once, cached on disk, interruptible
+        and resumed), after checking that the images fit the VAE and their latents fit the
+        pretrained model. Without: ``data`` itself."""
+        if self.codec is None:
+            return data
+        from diffstudio.engine.latents import check_compatible, encode_dataset
+
+        check_compatible(data, self.codec)
+        if self._pretrained is not None:
+            from diffstudio.engine.pretrained import check_fits
+
+            side = data.resolution // self.codec.factor
+            check_fits(self._pretrained, self._info_of(data, self.codec.latent_channels, side), latent=True)
+        return encode_dataset(data, self.codec, hflip=self.config.data.hflip, say=self.hooks.on_message,
+                              should_cancel=self.hooks.should_stop)
 
     def _latent_validation(self, val):
         """The held-out items as validation data: pixels, or with ``data.vae`` their latent
@@ -191,10 +254,14 @@ class Trainer:
                                name=latents.name).to(self.device)
 
     def _data_info(self) -> DataInfo:
-        d = self.data
+        return self._info_of(self.data)
+
+    def _info_of(self, d, channels: int | None = None, resolution: int | None = None) -> DataInfo:
+        """What the model is fitted to: ``d``'s kind, channels, side and classes (``channels`` and
+        ``resolution`` given: those of its latents)."""
         classes = d.num_classes if (self.config.data.labels and d.labels is not None) else 0
-        return DataInfo(kind=d.kind, channels=d.channels if d.kind == "image" else 2,
-                        resolution=d.resolution if d.kind == "image" else None, num_classes=classes)
+        return DataInfo(kind=d.kind, channels=channels or (d.channels if d.kind == "image" else 2),
+                        resolution=resolution or (d.resolution if d.kind == "image" else None), num_classes=classes)
 
     def _build_model(self) -> None:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -203,7 +270,9 @@ class Trainer:
 
         cfg = self.config
         torch.manual_seed(cfg.run.seed)
-        self.model = initial_model(cfg, self.info, resume=self._resume, say=self.hooks.on_message).to(self.device)
+        self.model = initial_model(cfg, self.info, resume=self._resume, say=self.hooks.on_message,
+                                   pretrained=self._pretrained).to(self.device)
+        self._pretrained = None  # its weights now live in the model
         self.conditional = getattr(self.model, "num_classes", 0) > 0 or (
             cfg.model.class_conditional and self.info.num_classes > 0)
         decay = cfg.optim.ema_decay

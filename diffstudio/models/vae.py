@@ -80,7 +80,7 @@ def load_vae(path: str | Path) -> LatentCodec:
     """The :class:`LatentCodec` of the AutoencoderKL at ``path`` (``AutoencoderKL.from_pretrained``
     with ``use_safetensors=True``). Raises :class:`VaeError`."""
     folder = vae_folder(path)
-    problem = folder_problem(folder, "AutoencoderKL", "VAE")
+    problem = folder_problem(folder, "AutoencoderKL", "VAE", {"UNet2DModel": " (a UNet goes into model.init_from)"})
     if problem:
         raise VaeError(problem)
     from diffusers import AutoencoderKL

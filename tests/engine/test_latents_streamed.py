@@ -1,0 +1,88 @@
+"""data.vae on data of any size: a folder streamed from its pixel cache is encoded chunk by chunk
+into the same latents as the device-resident path, and an encoding that is stopped keeps what it
+did and resumes from there."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffstudio.data.errors import LoadCancelled
+from diffstudio.data.streaming import StreamingDataset
+from diffstudio.engine.latents import encode_dataset, latent_cache_dir, load_codec
+from diffstudio.engine.presets import preset
+from diffstudio.engine.trainer import Trainer, TrainerHooks
+
+from tests.engine.test_latents import images, tiny_vae
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFSTUDIO_CACHE", str(tmp_path / "cache"))
+
+
+class Said(TrainerHooks):
+    def __init__(self):
+        self.messages = []
+
+    def on_message(self, level, text):
+        self.messages.append(text)
+
+
+def folder(root, count=20):
+    rng = np.random.default_rng(3)
+    root.mkdir(parents=True)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (20, 18, 3), dtype=np.uint8)).save(root / f"{i:02d}.png")
+    return root
+
+
+def latent_run(tmp_path, source, vae, name, budget_mb):
+    cfg = preset("quickstart").updated(
+        data={"source": str(source), "resolution": 16, "channels": 3, "vae": str(vae), "hflip": True,
+              "memory_budget_mb": budget_mb, "val_fraction": 0.0},
+        model={"class_conditional": False},
+        run={"steps": 2, "out_dir": str(tmp_path / "runs"), "name": name, "preview_every": 10_000,
+             "checkpoint_every": 10_000, "log_every": 1, "val_every": 0},
+        optim={"batch_size": 4, "warmup_steps": 1}, sampling={"num_samples": 2, "steps": 2, "quality_samples": 0})
+    trainer = Trainer(cfg, hooks=Said())
+    trainer.run()
+    return trainer
+
+
+def test_a_streamed_folder_encodes_to_the_same_latents_as_the_resident_path(tmp_path, monkeypatch):
+    """Before: the streamed dataset had no ``.x`` and a latent run over the budget crashed."""
+    source, vae = folder(tmp_path / "pics"), tmp_path / "vae"
+    tiny_vae(vae)
+    streamed = latent_run(tmp_path, source, vae, "streamed", budget_mb=1e-4)
+    assert any("streamed from the cache" in m for m in streamed.hooks.messages)
+    monkeypatch.setenv("DIFFSTUDIO_CACHE", str(tmp_path / "cache2"))  # encode again, held in memory
+    resident = latent_run(tmp_path, source, vae, "resident", budget_mb=100)
+    assert any("held on cpu" in m for m in resident.hooks.messages)
+    assert streamed.data.mean.shape == (20, 4, 8, 8)
+    for name in ("mean", "std", "flip_mean", "flip_std"):
+        torch.testing.assert_close(getattr(streamed.data, name), getattr(resident.data, name), rtol=0, atol=1e-6)
+
+
+def test_a_stopped_encoding_keeps_its_latents_and_resumes_from_there(tmp_path):
+    tiny_vae(tmp_path / "vae")
+    codec = load_codec(tmp_path / "vae")
+    data = images(40)
+    whole = encode_dataset(data, codec, hflip=True, batch_size=8, cache=False)
+    asked = []
+
+    def stop_after_two_chunks():
+        asked.append(1)
+        return len(asked) > 2
+
+    with pytest.raises(LoadCancelled, match="cancelled after 16 of 40 images; it resumes from there"):
+        encode_dataset(data, codec, hflip=True, batch_size=8, should_cancel=stop_after_two_chunks)
+    assert not list(latent_cache_dir().glob("*[0-9a-f].safetensors"))  # no complete entry yet
+    assert len(list(latent_cache_dir().glob("*.partial.safetensors"))) == 1
+    said = []
+    resumed = encode_dataset(data, codec, hflip=True, batch_size=8, say=lambda level, text: said.append(text))
+    assert any("resuming after 16 encoded before" in t for t in said)
+    assert any("encoded 24 images" in t for t in said)
+    assert not list(latent_cache_dir().glob("*.partial.safetensors"))  # folded into the entry
+    for name in ("mean", "std", "flip_mean", "flip_std"):
+        torch.testing.assert_close(getattr(resumed, name), getattr(whole, name), rtol=0, atol=1e-6)
