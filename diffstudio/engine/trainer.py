@@ -58,7 +58,8 @@ class TrainResult:
 
     steps: int
     final_loss: float  # NaN when no loss is known (nothing trained, and none saved)
-    images_per_second: float
+    images_per_second: float  # images trained this session / seconds spent in training steps (all ranks;
+    # previews, validation and checkpoints not counted); 0.0 when no step ran
     run_dir: str
     stopped: bool
     nothing_to_do: bool = False  # resumed at or past run.steps: no step was trained
@@ -571,20 +572,22 @@ class Trainer:
         images_per_step = cfg.optim.batch_size * cfg.optim.grad_accum * self.world.size
         loss, window_start, window_steps, stopped = float("nan"), time.perf_counter(), 0, False
         rows: list[dict] = []
-        throughput = 0.0
+        trained, train_time = 0, 0.0  # steps of this session and the seconds spent in them
         while self.step < cfg.run.steps:
             hooks.wait_if_paused()
             if self.world.any(hooks.should_stop()):
                 stopped = True
                 break
+            started = time.perf_counter()
             loss, grad_norm = self._train_step()
+            train_time += time.perf_counter() - started
+            trained += 1
             window_steps += 1
             if self.step % cfg.run.log_every == 0 or self.step == cfg.run.steps:
                 elapsed = time.perf_counter() - window_start
                 sps = window_steps / elapsed if elapsed > 0 else 0.0
-                throughput = sps * images_per_step
                 m = {"step": self.step, "loss": loss, "lr": lr_at(self.step - 1, cfg, self.lr_segment), "grad_norm": grad_norm,
-                     "steps_per_s": sps, "images_per_s": throughput,
+                     "steps_per_s": sps, "images_per_s": sps * images_per_step,
                      "eta_s": (cfg.run.steps - self.step) / sps if sps > 0 else float("nan")}
                 rows.append(m)
                 if self.run_dir:
@@ -601,6 +604,7 @@ class Trainer:
         self._finish(loss, stopped)
         if not math.isfinite(loss):  # stopped before a step: the loss is the checkpoint's
             loss = self._saved_loss
+        throughput = trained * images_per_step / train_time if train_time > 0 else 0.0
         return TrainResult(self.step, loss, throughput, str(self.run_dir.path) if self.run_dir else "", stopped)
 
     def _finish(self, loss: float, stopped: bool) -> None:
