@@ -240,8 +240,14 @@ class Trainer:
 
             side = data.resolution // self.codec.factor
             check_fits(self._pretrained, self._info_of(data, self.codec.latent_channels, side), latent=True)
-        return encode_dataset(data, self.codec, hflip=self.config.data.hflip, say=self.hooks.on_message,
-                              should_cancel=self.hooks.should_stop)
+        # rank 0 encodes into the latent cache while the other ranks wait, then they read it
+        if not self.world.is_main:
+            self.world.barrier()
+        latents = encode_dataset(data, self.codec, hflip=self.config.data.hflip, should_cancel=self.hooks.should_stop,
+                                 say=self.hooks.on_message if self.world.is_main else None)
+        if self.world.is_main:
+            self.world.barrier()
+        return latents
 
     def _latent_validation(self, val):
         """The held-out items as validation data: pixels, or with ``data.vae`` their latent

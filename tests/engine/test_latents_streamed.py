@@ -86,3 +86,32 @@ def test_a_stopped_encoding_keeps_its_latents_and_resumes_from_there(tmp_path):
     assert not list(latent_cache_dir().glob("*.partial.safetensors"))  # folded into the entry
     for name in ("mean", "std", "flip_mean", "flip_std"):
         torch.testing.assert_close(getattr(resumed, name), getattr(whole, name), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("rank, order", [(0, ["encode", "barrier"]), (1, ["barrier", "encode"])])
+def test_under_torchrun_rank_0_encodes_while_the_others_wait_for_its_cache(tmp_path, monkeypatch, rank, order):
+    """Before: every rank encoded the whole dataset itself at the same time (N times the work)."""
+    import diffstudio.engine.latents as latents
+
+    tiny_vae(tmp_path / "vae")
+    events = []
+
+    class World:
+        is_main = rank == 0
+
+        def barrier(self):
+            events.append("barrier")
+
+    real = latents.encode_dataset
+
+    def encode(*args, say=None, **kwargs):
+        events.append("encode")
+        assert (say is None) == (rank != 0)  # only rank 0 reports
+        return real(*args, say=say, **kwargs)
+
+    monkeypatch.setattr(latents, "encode_dataset", encode)
+    cfg = preset("quickstart").updated(data={"vae": str(tmp_path / "vae")})
+    t = Trainer(cfg, hooks=Said())
+    t.world, t.codec = World(), load_codec(tmp_path / "vae")
+    out = t._latents(images(4))
+    assert events == order and out.mean.shape == (4, 4, 8, 8)
