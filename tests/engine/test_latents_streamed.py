@@ -115,3 +115,20 @@ def test_under_torchrun_rank_0_encodes_while_the_others_wait_for_its_cache(tmp_p
     t.world, t.codec = World(), load_codec(tmp_path / "vae")
     out = t._latents(images(4))
     assert events == order and out.mean.shape == (4, 4, 8, 8)
+
+
+def test_dry_run_of_a_latent_run_counts_the_posteriors_and_the_vae(tmp_path):
+    """Before: the footprint counted only the latent means (half of what is held, a quarter with
+    hflip) as "images", and the VAE kept on the device for previews was left out of the peak."""
+    from diffstudio.engine.dry_run import estimate, format_estimate
+
+    vae = tiny_vae(tmp_path / "vae")
+    cfg = preset("quickstart").updated(
+        data={"source": str(folder(tmp_path / "pics")), "resolution": 16, "channels": 3, "vae": str(tmp_path / "vae"),
+              "hflip": True, "val_fraction": 0.0}, model={"class_conditional": False}, optim={"batch_size": 4})
+    e = estimate(cfg, probe_steps=0)
+    assert e.data_bytes == 20 * 4 * 8 * 8 * 4 * 4  # mean, std, and both of the mirror images, float32
+    assert e.vae_bytes == sum(p.numel() * 4 for p in vae.parameters())
+    assert e.peak_bytes >= e.state_bytes + e.activation_bytes + e.data_bytes + e.vae_bytes
+    text = format_estimate(e)
+    assert "4x8x8 latents" in text and f"VAE {e.vae_bytes / 1024**2:.1f} MiB" in text
