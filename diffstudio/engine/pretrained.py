@@ -115,7 +115,10 @@ def _read_diffstudio(p: Path) -> Pretrained:
                             f"(unet/) nor a diffstudio run, checkpoint or export ({e})") from None
     spec = ckpt.meta.get("model_spec")
     if not isinstance(spec, dict) or spec.get("kind") not in ("unet", "mlp"):
-        raise InitFromError(f"{ckpt.path} carries no diffstudio model spec, so its architecture is unknown")
+        folder = p.parent if p.is_file() else None
+        hint = (f": give its checkpoint folder {folder}" if folder is not None and (folder / "state.json").is_file()
+                else " (a diffstudio export or checkpoint folder has one)")
+        raise InitFromError(f"{ckpt.path} carries no diffstudio model spec, so its architecture is unknown{hint}")
     weights = {}
     for key, value in ckpt.weights(prefer_ema=True).items():
         if key == "n_averaged":

@@ -105,3 +105,16 @@ def test_a_built_in_dataset_reports_no_cache_decoding(tmp_path):
     t.run()
     assert not any("images decoded" in m for m in t.hooks.messages)
     assert any(m.startswith("data: moons") for m in t.hooks.messages)
+
+
+def test_a_checkpoints_weight_file_points_to_its_folder(tmp_path):
+    """A checkpoint's model.safetensors holds no architecture; the message names the folder that does."""
+    from diffstudio.engine.pretrained import read_pretrained
+
+    cfg = Config().updated(data={"source": "moons", "val_fraction": 0.0}, run={
+        "steps": 1, "out_dir": str(tmp_path), "val_every": 0}, sampling={"quality_samples": 0, "num_samples": 2})
+    run = Trainer(cfg, hooks=Said()).run()
+    step = tmp_path / run.run_dir / "checkpoints" / "step-000001"
+    with pytest.raises(InitFromError, match=f"give its checkpoint folder {step}$"):
+        read_pretrained(step / "model.safetensors")
+    assert read_pretrained(step).kind == "mlp"
