@@ -210,3 +210,27 @@ def test_a_class_conditional_diffstudio_export_keeps_its_labels(tmp_path):
     theirs = UNet2DModel.from_pretrained(out / "unet", use_safetensors=True).state_dict()
     ours = trainer.model.unet.state_dict()
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_resume_refuses_a_new_init_from_it_would_ignore(tmp_path, capsys):
+    """Before: ``--resume RUN --out NEW --set model.init_from=X`` continued from RUN's weights,
+    ignored X and wrote X into NEW's config.toml."""
+    base = ["--set", "run.device=cpu", "--set", "data.num_points=256", "--set", "run.val_every=0",
+            "--set", "sampling.quality_samples=0"]
+    assert cli.main(["train", "--preset", "moons-flow", "--steps", "2", "--out", str(tmp_path / "a"), *base]) == 0
+    assert cli.main(["train", "--preset", "moons-flow", "--steps", "2", "--out", str(tmp_path / "b"), *base]) == 0
+    capsys.readouterr()
+    code = cli.main(["train", "--resume", str(tmp_path / "a"), "--steps", "4", "--out", str(tmp_path / "c"),
+                     "--set", f"model.init_from={tmp_path / 'b'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and not (tmp_path / "c").exists()
+    assert "--set model.init_from cannot be combined with --resume" in err and f"model.init_from={tmp_path / 'a'}" in err
+    assert len(err.strip().splitlines()) == 1
+    # a new run from the resumed run's weights is the way, and it starts from exactly them
+    code = cli.main(["train", "--preset", "moons-flow", "--steps", "2", "--out", str(tmp_path / "d"), *base,
+                     "--set", f"model.init_from={tmp_path / 'a'}", "--set", "optim.lr=1e-9"])
+    assert code == 0
+    start, new = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "d")
+    for k, v in (start.ema or start.model).items():
+        if k != "n_averaged":
+            torch.testing.assert_close(new.model[k.removeprefix("module.")], v, rtol=0, atol=1e-6)
