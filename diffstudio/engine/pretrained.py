@@ -250,6 +250,33 @@ def pretrained_model(config: Config, info: DataInfo, *, say: Say | None = None,
     return model
 
 
+# the settings that decide a run's network (with the data it gets): a resumed run keeps its checkpoint's
+ARCHITECTURE = ("model.preset", "model.class_conditional", "model.mlp_width", "model.mlp_depth", "data.source",
+                "data.channels", "data.labels", "data.vae", "data.num_points")
+
+
+def resume_mismatch(saved: dict | None, config: Config, resume: str | Path) -> ConfigError:
+    """The error for a resumed run whose settings (``config``) no longer fit its checkpoint's network:
+    names the settings of :data:`ARCHITECTURE` that differ from the checkpoint's (``saved``, its
+    config dict) and how to go on instead."""
+    diffs = []
+    if isinstance(saved, dict):
+        try:
+            old = Config.from_dict(saved)
+        except Exception:  # a config this version cannot read: no names, the rest of the message holds
+            old = None
+        for name in ARCHITECTURE if old is not None else ():
+            section, key = name.split(".")
+            before, now = getattr(getattr(old, section), key), getattr(getattr(config, section), key)
+            if before != now:
+                diffs.append((name, f"{name} {before!r} -> {now!r}"))
+    what = ", ".join(text for _, text in diffs) if diffs else "the data's channels or classes changed"
+    field = diffs[0][0] if diffs else "data"
+    return ConfigError([(field, f"does not fit the network of {resume} ({what}): a resumed run continues its "
+                                f"checkpoint's network; keep these settings as they were, or start a new run (with "
+                                f"--set model.init_from={resume} to start from its weights)")])
+
+
 def initial_model(config: Config, info: DataInfo, *, resume: str | Path | None = None,
                   say: Say | None = None, pretrained: Pretrained | None = None) -> torch.nn.Module:
     """The model a run starts with: resuming a run that began from a pretrained model rebuilds the
@@ -262,8 +289,15 @@ def initial_model(config: Config, info: DataInfo, *, resume: str | Path | None =
 
     if resume and config.model.init_from:
         from diffstudio.engine.checkpoint import load_checkpoint
+        from diffstudio.models.build import data_info_of
 
-        return model_from_spec(load_checkpoint(resume).meta["model_spec"])
+        meta = load_checkpoint(resume).meta
+        spec = meta["model_spec"]
+        saved = data_info_of(spec)
+        classes = info.num_classes if (config.model.class_conditional and info.num_classes > 0) else 0
+        if (saved.kind, saved.channels, int(spec.get("num_classes") or 0)) != (info.kind, info.channels, classes):
+            raise resume_mismatch(meta.get("config"), config, resume)
+        return model_from_spec(spec)
     if config.model.init_from:
         return pretrained_model(config, info, say=say, pretrained=pretrained)
     from diffstudio.engine.presets import missing_required
@@ -274,5 +308,5 @@ def initial_model(config: Config, info: DataInfo, *, resume: str | Path | None =
     return build_model(config, info)
 
 
-__all__ = ["InitFromError", "Pretrained", "adapt_class_embedding", "check_fits", "initial_model",
+__all__ = ["ARCHITECTURE", "InitFromError", "Pretrained", "resume_mismatch", "adapt_class_embedding", "check_fits", "initial_model",
            "pretrained_model", "read_pretrained"]

@@ -362,7 +362,12 @@ class Trainer:
         from diffstudio.engine.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(source)
-        self.model.load_state_dict(ckpt.model)
+        try:
+            self.model.load_state_dict(ckpt.model)
+        except RuntimeError:  # another network than the checkpoint's: say which settings made it
+            from diffstudio.engine.pretrained import resume_mismatch
+
+            raise resume_mismatch(ckpt.meta.get("config"), self.config, source) from None
         if self.ema is not None and ckpt.ema:
             self.ema.load_state_dict(ckpt.ema)
         self.optimizer.load_state_dict(ckpt.optimizer)

@@ -234,3 +234,25 @@ def test_resume_refuses_a_new_init_from_it_would_ignore(tmp_path, capsys):
     for k, v in (start.ema or start.model).items():
         if k != "n_averaged":
             torch.testing.assert_close(new.model[k.removeprefix("module.")], v, rtol=0, atol=1e-6)
+
+
+# a run started from a model takes its architecture from it (model.preset is ignored: README), so
+# only a from-scratch run has model.preset in its network
+@pytest.mark.parametrize("from_model, change, field", [
+    (from_model, change, field) for from_model in (False, True)
+    for change, field in [({"model": {"class_conditional": False}}, "model.class_conditional"),
+                          ({"data": {"channels": 3}}, "data.channels"),
+                          ({"model": {"preset": "small"}}, "model.preset")]
+    if not (from_model and field == "model.preset")])
+def test_resuming_with_settings_that_change_the_network_is_one_error_naming_them(tmp_path, from_model, change, field):
+    """Before: a from-scratch run crashed with torch's whole state_dict mismatch as an "unexpected
+    error"; a run started from a model (rebuilt from its checkpoint) trained without its classes or
+    crashed in the first step."""
+    data = images(classes=2)
+    tiny_unet().save_pretrained(tmp_path / "unet")
+    cfg = config(tmp_path, init_from=str(tmp_path / "unet") if from_model else "")
+    first = Trainer(cfg, run_dir=tmp_path / "first", dataset=data).run()
+    changed = cfg.updated(**change)
+    new_data = images(channels=3, classes=2) if field == "data.channels" else data
+    with pytest.raises(ConfigError, match=f"{field}: does not fit the network of .*first.* \\({field} "):
+        Trainer(changed, run_dir=tmp_path / "second", resume=first.run_dir, dataset=new_data).run()
