@@ -308,6 +308,9 @@ def train(args) -> int:
 
     if args.dry_run:
         return dry_run(args)
+    if getattr(args, "device_memory", None) is not None:  # it would be silently ignored
+        raise UsageError("--device-memory plans a --dry-run for another machine; a training run uses what its "
+                         "device has (data.memory_budget_mb sets how much data it holds there)")
 
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     cfg = _train_config(args)

@@ -104,6 +104,10 @@ class Trainer:
             torch.set_num_threads(cfg.run.threads)
         self._pretrained = self._read_sources()  # before any data: a wrong folder is one error at once
         train, val = self._split_data(self._load_data())
+        if self.codec is not None:  # a latent run's quality measures compare decoded samples with images
+            from diffstudio.engine.quality import reference_items
+
+            self._pixel_reference = reference_items(train)
         self.data = self._latents(train).to(self.device)
         self.val_data = self._latent_validation(val)
         self.info = self._data_info()
@@ -529,7 +533,9 @@ class Trainer:
         model = self.ema.module if self.ema is not None else self.model
         model.eval()
         try:
-            quality = measure_quality(model, self.config, self.info, self.data, n=n, device=self.device)
+            reference = self.data if self.codec is None else self._pixel_reference
+            quality = measure_quality(model, self.config, self.info, reference, n=n, device=self.device,
+                                      codec=self.codec)
         finally:
             model.train()
         if quality:

@@ -132,3 +132,40 @@ def test_dry_run_of_a_latent_run_counts_the_posteriors_and_the_vae(tmp_path):
     assert e.peak_bytes >= e.state_bytes + e.activation_bytes + e.data_bytes + e.vae_bytes
     text = format_estimate(e)
     assert "4x8x8 latents" in text and f"VAE {e.vae_bytes / 1024**2:.1f} MiB" in text
+
+
+def test_a_latent_runs_quality_is_measured_on_decoded_images_and_eval_repeats_it(tmp_path):
+    """Before: quality compared latent samples with latent means (a histogram or brightness spread
+    of latents, not of images), and ``diffstudio eval`` fed pixel images to the latent model."""
+    import json
+
+    from diffstudio.engine.eval_run import evaluate_checkpoint
+    from diffstudio.engine.latents import decode_latents
+    from diffstudio.engine.quality import reference_items, score_samples
+    from diffstudio.engine.sampling import generate, load_for_sampling
+
+    from tests.engine.test_latents import latent_config
+
+    tiny_vae(tmp_path / "vae")
+    data = images(16)
+    cfg = latent_config(tmp_path, tmp_path / "vae", steps=2, val_every=2).updated(
+        sampling={"quality_samples": 6, "num_samples": 2, "steps": 4, "sampler": "ddim", "eta": 0.0,
+                  "spacing": "trailing"}, data={"val_fraction": 0.25})
+    result = Trainer(cfg, run_dir=tmp_path / "run", dataset=data).run()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    logged = [r["quality"] for r in rows if "quality" in r][-1]
+    assert set(logged) == {"histogram_distance"}
+    # by hand: the same samples, decoded, against the training images (pixels)
+    loaded = load_for_sampling(result.run_dir)
+    p = generate(loaded.model, loaded.config, loaded.data_info, n=6, seed=cfg.sampling.seed + 1)
+    decoded = decode_latents(load_codec(tmp_path / "vae"), torch.from_numpy(p.samples)).numpy()
+    from diffstudio.data.split import split_dataset
+
+    _, train, _ = split_dataset(data, 0.25, cfg.data.val_seed, cfg.run.val_items)
+    expected = score_samples("blobs", "image", decoded, None, reference_items(train))
+    assert logged["histogram_distance"] == pytest.approx(expected["histogram_distance"], abs=1e-6)
+    evaluated = evaluate_checkpoint(result.run_dir, dataset=data)
+    validation = [r["validation"] for r in rows if "validation" in r][-1]
+    assert evaluated["quality"]["histogram_distance"] == pytest.approx(expected["histogram_distance"], abs=1e-6)
+    assert evaluated["items"] == 4  # the held-out latents; eval repeats the run's own validation figure
+    assert evaluated["x0_mse_mean"] == pytest.approx(validation["x0_mse_mean"], rel=1e-6)
