@@ -208,8 +208,14 @@ def adapt_class_embedding(pre: Pretrained, num_classes: int) -> tuple[dict[str, 
     kept = min(old_classes, num_classes)
     new[:kept] = old[:kept]
     w[key] = new
+    if num_classes > old_classes:
+        fate = f"classes {old_classes}..{num_classes - 1} (new) and the null label start from {null_word}"
+    elif num_classes < old_classes:
+        fate = f"rows {num_classes}..{old_classes - 1} dropped; the null label starts from {null_word}"
+    else:  # a foreign model: the same classes, and a null label it never had
+        fate = f"the null label (new) starts from {null_word}"
     return cfg, w, (f"the model knew {old_classes} classes, the data have {num_classes}: class rows 0..{kept - 1} "
-                    f"kept, the other classes and the null label start from {null_word}")
+                    f"kept, {fate}")
 
 
 # --------------------------------------------------------------------------------------------- building

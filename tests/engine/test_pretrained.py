@@ -256,3 +256,20 @@ def test_resuming_with_settings_that_change_the_network_is_one_error_naming_them
     new_data = images(channels=3, classes=2) if field == "data.channels" else data
     with pytest.raises(ConfigError, match=f"{field}: does not fit the network of .*first.* \\({field} "):
         Trainer(changed, run_dir=tmp_path / "second", resume=first.run_dir, dataset=new_data).run()
+
+
+def test_the_class_adaptation_note_says_what_happened_to_each_row():
+    """Before: 5 classes -> 3 said "the other classes ... start from" though no class was new (two
+    were dropped), and a foreign model with the data's class count did not say its null label was new."""
+    from diffstudio.models.unet import foreign_unet_config
+
+    cond = tiny_unet(classes=6, seed=1)  # a diffstudio model of 5 classes (+ null row 5)
+    pre = Pretrained("unet", foreign_unet_config(dict(cond.config)), cond.state_dict(), 5, "cond")
+    _, w, note = adapt_class_embedding(pre, 3)
+    assert note.endswith("class rows 0..2 kept, rows 3..4 dropped; the null label starts from its null-label row")
+    assert torch.equal(w["class_embedding.weight"][3], cond.class_embedding.weight[5])
+    _, _, note = adapt_class_embedding(pre, 7)
+    assert note.endswith("class rows 0..4 kept, classes 5..6 (new) and the null label start from its null-label row")
+    foreign = Pretrained("unet", pre.config, pre.weights, None, "foreign")  # 6 classes, no null row known
+    _, _, note = adapt_class_embedding(foreign, 6)
+    assert note.endswith("class rows 0..5 kept, the null label (new) starts from the mean of its rows")
