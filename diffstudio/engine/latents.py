@@ -88,8 +88,10 @@ def check_compatible(data, codec: LatentCodec) -> None:
         raise ConfigError([("data.vae", f"the VAE takes {codec.in_channels}-channel images and the data have "
                                         f"{data.channels}: set data.channels={codec.in_channels}")])
     if data.resolution % codec.factor:
+        below = data.resolution // codec.factor * codec.factor
+        choice = f"{below} or {below + codec.factor}" if below >= 4 else f"{below + codec.factor}"
         raise ConfigError([("data.vae", f"the VAE downsamples by {codec.factor}; {data.resolution} px is not a "
-                                        f"multiple: set data.resolution to one")])
+                                        f"multiple: set data.resolution to one (e.g. {choice})")])
 
 
 @torch.no_grad()

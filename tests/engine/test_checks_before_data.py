@@ -68,7 +68,7 @@ def test_a_wrong_init_from_is_refused_before_the_folder_is_decoded(tmp_path, cas
 
 
 @pytest.mark.parametrize("data, expected", [
-    ({"resolution": 17}, "downsamples by 2; 17 px is not a multiple"),
+    ({"resolution": 17}, r"downsamples by 2; 17 px is not a multiple: set data.resolution to one \(e.g. 16 or 18\)"),
     ({"channels": 1}, "the VAE takes 3-channel images and the data have 1"),
 ])
 def test_images_the_vae_cannot_take_are_refused_before_the_folder_is_decoded(tmp_path, data, expected):
