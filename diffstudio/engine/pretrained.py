@@ -155,6 +155,10 @@ def check_fits(pre: Pretrained, info: DataInfo, latent: bool = False) -> None:
         raise InitFromError(f"{pre.source} is an image UNet and the data are 2-D points")
     c_in, c_out = pre.config.get("in_channels", 3), pre.config.get("out_channels", 3)
     side = _side(pre.config.get("sample_size"))
+    if side == -1:
+        h, w = pre.config["sample_size"][:2]
+        raise InitFromError(f"{pre.source} was built for {h}x{w} {what} (sample_size {list(pre.config['sample_size'])})"
+                            f"; diffstudio trains on square {what}")
     given = f"{info.channels}-channel {f'{info.resolution} px ' if info.resolution else ''}{what}"
     if c_in != info.channels or c_out != info.channels:
         fix = "data.vae" if latent else "data.channels"

@@ -118,3 +118,17 @@ def test_a_checkpoints_weight_file_points_to_its_folder(tmp_path):
     with pytest.raises(InitFromError, match=f"give its checkpoint folder {step}$"):
         read_pretrained(step / "model.safetensors")
     assert read_pretrained(step).kind == "mlp"
+
+
+def test_a_model_for_non_square_images_is_named_by_its_size(tmp_path):
+    """Before: "was built for -1 px images" for sample_size [16, 32]."""
+    import json
+
+    tiny_unet(channels=3, size=16).save_pretrained(tmp_path / "unet")
+    cfg_file = tmp_path / "unet" / "config.json"
+    cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "sample_size": [16, 32]}))
+    t = trainer(tmp_path, resolution=16)
+    t.config = t.config.updated(model={"init_from": str(tmp_path / "unet")})
+    with pytest.raises(InitFromError, match=r"built for 16x32 images \(sample_size \[16, 32\]\); diffstudio trains "
+                                            r"on square images$"):
+        t.run()
