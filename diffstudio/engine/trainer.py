@@ -52,6 +52,33 @@ class TrainerHooks:
         return None
 
 
+def with_absolute_paths(config: Config) -> Config:
+    """``config`` with the folders it names (``data.source`` when a folder, ``data.vae``,
+    ``model.init_from``) made absolute (``~`` expanded; links kept), so the run folder's
+    config.toml still finds them when the run is sampled, exported, evaluated or resumed from
+    another working directory. Built-in dataset names and empty fields are left as they are."""
+    import os
+
+    from diffstudio.data.errors import DatasetError
+    from diffstudio.data.paths import from_portable
+    from diffstudio.data.registry import source_kind
+
+    def absolute(path: str) -> str:
+        return os.path.abspath(os.path.expanduser(path)) if path else path
+
+    data, model = {}, {}
+    try:
+        if source_kind(config.data.source) == "folder":
+            data["source"] = absolute(from_portable(config.data.source))
+    except (DatasetError, ValueError):  # not found here: loading the data says so
+        pass
+    if config.data.vae:
+        data["vae"] = absolute(config.data.vae)
+    if config.model.init_from:
+        model["init_from"] = absolute(config.model.init_from)
+    return config.updated(data=data, model=model)
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """What a finished run reports (it crosses from the training thread to the app: frozen)."""
@@ -85,7 +112,7 @@ class Trainer:
 
     def __init__(self, config: Config, *, hooks: TrainerHooks | None = None, run_dir: str | Path | None = None,
                  resume: str | Path | None = None, dataset=None, dry_run: bool = False):
-        self.config = config.check()
+        self.config = with_absolute_paths(config.check())
         self.dry_run = dry_run  # set up data and model but write no run folder (engine/dry_run.py)
         self.hooks = hooks or TrainerHooks()
         self._run_dir_arg, self._resume, self._dataset = run_dir, resume, dataset

@@ -169,3 +169,24 @@ def test_a_latent_runs_quality_is_measured_on_decoded_images_and_eval_repeats_it
     assert evaluated["quality"]["histogram_distance"] == pytest.approx(expected["histogram_distance"], abs=1e-6)
     assert evaluated["items"] == 4  # the held-out latents; eval repeats the run's own validation figure
     assert evaluated["x0_mse_mean"] == pytest.approx(validation["x0_mse_mean"], rel=1e-6)
+
+
+def test_a_run_records_absolute_folders_so_it_samples_and_resumes_from_anywhere(tmp_path, monkeypatch):
+    """Before: config.toml kept ``data.vae = "vae"`` as typed, relative to where training started,
+    so ``diffstudio sample`` / export / resume from another directory could not find the VAE."""
+    from diffstudio import cli
+    from diffstudio.engine.run_dir import RunDir
+
+    work = tmp_path / "work"
+    folder(work / "pics")
+    tiny_vae(work / "vae")
+    monkeypatch.chdir(work)
+    code = cli.main(["train", "--preset", "quickstart", "--steps", "1", "--out", str(tmp_path / "run"),
+                     "--set", "data.source=pics", "--set", "data.vae=vae", "--set", "data.channels=3",
+                     "--set", "data.resolution=16", "--set", "sampling.quality_samples=0", "--set", "run.val_every=0"])
+    assert code == 0
+    cfg = RunDir(tmp_path / "run").config()
+    assert (cfg.data.source, cfg.data.vae) == (str(work / "pics"), str(work / "vae"))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["sample", str(tmp_path / "run"), "--n", "2", "--out", str(tmp_path / "s.png")]) == 0
+    assert cli.main(["train", "--resume", str(tmp_path / "run"), "--steps", "2"]) == 0
