@@ -190,3 +190,23 @@ def test_a_run_records_absolute_folders_so_it_samples_and_resumes_from_anywhere(
     monkeypatch.chdir(tmp_path)
     assert cli.main(["sample", str(tmp_path / "run"), "--n", "2", "--out", str(tmp_path / "s.png")]) == 0
     assert cli.main(["train", "--resume", str(tmp_path / "run"), "--steps", "2"]) == 0
+
+
+def test_a_vae_with_two_latent_channels_trains_and_previews(tmp_path):
+    """Before: the latent preview grid broadcast (8, 8, 2) into RGB and the run died at its first preview."""
+    from diffusers import AutoencoderKL
+
+    from diffstudio.data.pixels import image_grid
+    from tests.engine.test_latents import Recorder, latent_config
+
+    torch.manual_seed(0)
+    AutoencoderKL(in_channels=1, out_channels=1, latent_channels=2, block_out_channels=(8, 8), layers_per_block=1,
+                  down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                  norm_num_groups=4, sample_size=16).save_pretrained(tmp_path / "vae")
+    hooks = Recorder()
+    result = Trainer(latent_config(tmp_path, tmp_path / "vae", steps=2, preview_every=2), run_dir=tmp_path / "run",
+                     dataset=images(8, channels=1), hooks=hooks).run()
+    assert result.steps == 2 and hooks.previews[-1].samples.shape == (4, 1, 16, 16)  # decoded to the data's images
+    two = torch.stack([torch.full((4, 4), -1.0), torch.full((4, 4), 1.0)])[None]  # (1, 2, 4, 4)
+    grid = image_grid(two, pad=0)
+    assert grid.shape == (4, 4, 3) and (grid == 0).all()  # the first channel, as grey
