@@ -53,6 +53,7 @@ class Pretrained:
     weights: dict[str, Tensor]
     num_classes: int | None
     source: str
+    vae: str = ""  # a diffstudio latent run's data.vae: the model takes that VAE's latents
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -111,6 +112,8 @@ def _read_diffstudio(p: Path) -> Pretrained:
     try:
         ckpt = load_checkpoint(p)
     except CheckpointError as e:
+        if p.is_dir() and (p / "checkpoints").is_dir():  # a diffstudio run folder: its own reason is the one
+            raise InitFromError(str(e)) from None
         raise InitFromError(f"{p} is neither a diffusers UNet2DModel folder (config.json), a pipeline folder "
                             f"(unet/) nor a diffstudio run, checkpoint or export ({e})") from None
     spec = ckpt.meta.get("model_spec")
@@ -129,7 +132,10 @@ def _read_diffstudio(p: Path) -> Pretrained:
     if spec["kind"] == "mlp":
         return Pretrained("mlp", spec, weights, int(spec.get("num_classes") or 0), str(ckpt.path))
     unet = {k.removeprefix("unet."): v for k, v in weights.items()}
-    return Pretrained("unet", dict(spec["unet"]), unet, int(spec.get("num_classes") or 0), str(ckpt.path))
+    saved = ckpt.meta.get("config")
+    vae = saved.get("data", {}).get("vae", "") if isinstance(saved, dict) else ""
+    return Pretrained("unet", dict(spec["unet"]), unet, int(spec.get("num_classes") or 0), str(ckpt.path),
+                      vae if isinstance(vae, str) else "")
 
 
 # --------------------------------------------------------------------------------------------- fitting the data
@@ -145,7 +151,8 @@ def check_fits(pre: Pretrained, info: DataInfo, latent: bool = False) -> None:
     """One :class:`InitFromError` when the model cannot take the data: kind, channels (in and out)
     or resolution (``sample_size``) differ. ``latent``: the data are a VAE's latents.
     ``info``: a :class:`DataInfo`, or anything with its ``kind``, ``channels``, ``resolution``;
-    ``resolution`` 0: not known yet (a folder's native size), not checked."""
+    ``resolution`` 0 or ``channels`` None: not known yet (a folder's native size or channels), not
+    checked."""
     what = "latents" if latent else "images"
     if pre.kind == "mlp":
         if info.kind != "points" or int(pre.config["data"]["channels"]) != info.channels:
@@ -159,8 +166,16 @@ def check_fits(pre: Pretrained, info: DataInfo, latent: bool = False) -> None:
         h, w = pre.config["sample_size"][:2]
         raise InitFromError(f"{pre.source} was built for {h}x{w} {what} (sample_size {list(pre.config['sample_size'])})"
                             f"; diffstudio trains on square {what}")
-    given = f"{info.channels}-channel {f'{info.resolution} px ' if info.resolution else ''}{what}"
-    if c_in != info.channels or c_out != info.channels:
+    channels_known = info.channels is not None
+    given = (f"{f'{info.channels}-channel ' if channels_known else ''}"
+             f"{f'{info.resolution} px ' if info.resolution else ''}{what}")
+    if pre.vae and not latent:  # the usual slip: fine-tuning a latent run without its VAE
+        problem = (channels_known and (c_in, c_out) != (info.channels,) * 2) or (
+            side is not None and info.resolution and side != info.resolution)
+        if problem:
+            raise InitFromError(f"{pre.source} was trained on the latents of the VAE {pre.vae} ({c_in}-channel "
+                                f"{side or '?'} px) and the data give {given}: set data.vae={pre.vae}")
+    if channels_known and (c_in != info.channels or c_out != info.channels):
         fix = "data.vae" if latent else "data.channels"
         raise InitFromError(f"{pre.source} takes {c_in}-channel {side or '?'} px {what} (predicts {c_out} channels), "
                             f"the data give {given}: set {fix} to match")

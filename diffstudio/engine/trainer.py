@@ -254,7 +254,7 @@ class Trainer:
         # what is not known yet (native size, a folder's channels) is not checked here
         from types import SimpleNamespace
 
-        known = SimpleNamespace(kind="image", channels=channels or pre.config.get("in_channels", 3), resolution=side)
+        known = SimpleNamespace(kind="image", channels=channels, resolution=side)
         check_fits(pre, known, latent=codec is not None)
 
     def _latents(self, data):

@@ -132,3 +132,25 @@ def test_a_model_for_non_square_images_is_named_by_its_size(tmp_path):
     with pytest.raises(InitFromError, match=r"built for 16x32 images \(sample_size \[16, 32\]\); diffstudio trains "
                                             r"on square images$"):
         t.run()
+
+
+def test_fine_tuning_a_latent_run_without_its_vae_names_the_vae(tmp_path):
+    """Before: "set data.channels / data.resolution" (data.channels cannot be 4), and a guessed
+    channel count of the data in the message; a run folder without checkpoints got the whole
+    list of what init_from accepts."""
+    from tests.engine.test_latents import images as blobs
+    from tests.engine.test_latents import latent_config
+
+    tiny_vae(tmp_path / "vae")
+    latent = Trainer(latent_config(tmp_path, tmp_path / "vae", steps=1, val_every=0), run_dir=tmp_path / "latent",
+                     dataset=blobs(8)).run()
+    t = trainer(tmp_path, resolution=16)
+    t.config = t.config.updated(model={"init_from": latent.run_dir})
+    with pytest.raises(InitFromError, match=f"trained on the latents of the VAE {tmp_path / 'vae'} \\(4-channel 8 px\\) "
+                                            f"and the data give 16 px images: set data.vae={tmp_path / 'vae'}$"):
+        t.run()
+    assert nothing_decoded(tmp_path, t)
+    (tmp_path / "empty-run" / "checkpoints").mkdir(parents=True)
+    t.config = t.config.updated(model={"init_from": str(tmp_path / "empty-run")})
+    with pytest.raises(InitFromError, match="empty-run is a run folder without any complete checkpoint yet$"):
+        t.run()
