@@ -202,6 +202,24 @@ def _refuse_sets_in_place(args) -> None:
                          + " ".join(f"--set {a}" for a in args.assignments))
 
 
+def _refuse_init_from_with_resume(args, resumed) -> None:
+    """``--resume RUN --set model.init_from=X`` would be ignored (a resumed run continues from its
+    checkpoint's weights) while the new run's config.toml recorded X: refuse it, and say how to
+    fine-tune from X (a new run) or from this run (a new run with ``model.init_from=RUN``)."""
+    from diffstudio.engine.settings import SettingAssignmentError, parse_assignment
+
+    try:
+        given = [parse_assignment(a) for a in getattr(args, "assignments", [])]
+    except SettingAssignmentError as e:
+        raise UsageError(str(e)) from None
+    changed = [v for name, v in given if name == "model.init_from" and v != resumed.model.init_from]
+    if changed:
+        raise UsageError(f"--set model.init_from cannot be combined with --resume: a resumed run continues from the "
+                         f"weights of {args.resume}, not from {changed[-1]!r}. To fine-tune {changed[-1]!r}, start a "
+                         f"new run without --resume; to fine-tune this run's weights with other settings, start one "
+                         f"with --set model.init_from={args.resume}")
+
+
 def _train_config(args):
     from diffstudio.engine.config import Config
     from diffstudio.engine.devices import resolve_device
@@ -226,6 +244,8 @@ def _train_config(args):
         cfg = cfg.updated(run={"device": args.device})
     if getattr(args, "threads", None) is not None:
         cfg = cfg.updated(run={"threads": args.threads})
+    if args.resume:
+        _refuse_init_from_with_resume(args, cfg)
     if args.resume and not args.out:
         _refuse_sets_in_place(args)
     cfg = _apply_sets(cfg, getattr(args, "assignments", []))
@@ -288,6 +308,9 @@ def train(args) -> int:
 
     if args.dry_run:
         return dry_run(args)
+    if getattr(args, "device_memory", None) is not None:  # it would be silently ignored
+        raise UsageError("--device-memory plans a --dry-run for another machine; a training run uses what its "
+                         "device has (data.memory_budget_mb sets how much data it holds there)")
 
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     cfg = _train_config(args)

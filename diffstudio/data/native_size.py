@@ -16,6 +16,10 @@ from dataclasses import dataclass
 NATIVE_MAX_RESOLUTION = 64
 """Largest resolution "native" picks for a folder (pixels); set data.resolution for more."""
 
+MIN_RESOLUTION = 4
+"""Smallest side training takes (the lower bound of the ``data.resolution`` setting): "native"
+never picks less, even for a folder of smaller images (they are then upscaled, and the note says so)."""
+
 
 @dataclass(frozen=True)
 class NativeChoice:
@@ -28,7 +32,8 @@ class NativeChoice:
 
 def choose_native_resolution(sizes: Iterable[tuple[int, int] | None],
                              cap: int = NATIVE_MAX_RESOLUTION) -> NativeChoice:
-    """Pick min(``cap``, smallest min(W, H) among ``sizes``); ``None`` entries are ignored.
+    """Pick min(``cap``, smallest min(W, H) among ``sizes``), but at least :data:`MIN_RESOLUTION`
+    (or ``cap`` when it is smaller); ``None`` entries are ignored.
 
     Returns the choice with a one-line note such as "resolution 'native' is 40 px: the smallest
     square side found, so no image is upscaled; image sizes found: 48x40 (3), 64x64 (5)".
@@ -41,9 +46,13 @@ def choose_native_resolution(sizes: Iterable[tuple[int, int] | None],
     if not counts:
         return NativeChoice(cap, {}, f"resolution 'native' is {cap} px (no image size could be read)")
     smallest = min(min(w, h) for w, h in counts)
-    resolution = max(1, min(cap, smallest))
+    resolution = max(min(MIN_RESOLUTION, cap), min(cap, smallest))
     if resolution == smallest:
         why = "the smallest square side found, so no image is upscaled"
+    elif resolution > smallest:
+        upscaled = sum(n for (w, h), n in counts.items() if min(w, h) < resolution)
+        why = (f"the smallest side training takes ({upscaled} of {sum(counts.values())} images are smaller and "
+               f"are upscaled)")
     else:
         why = f"the largest 'native' picks for a folder (every image is at least {smallest} px: all are downscaled)"
     note = (f"resolution 'native' is {resolution} px: {why}; image sizes found: {format_sizes(counts)}. "

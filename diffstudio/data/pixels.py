@@ -56,11 +56,12 @@ def image_grid(samples: Tensor | np.ndarray, nrow: int | None = None, pad: int =
                background: int = 255) -> np.ndarray:
     """Tile float (N, C, H, W) images in [-1, 1] into one uint8 (rows (H + pad) + pad,
     nrow (W + pad) + pad, 3) picture, row by row; ``nrow`` defaults to ceil(sqrt(N)) (a near-square
-    grid). Grey images are repeated to RGB, more than 3 channels keep the first 3."""
+    grid). Grey images are repeated to RGB, more than 3 channels keep the first 3, and 2 channels
+    (a VAE's latents, say) show the first as grey."""
     pixels = unit_range_to_uint8(samples)  # (N, H, W, C)
     n, h, w, c = pixels.shape
-    if c == 1:
-        pixels = np.repeat(pixels, 3, axis=-1)
+    if c < 3:
+        pixels = np.repeat(pixels[..., :1], 3, axis=-1)
     nrow = nrow or max(1, int(np.ceil(np.sqrt(n))))
     rows = -(-n // nrow)
     out = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, 3), background, dtype=np.uint8)

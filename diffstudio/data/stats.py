@@ -28,21 +28,27 @@ class ImageStats:
     value_range: tuple[float, float]
 
 
-def pixel_chunks(dataset, limit: int | None = None, chunk_bytes: int | None = None) -> Iterator[np.ndarray]:
-    """The first ``limit`` (default all) images of ``dataset`` as consecutive numpy chunks
-    (n, C, H, W), uint8 or float32 as stored, each at most ``chunk_bytes`` (default
-    :data:`CHUNK_BYTES`; at least one image)."""
+def pixel_chunks(dataset, limit: int | None = None, chunk_bytes: int | None = None,
+                 start: int = 0) -> Iterator[np.ndarray]:
+    """Images ``start`` to ``limit`` (default: to the end) of ``dataset`` as consecutive numpy
+    chunks (n, C, H, W), uint8 or float32 as stored, each at most ``chunk_bytes`` (default
+    :data:`CHUNK_BYTES`; at least one image). A streamed dataset is read from its memory map
+    (``read_items``), so it is never held whole."""
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     count = len(dataset) if limit is None else min(limit, len(dataset))
-    if count == 0:
+    if count <= start:
         return
     read = getattr(dataset, "read_items", None)
     x = None if read is not None else dataset.x
-    item = int(np.prod(dataset_shape(dataset))) * (1 if _is_uint8(dataset) else 4)
-    step = max(1, chunk_bytes // max(1, item))
-    for start in range(0, count, step):
-        stop = min(count, start + step)
-        yield read(start, stop) if read is not None else x[start:stop].detach().cpu().numpy()
+    step = max(1, chunk_bytes // max(1, image_bytes(dataset)))
+    for first in range(start, count, step):
+        stop = min(count, first + step)
+        yield read(first, stop) if read is not None else x[first:stop].detach().cpu().numpy()
+
+
+def image_bytes(dataset) -> int:
+    """Bytes of one stored image (uint8 or float32)."""
+    return int(np.prod(dataset_shape(dataset))) * (1 if _is_uint8(dataset) else 4)
 
 
 def dataset_shape(dataset) -> tuple[int, ...]:

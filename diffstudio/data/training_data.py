@@ -104,8 +104,9 @@ def load_training_data(
     """
     budget = memory_budget(memory_budget_mb, device)
     if source_kind(source) != "folder":
+        # built-ins are generated, not decoded into the cache: no "images decoded" progress
         data = load_dataset(source, resolution=resolution, channels=channels, labels=labels, n=n, seed=seed,
-                            progress=progress, should_cancel=should_cancel).as_uint8().to(device)
+                            should_cancel=should_cancel).as_uint8().to(device)
         what = "uint8" if data.x.dtype == torch.uint8 else "float32 (not all values are 8-bit levels)"
         return TrainingData(data, budget, f"data: {source}, {len(data):,} items held on {device} as {what}")
     root = resolve_folder(from_portable(source))

@@ -6,7 +6,8 @@ then
 - counts parameters and the dataset's footprint (where it lives, how many bytes);
 - measures the activations autograd keeps for one sample (``torch.autograd.graph.saved_tensors_hooks``
   over one forward pass under the run's autocast) and scales them by the batch size;
-- adds weights, gradients, AdamW's two moments and the EMA copy (fp32 each, as autocast keeps them);
+- adds weights, gradients, AdamW's two moments and the EMA copy (fp32 each, as autocast keeps them),
+  the data held on the device (pixels, or a latent run's posteriors) and a latent run's VAE;
 - compares the peak with what the device has (free CUDA memory, or the machine's available RAM),
   and warns when it does not fit;
 - times a few real training steps (the probe), unless the estimate already says they would not fit.
@@ -44,6 +45,7 @@ class Estimate:
     available_bytes: int | None
     seconds_per_step: float | None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    vae_bytes: int = 0  # data.vae: the VAE's weights, kept on the device to decode previews
 
     def to_json(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -63,6 +65,13 @@ def _data_footprint(data, device: torch.device) -> tuple[int, str, int]:
     pixels = getattr(data, "pixels", None)
     if pixels is not None:  # StreamingDataset: a memory map over the on-disk uint8 cache
         return int(pixels.nbytes), "on disk (uint8 cache), streamed batch by batch", 0
+    if hasattr(data, "mean"):  # LatentDataset: the posteriors (mean, std; and the mirrored images')
+        held = [t for t in (data.mean, data.std, data.flip_mean, data.flip_std) if t is not None]
+        size = sum(int(t.numel() * t.element_size()) for t in held)
+        c, h, w = data.mean.shape[1:]
+        what = "posterior mean and std" + (" of the images and their mirror images" if len(held) > 2 else "")
+        where = f"as {c}x{h}x{w} latents ({what}) in memory on {data.mean.device.type} (float32)"
+        return size, where, size if data.mean.device == device else 0
     x = data.x
     size = int(x.numel() * x.element_size())
     where = f"in memory on {x.device.type} ({str(x.dtype).removeprefix('torch.')})"
@@ -118,7 +127,9 @@ def _measure(trainer, probe_steps: int, available_bytes: int | None) -> Estimate
     info = trainer.info
     item = info.channels * info.resolution**2 if info.kind == "image" else 2
     batch_bytes = 3 * cfg.optim.batch_size * item * 4  # x0, eps, x_t in fp32
-    peak = state + activations + batch_bytes + on_device
+    codec = getattr(trainer, "codec", None)  # data.vae: the VAE stays on the device to decode previews
+    vae_bytes = 0 if codec is None else sum(int(t.numel() * t.element_size()) for t in codec.parameters())
+    peak = state + activations + batch_bytes + on_device + vae_bytes
     have = available_bytes if available_bytes is not None else available_memory(trainer.device)
     warnings: list[str] = []
     fits = have is None or peak <= FIT_MARGIN * have
@@ -131,7 +142,7 @@ def _measure(trainer, probe_steps: int, available_bytes: int | None) -> Estimate
         warnings.append("the timing probe was skipped because the run would not fit")
     return Estimate(str(trainer.device), trainer.precision.effective, trainer.precision.reason, n_params,
                     trainer.info.kind, len(trainer.data), data_bytes, where, state, activations, peak, have,
-                    seconds, tuple(warnings))
+                    seconds, tuple(warnings), vae_bytes)
 
 
 def _probe(trainer, steps: int) -> float:
@@ -162,7 +173,8 @@ def format_estimate(e: Estimate, total_steps: int | None = None) -> str:
              f"dataset          {e.data_items:,} {'images' if e.data_kind == 'image' else 'points'}, "
              f"{_size(e.data_bytes)} {e.data_where}",
              f"peak memory      ~{_size(e.peak_bytes)} (weights, gradients, AdamW and EMA {_size(e.state_bytes)}; "
-             f"activations {_size(e.activation_bytes)}) of {_size(e.available_bytes)} available"]
+             f"activations {_size(e.activation_bytes)}{f'; VAE {_size(e.vae_bytes)}' if e.vae_bytes else ''}) "
+             f"of {_size(e.available_bytes)} available"]
     if e.seconds_per_step is not None:
         total = f", ~{_duration(e.seconds_per_step * total_steps)} for {total_steps:,} steps" if total_steps else ""
         lines.append(f"time per step    ~{e.seconds_per_step * 1000:.0f} ms (probe){total}")

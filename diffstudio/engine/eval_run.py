@@ -37,16 +37,33 @@ def evaluate_checkpoint(source: str | Path, *, which: str = "ema", device: str |
     """Validation by t and the quality measures of one checkpoint. Returns a JSON-safe dict with
     ``t``, ``log_snr``, ``loss``, ``x0_mse``, ``eps_mse`` (lists over the grid, None where
     undefined), ``x0_mse_mean``, ``undefined``, ``quality`` ({measure: value}), ``step``, ``model``,
-    ``items``. ``quality_samples`` defaults to the run's ``sampling.quality_samples``. Raises
-    CheckpointError / DatasetError with a one-line message."""
+    ``items``. ``quality_samples`` defaults to the run's ``sampling.quality_samples``. A latent
+    run (``data.vae``) is validated on its held-out items' latents and its samples are decoded for
+    the quality measures, as in training. Raises CheckpointError / DatasetError / ConfigError
+    (a VAE that is gone) with a one-line message."""
     from diffstudio.data.registry import load_dataset
     from diffstudio.engine.quality import measure_quality
 
     model, cfg, info, step, which = load_weights(source, which, device)
     d = cfg.data
+    codec = None
+    if d.vae:  # a latent run: validation on the held-out items' latents, quality on decoded samples
+        from diffstudio.engine.latents import load_codec
+
+        codec = load_codec(d.vae, device)
     full = dataset if dataset is not None else load_dataset(d.source, resolution=d.resolution, channels=d.channels,
                                                             labels=d.labels, n=d.num_points, seed=cfg.run.seed)
     _, train, val = split_dataset(full, d.val_fraction, d.val_seed, cfg.run.val_items)
+    if codec is not None:
+        from diffstudio.data.dataset import InMemoryDataset
+        from diffstudio.engine.latents import encode_dataset
+        from diffstudio.engine.quality import reference_items
+
+        train = reference_items(train)
+        if val is not None:
+            latents = encode_dataset(val, codec, hflip=d.hflip)  # the training run's latent cache entry
+            val = InMemoryDataset(x=latents.mean, labels=latents.labels, class_names=latents.class_names,
+                                  name=latents.name)
     conditional = getattr(model, "num_classes", 0) > 0
     schedule, objective = cfg.schedule.build(), cfg.objective.build()
     out: dict[str, Any] = {"step": step, "model": which}
@@ -60,7 +77,7 @@ def evaluate_checkpoint(source: str | Path, *, which: str = "ema", device: str |
         out.update({k: v for k, v in evaluate(model, schedule, objective, vset, step=step,
                                               model_name=which).to_json().items() if k != "model"})
     n = cfg.sampling.quality_samples if quality_samples is None else quality_samples
-    out["quality"] = measure_quality(model, cfg, info, train, n=n, device=device)
+    out["quality"] = measure_quality(model, cfg, info, train, n=n, device=device, codec=codec)
     return out
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from diffstudio.data.latents import LatentDataset
-from diffstudio.data.stats import dataset_shape, pixel_chunks
+from diffstudio.data.stats import dataset_shape, image_bytes, pixel_chunks
 from diffstudio.engine.config import ConfigError
 from diffstudio.models.vae import LatentCodec, VaeError, load_vae
 
@@ -78,8 +78,10 @@ def check_compatible(data, codec: LatentCodec) -> None:
         raise ConfigError([("data.vae", f"the VAE takes {codec.in_channels}-channel images and the data have "
                                         f"{data.channels}: set data.channels={codec.in_channels}")])
     if data.resolution % codec.factor:
+        below = data.resolution // codec.factor * codec.factor
+        choice = f"{below} or {below + codec.factor}" if below >= 4 else f"{below + codec.factor}"
         raise ConfigError([("data.vae", f"the VAE downsamples by {codec.factor}; {data.resolution} px is not a "
-                                        f"multiple: set data.resolution to one")])
+                                        f"multiple: set data.resolution to one (e.g. {choice})")])
 
 
 @torch.no_grad()
@@ -99,12 +101,17 @@ def encode_images(codec: LatentCodec, x: Tensor, batch_size: int = 16,
 
 
 def encode_dataset(data, codec: LatentCodec, *, hflip: bool = False, batch_size: int = 16,
-                   say: Say | None = None, cache: bool = True) -> LatentDataset:
-    """The :class:`LatentDataset` of ``data`` (an image dataset with ``.x``, ``.labels``,
-    ``.class_names``), read from the latent cache or encoded and written to it. With ``hflip`` the
-    mirrored images are encoded too. Raises ``ConfigError`` (``data.vae``) when they do not fit."""
+                   say: Say | None = None, cache: bool = True,
+                   should_cancel: Callable[[], bool] | None = None) -> LatentDataset:
+    """The :class:`LatentDataset` of ``data`` (an in-memory image dataset with ``.x``, or a
+    :class:`~diffstudio.data.streaming.StreamingDataset`, read chunk by chunk from its memory map;
+    plus ``.labels``, ``.class_names``), read from the latent cache or encoded and written to it.
+    With ``hflip`` the mirrored images are encoded too. ``say`` gets the progress (at most every
+    2 s). When ``should_cancel()`` turns true the latents done so far are kept beside the cache
+    entry and :class:`~diffstudio.data.errors.LoadCancelled` is raised: the next run with the same
+    data and VAE encodes only the rest. Raises ``ConfigError`` (``data.vae``) when the images do
+    not fit the VAE."""
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     check_compatible(data, codec)
     path = latent_cache_dir() / f"{cache_key(data, codec, hflip)}.safetensors" if cache else None
@@ -118,36 +125,68 @@ def encode_dataset(data, codec: LatentCodec, *, hflip: bool = False, batch_size:
             return _dataset(data, t)
         except Exception:  # a damaged cache file is simply encoded again
             pass
+    partial = None if path is None else path.with_name(path.stem + ".partial.safetensors")
+    done = _read_partial(partial, names)
+    start = 0 if not done else len(done["mean"])
     t0 = time.perf_counter()
     if say:
-        say("info", f"encoding {len(data)} images{' (and their mirror images)' if hflip else ''} with the VAE "
-                    f"{codec.source} (once; the latents are cached)")
-    t: dict[str, Tensor] = {}
-    t["mean"], t["std"] = _encode_chunks(codec, data, batch_size, flip=False)
-    if hflip:
-        t["flip_mean"], t["flip_std"] = _encode_chunks(codec, data, batch_size, flip=True)
+        resumed = f", resuming after {start:,} encoded before" if start else ""
+        say("info", f"encoding {len(data):,} images{' (and their mirror images)' if hflip else ''} with the VAE "
+                    f"{codec.source} (once; the latents are cached{resumed})")
+    parts = {k: [done[k]] if done else [] for k in names}
+    shown = time.monotonic()
+    encoded = start
+    for chunk in pixel_chunks(data, start=start, chunk_bytes=batch_size * image_bytes(data)):
+        chunk = torch.from_numpy(np.ascontiguousarray(chunk))
+        if should_cancel is not None and should_cancel():
+            if partial is not None:
+                _save({k: torch.cat(v) for k, v in parts.items()}, partial)
+            from diffstudio.data.errors import LoadCancelled
+
+            raise LoadCancelled(f"Encoding the latents cancelled after {encoded:,} of {len(data):,} images; "
+                                f"it resumes from there next time")
+        for prefix, x in [("", chunk)] + ([("flip_", chunk.flip(-1))] if hflip else []):
+            m, s = encode_images(codec, x, batch_size)
+            parts[prefix + "mean"].append(m)
+            parts[prefix + "std"].append(s)
+        encoded += len(chunk)
+        now = time.monotonic()
+        if say and now - shown >= 2.0:
+            shown = now
+            say("info", f"encoding latents: {encoded:,} / {len(data):,} images")
+    t = {k: torch.cat(v) for k, v in parts.items()}
     if say:
-        say("info", f"encoded {len(data)} images in {time.perf_counter() - t0:.1f} s: latents "
+        say("info", f"encoded {len(data) - start:,} images in {time.perf_counter() - t0:.1f} s: latents "
                     f"{tuple(t['mean'].shape[1:])}")
     if path is not None:
-        from diffstudio.engine.atomic import atomic_write
-
-        atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in t.items()}, tmp,
-                                                 metadata={"format": "pt", "diffstudio-latents": str(CACHE_VERSION)}))
+        _save(t, path)
+        if partial is not None:
+            partial.unlink(missing_ok=True)
     return _dataset(data, t)
 
 
-def _encode_chunks(codec: LatentCodec, data, batch_size: int, flip: bool) -> tuple[Tensor, Tensor]:
-    """:func:`encode_images` of every image of ``data`` (mirrored with ``flip``), read in chunks
-    (:func:`~diffstudio.data.stats.pixel_chunks`), so a folder streamed from its cache is never
-    held whole."""
-    means, stds = [], []
-    for chunk in pixel_chunks(data):
-        x = torch.from_numpy(np.ascontiguousarray(chunk))
-        m, s = encode_images(codec, x.flip(-1) if flip else x, batch_size)
-        means.append(m)
-        stds.append(s)
-    return torch.cat(means), torch.cat(stds)
+def _save(t: dict[str, Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from diffstudio.engine.atomic import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in t.items()}, tmp,
+                                             metadata={"format": "pt", "diffstudio-latents": str(CACHE_VERSION)}))
+
+
+def _read_partial(partial: Path | None, names: tuple[str, ...]) -> dict[str, Tensor] | None:
+    """The latents an interrupted encoding kept (all ``names``, equally long), or None."""
+    if partial is None or not partial.is_file():
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(partial), framework="pt") as f:
+            t = {k: f.get_tensor(k) for k in names}
+    except Exception:  # damaged or from another layout: start again
+        return None
+    return t if len({len(v) for v in t.values()}) == 1 and len(t["mean"]) else None
 
 
 def _dataset(data, t: dict[str, Tensor]) -> LatentDataset:

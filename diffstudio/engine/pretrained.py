@@ -53,6 +53,7 @@ class Pretrained:
     weights: dict[str, Tensor]
     num_classes: int | None
     source: str
+    vae: str = ""  # a diffstudio latent run's data.vae: the model takes that VAE's latents
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -81,9 +82,13 @@ def _diffstudio_classes(info_file: Path) -> int | None:
         return None
 
 
+_TEXT_UNET = (": diffstudio fine-tunes unconditional or class-conditional UNet2DModels (text-conditioned UNets "
+              "are not supported)")
+_WRONG_CLASS = {"AutoencoderKL": " (a VAE goes into data.vae)", "UNet2DConditionModel": _TEXT_UNET}
+
+
 def _read_diffusers_unet(folder: Path, num_classes: int | None, source: str) -> Pretrained:
-    problem = folder_problem(folder, "UNet2DModel", "model", ": diffstudio fine-tunes unconditional or "
-                             "class-conditional UNet2DModels (text-conditioned UNets are not supported)")
+    problem = folder_problem(folder, "UNet2DModel", "model", _WRONG_CLASS)
     if problem:
         raise InitFromError(problem)
     UNet2DModel = diffusers_class("UNet2DModel")
@@ -107,11 +112,16 @@ def _read_diffstudio(p: Path) -> Pretrained:
     try:
         ckpt = load_checkpoint(p)
     except CheckpointError as e:
+        if p.is_dir() and (p / "checkpoints").is_dir():  # a diffstudio run folder: its own reason is the one
+            raise InitFromError(str(e)) from None
         raise InitFromError(f"{p} is neither a diffusers UNet2DModel folder (config.json), a pipeline folder "
                             f"(unet/) nor a diffstudio run, checkpoint or export ({e})") from None
     spec = ckpt.meta.get("model_spec")
     if not isinstance(spec, dict) or spec.get("kind") not in ("unet", "mlp"):
-        raise InitFromError(f"{ckpt.path} carries no diffstudio model spec, so its architecture is unknown")
+        folder = p.parent if p.is_file() else None
+        hint = (f": give its checkpoint folder {folder}" if folder is not None and (folder / "state.json").is_file()
+                else " (a diffstudio export or checkpoint folder has one)")
+        raise InitFromError(f"{ckpt.path} carries no diffstudio model spec, so its architecture is unknown{hint}")
     weights = {}
     for key, value in ckpt.weights(prefer_ema=True).items():
         if key == "n_averaged":
@@ -122,7 +132,10 @@ def _read_diffstudio(p: Path) -> Pretrained:
     if spec["kind"] == "mlp":
         return Pretrained("mlp", spec, weights, int(spec.get("num_classes") or 0), str(ckpt.path))
     unet = {k.removeprefix("unet."): v for k, v in weights.items()}
-    return Pretrained("unet", dict(spec["unet"]), unet, int(spec.get("num_classes") or 0), str(ckpt.path))
+    saved = ckpt.meta.get("config")
+    vae = saved.get("data", {}).get("vae", "") if isinstance(saved, dict) else ""
+    return Pretrained("unet", dict(spec["unet"]), unet, int(spec.get("num_classes") or 0), str(ckpt.path),
+                      vae if isinstance(vae, str) else "")
 
 
 # --------------------------------------------------------------------------------------------- fitting the data
@@ -136,7 +149,10 @@ def _side(sample_size: Any) -> int | None:
 
 def check_fits(pre: Pretrained, info: DataInfo, latent: bool = False) -> None:
     """One :class:`InitFromError` when the model cannot take the data: kind, channels (in and out)
-    or resolution (``sample_size``) differ. ``latent``: the data are a VAE's latents."""
+    or resolution (``sample_size``) differ. ``latent``: the data are a VAE's latents.
+    ``info``: a :class:`DataInfo`, or anything with its ``kind``, ``channels``, ``resolution``;
+    ``resolution`` 0 or ``channels`` None: not known yet (a folder's native size or channels), not
+    checked."""
     what = "latents" if latent else "images"
     if pre.kind == "mlp":
         if info.kind != "points" or int(pre.config["data"]["channels"]) != info.channels:
@@ -146,11 +162,26 @@ def check_fits(pre: Pretrained, info: DataInfo, latent: bool = False) -> None:
         raise InitFromError(f"{pre.source} is an image UNet and the data are 2-D points")
     c_in, c_out = pre.config.get("in_channels", 3), pre.config.get("out_channels", 3)
     side = _side(pre.config.get("sample_size"))
-    fix = "data.vae" if latent else "data.channels / data.resolution"
-    if c_in != info.channels or c_out != info.channels:
+    if side == -1:
+        h, w = pre.config["sample_size"][:2]
+        raise InitFromError(f"{pre.source} was built for {h}x{w} {what} (sample_size {list(pre.config['sample_size'])})"
+                            f"; diffstudio trains on square {what}")
+    channels_known = info.channels is not None
+    given = (f"{f'{info.channels}-channel ' if channels_known else ''}"
+             f"{f'{info.resolution} px ' if info.resolution else ''}{what}")
+    if pre.vae and not latent:  # the usual slip: fine-tuning a latent run without its VAE
+        problem = (channels_known and (c_in, c_out) != (info.channels,) * 2) or (
+            side is not None and info.resolution and side != info.resolution)
+        if problem:
+            raise InitFromError(f"{pre.source} was trained on the latents of the VAE {pre.vae} ({c_in}-channel "
+                                f"{side or '?'} px) and the data give {given}: set data.vae={pre.vae}")
+    if channels_known and (c_in != info.channels or c_out != info.channels):
+        fix = "data.vae" if latent else "data.channels"
         raise InitFromError(f"{pre.source} takes {c_in}-channel {side or '?'} px {what} (predicts {c_out} channels), "
-                            f"the data give {info.channels}-channel {info.resolution} px {what}: set {fix} to match")
-    if side is not None and side != info.resolution:
+                            f"the data give {given}: set {fix} to match")
+    if side is not None and info.resolution and side != info.resolution:
+        fix = "data.resolution (the latents' side is the images' over the VAE's downsampling) or data.vae" \
+            if latent else "data.resolution"
         raise InitFromError(f"{pre.source} was built for {side} px {what} (sample_size), the data give "
                             f"{info.resolution} px {what}: set {fix} to match")
 
@@ -196,22 +227,30 @@ def adapt_class_embedding(pre: Pretrained, num_classes: int) -> tuple[dict[str, 
     kept = min(old_classes, num_classes)
     new[:kept] = old[:kept]
     w[key] = new
+    if num_classes > old_classes:
+        fate = f"classes {old_classes}..{num_classes - 1} (new) and the null label start from {null_word}"
+    elif num_classes < old_classes:
+        fate = f"rows {num_classes}..{old_classes - 1} dropped; the null label starts from {null_word}"
+    else:  # a foreign model: the same classes, and a null label it never had
+        fate = f"the null label (new) starts from {null_word}"
     return cfg, w, (f"the model knew {old_classes} classes, the data have {num_classes}: class rows 0..{kept - 1} "
-                    f"kept, the other classes and the null label start from {null_word}")
+                    f"kept, {fate}")
 
 
 # --------------------------------------------------------------------------------------------- building
 
 
-def pretrained_model(config: Config, info: DataInfo, *, say: Say | None = None) -> torch.nn.Module:
-    """The model ``config.model.init_from`` names, fitted to ``info`` (the data, or their latents
-    when ``config.data.vae`` is set) and carrying the pretrained weights.
+def pretrained_model(config: Config, info: DataInfo, *, say: Say | None = None,
+                     pretrained: Pretrained | None = None) -> torch.nn.Module:
+    """The model ``config.model.init_from`` names (or ``pretrained``, already read from it), fitted
+    to ``info`` (the data, or their latents when ``config.data.vae`` is set) and carrying the
+    pretrained weights.
 
     Raises :class:`InitFromError`. ``say(level, text)`` receives what was adapted."""
     from diffstudio.models.build import model_from_spec
     from diffstudio.models.unet import pretrained_unet_spec
 
-    pre = read_pretrained(config.model.init_from)
+    pre = pretrained if pretrained is not None else read_pretrained(config.model.init_from)
     check_fits(pre, info, latent=bool(config.data.vae))
     num_classes = info.num_classes if (config.model.class_conditional and info.num_classes > 0) else 0
     if pre.kind == "mlp":
@@ -236,21 +275,56 @@ def pretrained_model(config: Config, info: DataInfo, *, say: Say | None = None) 
     return model
 
 
+# the settings that decide a run's network (with the data it gets): a resumed run keeps its checkpoint's
+ARCHITECTURE = ("model.preset", "model.class_conditional", "model.mlp_width", "model.mlp_depth", "data.source",
+                "data.channels", "data.labels", "data.vae", "data.num_points")
+
+
+def resume_mismatch(saved: dict | None, config: Config, resume: str | Path) -> ConfigError:
+    """The error for a resumed run whose settings (``config``) no longer fit its checkpoint's network:
+    names the settings of :data:`ARCHITECTURE` that differ from the checkpoint's (``saved``, its
+    config dict) and how to go on instead."""
+    diffs = []
+    if isinstance(saved, dict):
+        try:
+            old = Config.from_dict(saved)
+        except Exception:  # a config this version cannot read: no names, the rest of the message holds
+            old = None
+        for name in ARCHITECTURE if old is not None else ():
+            section, key = name.split(".")
+            before, now = getattr(getattr(old, section), key), getattr(getattr(config, section), key)
+            if before != now:
+                diffs.append((name, f"{name} {before!r} -> {now!r}"))
+    what = ", ".join(text for _, text in diffs) if diffs else "the data's channels or classes changed"
+    field = diffs[0][0] if diffs else "data"
+    return ConfigError([(field, f"does not fit the network of {resume} ({what}): a resumed run continues its "
+                                f"checkpoint's network; keep these settings as they were, or start a new run (with "
+                                f"--set model.init_from={resume} to start from its weights)")])
+
+
 def initial_model(config: Config, info: DataInfo, *, resume: str | Path | None = None,
-                  say: Say | None = None) -> torch.nn.Module:
+                  say: Say | None = None, pretrained: Pretrained | None = None) -> torch.nn.Module:
     """The model a run starts with: resuming a run that began from a pretrained model rebuilds the
     checkpoint's own architecture (its weights are loaded afterwards, so the pretrained folder is
     not needed any more); else the pretrained model when ``model.init_from`` is set; else a fresh
-    preset (:func:`diffstudio.models.build.build_model`). A run still named after a preset that
+    preset (:func:`diffstudio.models.build.build_model`). ``pretrained``: the model already read
+    from ``model.init_from`` (the Trainer reads it before loading data). A run still named after a preset that
     needs a model (``finetune-ztsnr-v``) but given none is a ``ConfigError``."""
     from diffstudio.models.build import build_model, model_from_spec
 
     if resume and config.model.init_from:
         from diffstudio.engine.checkpoint import load_checkpoint
+        from diffstudio.models.build import data_info_of
 
-        return model_from_spec(load_checkpoint(resume).meta["model_spec"])
+        meta = load_checkpoint(resume).meta
+        spec = meta["model_spec"]
+        saved = data_info_of(spec)
+        classes = info.num_classes if (config.model.class_conditional and info.num_classes > 0) else 0
+        if (saved.kind, saved.channels, int(spec.get("num_classes") or 0)) != (info.kind, info.channels, classes):
+            raise resume_mismatch(meta.get("config"), config, resume)
+        return model_from_spec(spec)
     if config.model.init_from:
-        return pretrained_model(config, info, say=say)
+        return pretrained_model(config, info, say=say, pretrained=pretrained)
     from diffstudio.engine.presets import missing_required
 
     missing = missing_required(config.run.name, config)  # a run still named after a preset that needs a model
@@ -259,5 +333,5 @@ def initial_model(config: Config, info: DataInfo, *, resume: str | Path | None =
     return build_model(config, info)
 
 
-__all__ = ["InitFromError", "Pretrained", "adapt_class_embedding", "check_fits", "initial_model",
+__all__ = ["ARCHITECTURE", "InitFromError", "Pretrained", "resume_mismatch", "adapt_class_embedding", "check_fits", "initial_model",
            "pretrained_model", "read_pretrained"]

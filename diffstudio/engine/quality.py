@@ -114,9 +114,13 @@ def score_samples(source: str, kind: str, samples: np.ndarray, labels: np.ndarra
     return {}
 
 
-def measure_quality(model, config, info, data, *, n: int, device="cpu", seed: int | None = None) -> dict[str, float]:
+def measure_quality(model, config, info, data, *, n: int, device="cpu", seed: int | None = None,
+                    codec=None) -> dict[str, float]:
     """Draw ``n`` samples with the configured sampler (``engine.sampling.generate``; seed
-    ``sampling.seed + 1`` unless given, so they differ from the preview's) and score them."""
+    ``sampling.seed + 1`` unless given, so they differ from the preview's) and score them against
+    ``data``: a dataset, or its :func:`reference_items` already taken (a tensor). A latent run
+    (``codec``, the VAE of ``data.vae``) decodes its samples first, and ``data`` are then the
+    images (pixels), so every measure is on images, as the previews are."""
     from diffstudio.engine.sampling import generate
 
     source, kind = config.data.source, info.kind
@@ -124,7 +128,13 @@ def measure_quality(model, config, info, data, *, n: int, device="cpu", seed: in
         return {}
     s = config.sampling.seed + 1 if seed is None else seed
     p = generate(model, config, info, n=n, seed=s % 2**63, device=device)
-    return score_samples(source, kind, p.samples, p.labels, reference_items(data))
+    samples = p.samples
+    if codec is not None:
+        from diffstudio.engine.latents import decode_latents
+
+        samples = decode_latents(codec, torch.from_numpy(np.ascontiguousarray(samples))).numpy()
+    reference = data if isinstance(data, torch.Tensor) else reference_items(data)
+    return score_samples(source, kind, samples, p.labels, reference)
 
 
 __all__ = ["reference_items", "measures_for", "score_samples", "measure_quality", "sliced_wasserstein", "lighting_measures",

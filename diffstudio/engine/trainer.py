@@ -52,13 +52,41 @@ class TrainerHooks:
         return None
 
 
+def with_absolute_paths(config: Config) -> Config:
+    """``config`` with the folders it names (``data.source`` when a folder, ``data.vae``,
+    ``model.init_from``) made absolute (``~`` expanded; links kept), so the run folder's
+    config.toml still finds them when the run is sampled, exported, evaluated or resumed from
+    another working directory. Built-in dataset names and empty fields are left as they are."""
+    import os
+
+    from diffstudio.data.errors import DatasetError
+    from diffstudio.data.paths import from_portable
+    from diffstudio.data.registry import source_kind
+
+    def absolute(path: str) -> str:
+        return os.path.abspath(os.path.expanduser(path)) if path else path
+
+    data, model = {}, {}
+    try:
+        if source_kind(config.data.source) == "folder":
+            data["source"] = absolute(from_portable(config.data.source))
+    except (DatasetError, ValueError):  # not found here: loading the data says so
+        pass
+    if config.data.vae:
+        data["vae"] = absolute(config.data.vae)
+    if config.model.init_from:
+        model["init_from"] = absolute(config.model.init_from)
+    return config.updated(data=data, model=model)
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """What a finished run reports (it crosses from the training thread to the app: frozen)."""
 
     steps: int
     final_loss: float  # NaN when no loss is known (nothing trained, and none saved)
-    images_per_second: float
+    images_per_second: float  # images trained this session / seconds spent in training steps (all ranks;
+    # previews, validation and checkpoints not counted); 0.0 when no step ran
     run_dir: str
     stopped: bool
     nothing_to_do: bool = False  # resumed at or past run.steps: no step was trained
@@ -80,10 +108,11 @@ def _adamw_kernel(device: torch.device) -> dict:
 
 class Trainer:
     codec = None  # the VAE of a latent run (data.vae), else None
+    _pretrained = None  # the model.init_from network, read before the data (released once built)
 
     def __init__(self, config: Config, *, hooks: TrainerHooks | None = None, run_dir: str | Path | None = None,
                  resume: str | Path | None = None, dataset=None, dry_run: bool = False):
-        self.config = config.check()
+        self.config = with_absolute_paths(config.check())
         self.dry_run = dry_run  # set up data and model but write no run folder (engine/dry_run.py)
         self.hooks = hooks or TrainerHooks()
         self._run_dir_arg, self._resume, self._dataset = run_dir, resume, dataset
@@ -100,7 +129,12 @@ class Trainer:
         self.precision = resolve_precision(cfg.run.precision, self.device)  # refused here, before any data
         if cfg.run.threads > 0:
             torch.set_num_threads(cfg.run.threads)
+        self._pretrained = self._read_sources()  # before any data: a wrong folder is one error at once
         train, val = self._split_data(self._load_data())
+        if self.codec is not None:  # a latent run's quality measures compare decoded samples with images
+            from diffstudio.engine.quality import reference_items
+
+            self._pixel_reference = reference_items(train)
         self.data = self._latents(train).to(self.device)
         self.val_data = self._latent_validation(val)
         self.info = self._data_info()
@@ -169,15 +203,82 @@ class Trainer:
                                    seed=self.config.data.val_seed, conditional=self.conditional,
                                    offset_noise=o.offset_noise)
 
-    def _latents(self, data):
-        """With ``data.vae``: the data's VAE posteriors (encoded once, cached on disk); the VAE is
-        kept (``self.codec``) to decode previews. Without: ``data`` itself."""
-        if not self.config.data.vae:
-            return data
-        from diffstudio.engine.latents import encode_dataset, load_codec
+    def _read_sources(self):
+        """Read the folders the run starts from before any data is loaded or encoded, so a wrong
+        ``data.vae`` or ``model.init_from`` is one error at once, not after a long cache build: the
+        VAE (kept as ``self.codec`` to encode and decode) and the pretrained model (returned; None
+        when there is none, or when resuming, which no longer needs it)."""
+        cfg = self.config
+        if cfg.data.vae:
+            from diffstudio.engine.latents import load_codec
 
-        self.codec = load_codec(self.config.data.vae, self.device)
-        return encode_dataset(data, self.codec, hflip=self.config.data.hflip, say=self.hooks.on_message)
+            self.codec = load_codec(cfg.data.vae, self.device)
+        pre = None
+        if cfg.model.init_from and not self._resume:
+            from diffstudio.engine.pretrained import read_pretrained
+
+            pre = read_pretrained(cfg.model.init_from)
+        self._check_before_data(pre)
+        return pre
+
+    def _check_before_data(self, pre) -> None:
+        """What the settings alone tell about the fit, before a folder is decoded or encoded: a 2-D
+        toy given a VAE, images whose explicit ``data.channels`` / ``data.resolution`` the VAE cannot
+        take, a pretrained model built for another explicit size. The same checks run again on the
+        loaded data (``check_compatible``, ``check_fits``), which also cover "native" sizes."""
+        from diffstudio.data.registry import source_kind
+        from diffstudio.data.errors import DatasetError
+
+        d = self.config.data
+        try:
+            kind = "points" if source_kind(d.source) == "toy" else "image"
+        except DatasetError:
+            return  # loading the data gives this error, with the known names
+        codec = self.codec
+        if codec is not None:
+            from diffstudio.engine.latents import check_compatible
+
+            if kind == "points" or d.channels or d.resolution:
+                probe = DataInfo(kind=kind, channels=d.channels or codec.in_channels,
+                                 resolution=d.resolution or codec.factor, num_classes=0)
+                check_compatible(probe, codec)
+        if pre is None:
+            return
+        from diffstudio.engine.pretrained import check_fits
+
+        if kind == "points" or pre.kind != "unet":  # a UNet for points, or an MLP for images
+            check_fits(pre, DataInfo(kind=kind, channels=2, num_classes=0))
+            return
+        channels = codec.latent_channels if codec is not None else d.channels
+        side = 0 if d.resolution is None else d.resolution // (codec.factor if codec is not None else 1)
+        # what is not known yet (native size, a folder's channels) is not checked here
+        from types import SimpleNamespace
+
+        known = SimpleNamespace(kind="image", channels=channels, resolution=side)
+        check_fits(pre, known, latent=codec is not None)
+
+    def _latents(self, data):
+        """With ``data.vae``: the data's VAE posteriors (encoded once, cached on disk, interruptible
+        and resumed), after checking that the images fit the VAE and their latents fit the
+        pretrained model. Without: ``data`` itself."""
+        if self.codec is None:
+            return data
+        from diffstudio.engine.latents import check_compatible, encode_dataset
+
+        check_compatible(data, self.codec)
+        if self._pretrained is not None:
+            from diffstudio.engine.pretrained import check_fits
+
+            side = data.resolution // self.codec.factor
+            check_fits(self._pretrained, self._info_of(data, self.codec.latent_channels, side), latent=True)
+        # rank 0 encodes into the latent cache while the other ranks wait, then they read it
+        if not self.world.is_main:
+            self.world.barrier()
+        latents = encode_dataset(data, self.codec, hflip=self.config.data.hflip, should_cancel=self.hooks.should_stop,
+                                 say=self.hooks.on_message if self.world.is_main else None)
+        if self.world.is_main:
+            self.world.barrier()
+        return latents
 
     def _latent_validation(self, val):
         """The held-out items as validation data: pixels, or with ``data.vae`` their latent
@@ -191,10 +292,14 @@ class Trainer:
                                name=latents.name).to(self.device)
 
     def _data_info(self) -> DataInfo:
-        d = self.data
+        return self._info_of(self.data)
+
+    def _info_of(self, d, channels: int | None = None, resolution: int | None = None) -> DataInfo:
+        """What the model is fitted to: ``d``'s kind, channels, side and classes (``channels`` and
+        ``resolution`` given: those of its latents)."""
         classes = d.num_classes if (self.config.data.labels and d.labels is not None) else 0
-        return DataInfo(kind=d.kind, channels=d.channels if d.kind == "image" else 2,
-                        resolution=d.resolution if d.kind == "image" else None, num_classes=classes)
+        return DataInfo(kind=d.kind, channels=channels or (d.channels if d.kind == "image" else 2),
+                        resolution=resolution or (d.resolution if d.kind == "image" else None), num_classes=classes)
 
     def _build_model(self) -> None:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -203,7 +308,9 @@ class Trainer:
 
         cfg = self.config
         torch.manual_seed(cfg.run.seed)
-        self.model = initial_model(cfg, self.info, resume=self._resume, say=self.hooks.on_message).to(self.device)
+        self.model = initial_model(cfg, self.info, resume=self._resume, say=self.hooks.on_message,
+                                   pretrained=self._pretrained).to(self.device)
+        self._pretrained = None  # its weights now live in the model
         self.conditional = getattr(self.model, "num_classes", 0) > 0 or (
             cfg.model.class_conditional and self.info.num_classes > 0)
         decay = cfg.optim.ema_decay
@@ -286,7 +393,12 @@ class Trainer:
         from diffstudio.engine.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(source)
-        self.model.load_state_dict(ckpt.model)
+        try:
+            self.model.load_state_dict(ckpt.model)
+        except RuntimeError:  # another network than the checkpoint's: say which settings made it
+            from diffstudio.engine.pretrained import resume_mismatch
+
+            raise resume_mismatch(ckpt.meta.get("config"), self.config, source) from None
         if self.ema is not None and ckpt.ema:
             self.ema.load_state_dict(ckpt.ema)
         self.optimizer.load_state_dict(ckpt.optimizer)
@@ -448,7 +560,9 @@ class Trainer:
         model = self.ema.module if self.ema is not None else self.model
         model.eval()
         try:
-            quality = measure_quality(model, self.config, self.info, self.data, n=n, device=self.device)
+            reference = self.data if self.codec is None else self._pixel_reference
+            quality = measure_quality(model, self.config, self.info, reference, n=n, device=self.device,
+                                      codec=self.codec)
         finally:
             model.train()
         if quality:
@@ -502,20 +616,22 @@ class Trainer:
         images_per_step = cfg.optim.batch_size * cfg.optim.grad_accum * self.world.size
         loss, window_start, window_steps, stopped = float("nan"), time.perf_counter(), 0, False
         rows: list[dict] = []
-        throughput = 0.0
+        trained, train_time = 0, 0.0  # steps of this session and the seconds spent in them
         while self.step < cfg.run.steps:
             hooks.wait_if_paused()
             if self.world.any(hooks.should_stop()):
                 stopped = True
                 break
+            started = time.perf_counter()
             loss, grad_norm = self._train_step()
+            train_time += time.perf_counter() - started
+            trained += 1
             window_steps += 1
             if self.step % cfg.run.log_every == 0 or self.step == cfg.run.steps:
                 elapsed = time.perf_counter() - window_start
                 sps = window_steps / elapsed if elapsed > 0 else 0.0
-                throughput = sps * images_per_step
                 m = {"step": self.step, "loss": loss, "lr": lr_at(self.step - 1, cfg, self.lr_segment), "grad_norm": grad_norm,
-                     "steps_per_s": sps, "images_per_s": throughput,
+                     "steps_per_s": sps, "images_per_s": sps * images_per_step,
                      "eta_s": (cfg.run.steps - self.step) / sps if sps > 0 else float("nan")}
                 rows.append(m)
                 if self.run_dir:
@@ -532,6 +648,7 @@ class Trainer:
         self._finish(loss, stopped)
         if not math.isfinite(loss):  # stopped before a step: the loss is the checkpoint's
             loss = self._saved_loss
+        throughput = trained * images_per_step / train_time if train_time > 0 else 0.0
         return TrainResult(self.step, loss, throughput, str(self.run_dir.path) if self.run_dir else "", stopped)
 
     def _finish(self, loss: float, stopped: bool) -> None:

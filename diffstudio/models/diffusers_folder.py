@@ -27,19 +27,26 @@ def diffusers_class(name: str) -> Any:
         return getattr(diffusers, name)
 
 
-def folder_problem(folder: Path, class_name: str, what: str, hint: str = "") -> str | None:
+def _article(name: str) -> str:
+    """ "an AutoencoderKL", "a UNet2DModel" (a "U" read as "you")."""
+    return "an" if name[:1] in ("A", "E", "I", "O") else "a"
+
+
+def folder_problem(folder: Path, class_name: str, what: str, hint: dict[str | None, str] | None = None) -> str | None:
     """Why ``folder`` cannot be loaded as diffusers' ``class_name`` (one line), or None.
 
-    ``what`` names the model in the messages ("model", "VAE"); ``hint`` follows a wrong class.
+    ``what`` names the model in the messages ("model", "VAE"); ``hint`` maps the class found
+    instead (None: none) to the advice that follows.
     Reads ``config.json``'s ``_class_name`` and looks for ``*.safetensors`` (or a sharded index)."""
     try:
         raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         return f"{folder / 'config.json'} is not readable JSON ({e})"
+    hint = hint or {}
     name = raw.get("_class_name") if isinstance(raw, dict) else None
     if name != class_name:
-        article = "an" if class_name[0] in "AEIOU" else "a"
-        return f"{folder} holds a {name or 'unknown model'}, not {article} {class_name}{hint}"
+        found = f"{_article(name)} {name}" if name else "an unknown model"
+        return f"{folder} holds {found}, not {_article(class_name)} {class_name}{hint.get(name, '')}"
     if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.safetensors.index.json")):
         pickles = sorted(f.name for f in folder.iterdir() if f.suffix in PICKLE_SUFFIXES)
         found = f"only {', '.join(pickles)} (pickle files, which can run code when loaded)" if pickles else "no weights"

@@ -26,6 +26,8 @@ class VaeError(ValueError):
 def vae_folder(path: str | Path) -> Path:
     """The AutoencoderKL folder ``path`` refers to: itself, or a pipeline folder's ``vae/``."""
     p = Path(path).expanduser()
+    if not p.exists():
+        raise VaeError(f"{p} does not exist (give a folder you have; nothing is downloaded)")
     if not p.is_dir():
         raise VaeError(f"{p} is not a folder (give a diffusers AutoencoderKL folder or a pipeline folder with vae/)")
     if (p / "vae" / "config.json").is_file():
@@ -80,7 +82,7 @@ def load_vae(path: str | Path) -> LatentCodec:
     """The :class:`LatentCodec` of the AutoencoderKL at ``path`` (``AutoencoderKL.from_pretrained``
     with ``use_safetensors=True``). Raises :class:`VaeError`."""
     folder = vae_folder(path)
-    problem = folder_problem(folder, "AutoencoderKL", "VAE")
+    problem = folder_problem(folder, "AutoencoderKL", "VAE", {"UNet2DModel": " (a UNet goes into model.init_from)"})
     if problem:
         raise VaeError(problem)
     AutoencoderKL = diffusers_class("AutoencoderKL")

@@ -174,6 +174,20 @@ def test_choose_native_resolution_rules() -> None:
         choose_native_resolution([(8, 8)], cap=0)
 
 
+def test_native_never_picks_less_than_training_takes(tmp_path: Path) -> None:
+    """Before: a folder of 5x3 images trained at 3 px, below data.resolution's own minimum (4)."""
+    import diffstudio.engine.config  # noqa: F401 - registers the settings
+    from diffstudio.engine.settings import by_name
+
+    minimum = by_name()["data.resolution"].spec.ge
+    choice = choose_native_resolution([(5, 3)] * 9 + [(8, 8)])
+    assert choice.resolution == minimum == 4
+    assert "9 of 10 images are smaller and are upscaled" in choice.note
+    for i in range(3):
+        _png(tmp_path / "small" / f"{i}.png", (10 * i, 0, 0), (5, 3))
+    assert load_dataset(str(tmp_path / "small")).resolution == 4
+
+
 # -- end to end: a 2-step training run on the awkward folder ----------------------------------
 
 

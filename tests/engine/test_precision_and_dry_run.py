@@ -129,3 +129,12 @@ def test_unet_presets_sized_for_large_images(resolution, levels):
 def test_size_presets_are_valid(name, resolution):
     cfg = preset(name)
     assert name in PRESETS and cfg.validate() == [] and cfg.data.resolution == resolution
+
+
+def test_device_memory_without_dry_run_is_refused_not_ignored(tmp_path, capsys):
+    """Before: ``train --device-memory 3`` trained and said nothing about the ignored flag."""
+    code = cli.main(["train", "--preset", "moons-flow", "--steps", "1", "--device-memory", "3",
+                     "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--device-memory plans a --dry-run" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

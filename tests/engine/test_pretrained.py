@@ -210,3 +210,66 @@ def test_a_class_conditional_diffstudio_export_keeps_its_labels(tmp_path):
     theirs = UNet2DModel.from_pretrained(out / "unet", use_safetensors=True).state_dict()
     ours = trainer.model.unet.state_dict()
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_resume_refuses_a_new_init_from_it_would_ignore(tmp_path, capsys):
+    """Before: ``--resume RUN --out NEW --set model.init_from=X`` continued from RUN's weights,
+    ignored X and wrote X into NEW's config.toml."""
+    base = ["--set", "run.device=cpu", "--set", "data.num_points=256", "--set", "run.val_every=0",
+            "--set", "sampling.quality_samples=0"]
+    assert cli.main(["train", "--preset", "moons-flow", "--steps", "2", "--out", str(tmp_path / "a"), *base]) == 0
+    assert cli.main(["train", "--preset", "moons-flow", "--steps", "2", "--out", str(tmp_path / "b"), *base]) == 0
+    capsys.readouterr()
+    code = cli.main(["train", "--resume", str(tmp_path / "a"), "--steps", "4", "--out", str(tmp_path / "c"),
+                     "--set", f"model.init_from={tmp_path / 'b'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and not (tmp_path / "c").exists()
+    assert "--set model.init_from cannot be combined with --resume" in err and f"model.init_from={tmp_path / 'a'}" in err
+    assert len(err.strip().splitlines()) == 1
+    # a new run from the resumed run's weights is the way, and it starts from exactly them
+    code = cli.main(["train", "--preset", "moons-flow", "--steps", "2", "--out", str(tmp_path / "d"), *base,
+                     "--set", f"model.init_from={tmp_path / 'a'}", "--set", "optim.lr=1e-9"])
+    assert code == 0
+    start, new = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "d")
+    for k, v in (start.ema or start.model).items():
+        if k != "n_averaged":
+            torch.testing.assert_close(new.model[k.removeprefix("module.")], v, rtol=0, atol=1e-6)
+
+
+# a run started from a model takes its architecture from it (model.preset is ignored: README), so
+# only a from-scratch run has model.preset in its network
+@pytest.mark.parametrize("from_model, change, field", [
+    (from_model, change, field) for from_model in (False, True)
+    for change, field in [({"model": {"class_conditional": False}}, "model.class_conditional"),
+                          ({"data": {"channels": 3}}, "data.channels"),
+                          ({"model": {"preset": "small"}}, "model.preset")]
+    if not (from_model and field == "model.preset")])
+def test_resuming_with_settings_that_change_the_network_is_one_error_naming_them(tmp_path, from_model, change, field):
+    """Before: a from-scratch run crashed with torch's whole state_dict mismatch as an "unexpected
+    error"; a run started from a model (rebuilt from its checkpoint) trained without its classes or
+    crashed in the first step."""
+    data = images(classes=2)
+    tiny_unet().save_pretrained(tmp_path / "unet")
+    cfg = config(tmp_path, init_from=str(tmp_path / "unet") if from_model else "")
+    first = Trainer(cfg, run_dir=tmp_path / "first", dataset=data).run()
+    changed = cfg.updated(**change)
+    new_data = images(channels=3, classes=2) if field == "data.channels" else data
+    with pytest.raises(ConfigError, match=f"{field}: does not fit the network of .*first.* \\({field} "):
+        Trainer(changed, run_dir=tmp_path / "second", resume=first.run_dir, dataset=new_data).run()
+
+
+def test_the_class_adaptation_note_says_what_happened_to_each_row():
+    """Before: 5 classes -> 3 said "the other classes ... start from" though no class was new (two
+    were dropped), and a foreign model with the data's class count did not say its null label was new."""
+    from diffstudio.models.unet import foreign_unet_config
+
+    cond = tiny_unet(classes=6, seed=1)  # a diffstudio model of 5 classes (+ null row 5)
+    pre = Pretrained("unet", foreign_unet_config(dict(cond.config)), cond.state_dict(), 5, "cond")
+    _, w, note = adapt_class_embedding(pre, 3)
+    assert note.endswith("class rows 0..2 kept, rows 3..4 dropped; the null label starts from its null-label row")
+    assert torch.equal(w["class_embedding.weight"][3], cond.class_embedding.weight[5])
+    _, _, note = adapt_class_embedding(pre, 7)
+    assert note.endswith("class rows 0..4 kept, classes 5..6 (new) and the null label start from its null-label row")
+    foreign = Pretrained("unet", pre.config, pre.weights, None, "foreign")  # 6 classes, no null row known
+    _, _, note = adapt_class_embedding(foreign, 6)
+    assert note.endswith("class rows 0..5 kept, the null label (new) starts from the mean of its rows")

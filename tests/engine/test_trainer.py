@@ -247,3 +247,22 @@ def test_should_stop_saves_a_checkpoint_and_returns(tmp_path):
     result = Trainer(cfg, hooks=StopAt7()).run()
     assert result.stopped and result.steps == 7
     assert load_checkpoint(result.run_dir).meta["step"] == 7
+
+
+def test_a_run_stopped_before_its_first_log_row_reports_its_real_throughput(tmp_path):
+    """Before: images_per_second was the last log window's, so a run stopped (Ctrl-C) before step
+    ``log_every`` said "0 images/s". It is now images over the time spent in training steps."""
+    class StopAfter3(Recorder):
+        def __init__(self):
+            super().__init__()
+            self.asked = 0
+
+        def should_stop(self):
+            self.asked += 1
+            return self.asked > 3
+
+    cfg = moons_config(tmp_path, 100, log_every=50)
+    hooks = StopAfter3()
+    result = Trainer(cfg, hooks=hooks).run()
+    assert result.stopped and result.steps == 3 and not hooks.metrics  # no log row was written
+    assert result.images_per_second > 0 and math.isfinite(result.images_per_second)
