@@ -12,6 +12,7 @@ What diffusers cannot represent is refused with :class:`ExportError` naming the 
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -148,7 +149,7 @@ def export_diffusers(ckpt: Checkpoint, config: Config, spec: dict[str, Any], wei
     info = {"format": "diffstudio-export", "version": 1, "step": ckpt.step, "source": str(ckpt.path),
             "weights": "ema" if ckpt.ema else "model", "null_label": spec.get("num_classes") or None,
             "config": config.to_dict(), "model_spec": spec}
-    index = {"_class_name": "DDPMPipeline", "_diffusers_version": diffusers.__version__,
+    index = {"_class_name": "DDPMPipeline", "_diffusers_version": importlib.metadata.version("diffusers"),
              "scheduler": ["diffusers", scheduler_name], "unet": ["diffusers", "UNet2DModel"]}
     codec = _vae_of(config)
     if codec is not None:
