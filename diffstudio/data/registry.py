@@ -29,6 +29,12 @@ def known_names() -> list[str]:
     return [name for name, _, _ in list_builtin()]
 
 
+def is_toy_source(source: str) -> bool:
+    """True when ``source`` names a built-in 2-D point dataset (what :func:`source_kind` calls
+    'toy'); never raises, so it can be asked before the source is checked."""
+    return not _looks_like_path(source) and source in TOY_DATASETS
+
+
 def source_kind(source: str) -> str:
     """'builtin', 'toy' or 'folder'; DatasetError (listing the known names) for anything else.
 
@@ -38,7 +44,7 @@ def source_kind(source: str) -> str:
     """
     if not _looks_like_path(source) and source in BUILTIN_IMAGE_DATASETS:
         return "builtin"
-    if not _looks_like_path(source) and source in TOY_DATASETS:
+    if is_toy_source(source):
         return "toy"
     if Path(from_portable(source)).expanduser().is_dir():
         return "folder"

@@ -52,8 +52,8 @@ MODEL_PRESETS = (
     Choice("base", "base", "2 layers per block, 128-256 channels, attention at 16 px and below (GPU)."),
 )
 PRECISIONS = (
-    Choice("auto", "auto", "bf16 on a CPU with native bf16 (AVX512-BF16/AMX), measured 1.25x (8 px) to 2.5x "
-           "(128 px) faster at the same quality; fp32 elsewhere."),
+    Choice("auto", "auto", "bf16 for image models on a CPU with native bf16 (AVX512-BF16/AMX), measured 1.25x "
+           "(8 px) to 2.5x (128 px) faster at the same quality; fp32 for point data and elsewhere."),
     Choice("fp32", "fp32", "Full precision everywhere."),
     Choice("bf16", "bf16 autocast", "bfloat16 autocast for the forward pass and loss (CUDA, or a CPU with bf16)."),
     Choice("fp16", "fp16 autocast", "float16 autocast with a gradient scaler (CUDA only)."),
@@ -236,7 +236,7 @@ class RunConfig:
                         le=SEED_MAX)
     device: str = setting("auto", "Device", "auto (CUDA when available), cpu, cuda, cuda:N or mps.", "Hardware",
                           pattern=_DEVICE_PATTERN)
-    precision: str = setting("fp32", "Precision", "Numeric precision of the forward and backward pass.",
+    precision: str = setting("auto", "Precision", "Numeric precision of the forward and backward pass.",
                              "Hardware", choices=PRECISIONS)
     compile: bool = setting(False, "torch.compile", "Compile the model (slow first steps, faster later).",
                             "Hardware", advanced=True)

@@ -7,9 +7,11 @@ prints and the app shows. A request the device cannot honour is refused (a ``Con
 
 - bf16 autocast (``torch.autocast(device, dtype=torch.bfloat16)``) runs on CUDA devices that
   support it and on CPUs where PyTorch's oneDNN reports bf16 support.
-- ``auto`` picks bf16 on a CPU with native bf16 instructions (AVX512-BF16 or AMX-BF16), where
-  ``benchmarks/bf16_cpu.py`` measured 1.25x (8 px) to 2.5x (128 px) the steps/s of fp32 at the same
-  quality; fp32 elsewhere (on CUDA bf16 has not been measured by this project yet).
+- ``auto`` (the default) picks bf16 for image runs on a CPU with native bf16 instructions
+  (AVX512-BF16 or AMX-BF16), where ``benchmarks/bf16_cpu.py`` measured 1.25x (8 px) to 2.5x (128 px)
+  the steps/s of fp32 at the same quality (quickstart recognition rate, both lighting presets'
+  spread ratios); fp32 for point data, on other CPUs and on CUDA (where bf16 has not been measured
+  by this project yet).
 - fp16 autocast with a gradient scaler is CUDA only.
 """
 
@@ -70,12 +72,20 @@ def cpu_bf16_supported() -> bool:
         return False
 
 
-def resolve_precision(requested: str, device: torch.device) -> Precision:
-    """What ``run.precision = requested`` means on ``device``; raises ``ConfigError`` (field
-    ``run.precision``) when the device cannot do it."""
+def resolve_precision(requested: str, device: torch.device, *, points: bool = False) -> Precision:
+    """What ``run.precision = requested`` means on ``device`` for an image run (``points=False``,
+    a UNet) or a 2-D point run (``points=True``, an MLP). Raises ``ConfigError`` (field
+    ``run.precision``) when the device cannot do what was asked.
+
+    ``auto`` is bf16 only where ``benchmarks/bf16_cpu.py`` measured the same quality at a higher
+    speed: image runs on a CPU with native bf16. Point runs stay fp32 (their MLPs are too small to
+    gain, and bf16's 8-bit mantissa was not measured on 2-D densities)."""
     kind = device.type
     if requested == "auto":
-        if kind == "cpu" and cpu_native_bf16():
+        if points:
+            return Precision(requested, "fp32", kind, "auto: fp32 for 2-D point data (bf16 is chosen only for "
+                             "image models, where it was measured)")
+        if kind == "cpu" and cpu_native_bf16() and cpu_bf16_supported():
             return Precision(requested, "bf16", kind, "auto: this CPU has native bf16 (AVX512-BF16/AMX), "
                              "measured 1.25-2.5x the speed of fp32 at the same quality (docs/benchmarks.md)")
         return Precision(requested, "fp32", kind, f"auto: fp32 on {kind}" + (

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from diffstudio.core.objectives import diffusion_loss, sample_noise, sample_times
+from diffstudio.data.registry import is_toy_source
 from diffstudio.engine import distributed as dist_util
 from diffstudio.engine.config import Config
 from diffstudio.engine.devices import resolve_device  # noqa: F401 - its old home; callers import it here
@@ -126,7 +127,8 @@ class Trainer:
         cfg = self.config
         self.world = dist_util.init_from_env(cfg.run.device)
         self.device = self.world.device if self.world.size > 1 else resolve_device(cfg.run.device)
-        self.precision = resolve_precision(cfg.run.precision, self.device)  # refused here, before any data
+        self.precision = resolve_precision(cfg.run.precision, self.device,  # refused here, before any data
+                                           points=is_toy_source(cfg.data.source))
         if cfg.run.threads > 0:
             torch.set_num_threads(cfg.run.threads)
         self._pretrained = self._read_sources()  # before any data: a wrong folder is one error at once

@@ -30,8 +30,31 @@ def test_fp16_on_the_cpu_is_refused_with_the_field():
 @pytest.mark.parametrize("native,expected", [(True, "bf16"), (False, "fp32")])
 def test_auto_uses_bf16_only_on_a_cpu_with_native_bf16(monkeypatch, native, expected):
     monkeypatch.setattr(P, "cpu_native_bf16", lambda: native)
+    monkeypatch.setattr(P, "cpu_bf16_supported", lambda: True)
     p = P.resolve_precision("auto", CPU)
     assert p.effective == expected and p.reason.startswith("auto")
+
+
+def test_auto_keeps_point_data_in_fp32_even_with_native_bf16(monkeypatch):
+    monkeypatch.setattr(P, "cpu_native_bf16", lambda: True)
+    p = P.resolve_precision("auto", CPU, points=True)
+    assert p.effective == "fp32" and "point" in p.reason
+
+
+@pytest.mark.parametrize("source,points", [("digits", False), ("moons", True), ("gaussians8", True)])
+def test_the_default_is_auto_and_a_run_resolves_it_by_its_data(monkeypatch, tmp_path, source, points):
+    """The default precision is ``auto``; a run picks bf16 for images on a native-bf16 CPU and fp32
+    for 2-D points (the trainer tells resolve_precision which)."""
+    from diffstudio.engine.config import Config
+
+    assert Config().run.precision == "auto"
+    monkeypatch.setattr(P, "cpu_native_bf16", lambda: True)
+    monkeypatch.setattr(P, "cpu_bf16_supported", lambda: True)
+    cfg = Config().updated(data={"source": source, "num_points": 64, "val_fraction": 0.0},
+                           run={"device": "cpu", "steps": 1, "out_dir": str(tmp_path)})
+    trainer = Trainer(cfg, dry_run=True)
+    trainer._setup()
+    assert trainer.precision.effective == ("fp32" if points else "bf16")
 
 
 def test_bf16_refused_where_torch_reports_no_bf16(monkeypatch):
