@@ -397,6 +397,6 @@ def test_the_panel_shows_the_precision_in_use_and_why(qtbot, make_panel, tmp_pat
 
     import torch
 
-    expected = resolve_precision(config.run.precision, torch.device("cpu"))
+    expected = resolve_precision(config.run.precision, torch.device("cpu"), points=True)  # moons: 2-D points
     assert f"in {expected.effective}" in panel.run_label.text()
     assert expected.reason in panel.run_label.toolTip()
