@@ -160,6 +160,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=200, help="timed quickstart steps per variant")
     p.add_argument("--steps-128", type=int, default=40, help="timed 128 px steps per variant")
     p.add_argument("--images", type=int, default=512, help="images in the generated 128 px folder")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="precision[+compile], comma-separated")
     p.add_argument("--child", nargs="+", help=argparse_hidden())
     args = p.parse_args(argv)
     if args.child:
@@ -176,6 +177,9 @@ def main(argv=None) -> int:
     if args.quick:
         warmup, steps, steps128, images = 2, 3, 2, 16
     parts = [s for s in args.parts.split(",") if s]
+    variants = [v for v in args.variants.split(",") if v]
+    if "export" in parts and "fp32" not in variants:
+        variants.insert(0, "fp32")  # the export samples the fp32 quickstart run
     out: dict = {"benchmark": "gpu_check", "machine": C.machine_info(), "revision": C.git_revision(),
                  "device": args.device, "card": _card(args.device), "command": " ".join(sys.argv)}
     print(out["card"], flush=True)
@@ -186,7 +190,7 @@ def main(argv=None) -> int:
         kept = ""
         if "quickstart" in parts or "export" in parts:
             out["quickstart"] = {}
-            for v in VARIANTS if "quickstart" in parts else ("fp32",):
+            for v in variants if "quickstart" in parts else ("fp32",):
                 keep = "qs-fp32" if v == "fp32" else ""
                 r = _child("train", [json.dumps(["quickstart", v, args.device, steps, warmup, str(tmp / "runs"),
                                                  "", keep])], 900)
@@ -199,7 +203,7 @@ def main(argv=None) -> int:
             folder = tmp / "folder128"
             make_folder(folder, images)
             out["folder128"] = {"images": images}
-            for v in VARIANTS:
+            for v in variants:
                 r = _child("train", [json.dumps(["shapes-128", v, args.device, steps128, min(warmup, 5),
                                                  str(tmp / "runs"), str(folder), ""])], 900)
                 out["folder128"][v] = r
