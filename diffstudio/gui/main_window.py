@@ -549,7 +549,11 @@ class MainWindow(QMainWindow):
         rate = status.get("steps_per_s", 0.0) or 0.0
         self.rate_label.setText(f"{rate:.1f} steps/s" if rate else "– steps/s")
         if status.get("device"):
-            self.device_label.setText(f"device: {status['device']}")
+            precision = status.get("precision")  # the run's, with why (run.precision = auto picks it)
+            self.device_label.setText(f"device: {status['device']}" + (f" · {precision}" if precision else ""))
+            if precision:
+                self.device_label.setToolTip(f"Where the run trains, in which precision: "
+                                             f"{status.get('precision_reason') or precision}")
 
     # ================================================================ wiring
     def _training_shortcuts(self) -> None:

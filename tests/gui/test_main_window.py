@@ -178,6 +178,17 @@ def test_training_previews_reach_the_sampling_panel(window):
                                               "steps_per_s": 12.5, "device": "cpu"})
     assert window.step_label.text() == "step 1,200 / 1,500"
     assert window.rate_label.text() == "12.5 steps/s"
+    assert window.device_label.text() == "device: cpu"  # no run yet: no precision to show
+
+
+def test_the_status_bar_shows_the_runs_precision_and_why(window):
+    """run.precision defaults to auto; a user could not see what auto chose without scrolling to the
+    bottom of the Training panel (and the reason only in that label's tooltip)."""
+    reason = "auto: this CPU has native bf16 (AVX512-BF16/AMX)"
+    window.training_panel.statusChanged.emit({"state": "training", "step": 0, "total": 10, "steps_per_s": 0.0,
+                                              "device": "cpu", "precision": "bf16", "precision_reason": reason})
+    assert window.device_label.text() == "device: cpu · bf16"
+    assert reason in window.device_label.toolTip()
 
 
 def test_objective_conflicts_bring_the_objective_tab_forward(window):

@@ -68,6 +68,7 @@ def test_moons_run_progress_preview_pause_resume_stop_export(qtbot, make_panel, 
     qtbot.waitUntil(lambda: panel.status["step"] > 0 and panel.curve.point_count() > 0, timeout=RUN_TIMEOUT_MS)
     assert panel.progress_bar.value() > 0 and "steps/s" in panel.rate_label.text()
     assert any(s["step"] > 0 and s["device"] == "cpu" and s["steps_per_s"] > 0 for s in statuses)
+    assert statuses[-1]["precision"] == "fp32" and "point" in statuses[-1]["precision_reason"]  # auto on points
 
     # pause: the loop blocks and the step count stops advancing
     thread = panel.thread
@@ -397,7 +398,7 @@ def test_the_panel_shows_the_precision_in_use_and_why(qtbot, make_panel, tmp_pat
 
     import torch
 
-    expected = resolve_precision(config.run.precision, torch.device("cpu"))
+    expected = resolve_precision(config.run.precision, torch.device("cpu"), points=True)  # moons: 2-D points
     assert f"in {expected.effective}" in panel.run_label.text()
     assert expected.reason in panel.run_label.toolTip()
 

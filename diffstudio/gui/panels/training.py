@@ -642,7 +642,8 @@ class TrainingPanel(QWidget):
                                + (f" in {precision}" if precision else "")
                                + (f"   ·   {params:,} parameters" if isinstance(params, int) else ""))
         self.run_label.setToolTip(f"Precision: {info.get('precision_reason', '')}" if precision else "")
-        self._set_status(state="training", device=str(info.get("device", "")), step=start, total=total)
+        self._set_status(state="training", device=str(info.get("device", "")), step=start, total=total,
+                         precision=str(precision or ""), precision_reason=str(info.get("precision_reason", "")))
         self.refresh_checkpoints()
         if self.run_dir:
             self.runStarted.emit(self.run_dir)
