@@ -255,7 +255,7 @@ def test_a_folder_is_held_as_its_uint8_memory_map_with_chunked_statistics(qtbot,
     assert ds.pixels.shape == (count, 3, size, size)
     assert _held_bytes(ds) < limit and _held_bytes(panel.state) < limit
     assert f"{count} usable images" in panel.status_label.text()
-    assert f"{count * 3 * size * size / 2**20:,.1f} MiB uint8 cache on disk" in panel.status_label.text()
+    assert "180.0 KiB uint8 cache on disk" in panel.status_label.text()  # 60 x 3 x 32 x 32 bytes
     assert panel.image_view.image is not None and panel.image_view.image.dtype == np.uint8
 
     full = registry.load_dataset(str(folder), resolution=size)  # the float32 copy, for reference only
@@ -270,6 +270,16 @@ def test_a_folder_is_held_as_its_uint8_memory_map_with_chunked_statistics(qtbot,
     edges, density = view.data_item.getData()
     np.testing.assert_array_equal(density, _density(reference))
     assert len(edges) == len(BRIGHTNESS_BINS) and density.sum() > 0
+
+
+def test_the_cache_size_of_a_small_folder_is_not_zero(tmp_path):
+    """Tried by a user: 300 small images at native 5 px were '0.0 MiB uint8 cache on disk'."""
+    from diffstudio.data.training_data import open_folder
+    from diffstudio.gui.panels.dataset import describe_dataset
+
+    ds = open_folder(str(_noisy_folder(tmp_path / "tiny", 10, 16)), resolution=8)
+    assert ds.nbytes == 10 * 3 * 8 * 8
+    assert "1.9 KiB uint8 cache on disk" in describe_dataset(ds)
 
 
 def test_chunked_statistics_do_not_depend_on_the_chunk_size(tmp_path):
