@@ -184,6 +184,33 @@ def test_every_skipped_file_is_readable_in_a_short_dock(qtbot, tmp_path):
         panel.shutdown()
 
 
+def test_the_source_description_keeps_all_its_lines_in_a_narrow_short_dock(qtbot, tmp_path):
+    """Tried by a user at 1366x768: after a folder with bad files loaded, the folder's description
+    ('Every image under the folder is used; … with the reason.') was squeezed to two of its three
+    lines, its first and last lines cut off, overlapping the folder row."""
+    from diffstudio.gui.main_window import _scrollable
+
+    folder = _mixed_folder(tmp_path)
+    panel = DatasetPanel(AppState(Config()))
+    dock = _scrollable(panel)
+    qtbot.addWidget(dock)
+    dock.resize(560, 200)  # the Dataset dock of the default layout on a 1366x768 screen
+    dock.show()
+    try:
+        _wait_loaded(qtbot, panel)
+        panel.resolution_spin.setValue(16)
+        with qtbot.waitSignal(panel.loadFinished, timeout=LOAD_TIMEOUT_MS):
+            panel.set_folder(str(folder))
+        qtbot.wait(50)
+        label = panel.description
+        assert "Every image under the folder" in label.text() and panel.skipped_table.rowCount() > 0
+        lines = label.heightForWidth(label.width()) // label.fontMetrics().lineSpacing()
+        assert lines >= 3  # the text wraps to three lines at this width
+        assert label.height() >= label.heightForWidth(label.width())
+    finally:
+        panel.shutdown()
+
+
 def test_browse_starts_in_the_last_chosen_folder_after_a_restart(qtbot, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QFileDialog
 

@@ -130,6 +130,29 @@ class SourceEditor(QFrame):
             self.panel.set_folder(value)
 
 
+class WrappedLabel(QLabel):
+    """A word-wrapped label whose minimum height is that of its text wrapped at its width: a short
+    dock scrolls the panel instead of squeezing the text to fewer lines than it needs (a plain
+    QLabel's minimum height ignores its wrapping, so its last lines were cut off)."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None):
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+
+    def _fit(self) -> None:
+        need = self.heightForWidth(self.width()) if self.width() > 0 and self.text() else 0
+        if need != self.minimumHeight():
+            self.setMinimumHeight(max(0, need))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._fit()  # the wrapped height changed with the width
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt override
+        super().setText(text)
+        self._fit()
+
+
 class DatasetPanel(QWidget):
     """Dataset choice, thumbnails / scatter, counts and skipped files; binds to ``state``."""
 
@@ -175,11 +198,8 @@ class DatasetPanel(QWidget):
         self.folder_edit = QLineEdit()
         self.folder_edit.setPlaceholderText("a folder of images (sub-folders = classes)")
         self.browse_button = QPushButton("Browse…")
-        self.description = QLabel()
-        self.description.setWordWrap(True)
+        self.description = WrappedLabel()
         self.description.setStyleSheet("color: #555;")
-        # a wrapped label's minimum height ignores its wrapping: keep two lines when space is short
-        self.description.setMinimumHeight(2 * self.description.fontMetrics().lineSpacing() + 2)
 
         self.resolution_spin = QSpinBox()
         self.resolution_spin.setRange(0, 1024)
