@@ -350,6 +350,12 @@ class MainWindow(QMainWindow):
             self.resize(*self._available)  # lay the panels out for the screen they will fill
             self.default_layout()
             self.showMaximized()
+        elif self._available is not None and (self.width() > self._available[0]
+                                              or self.height() > self._available[1]):
+            # a geometry saved on a larger screen (a window maximized there comes back at its
+            # unmaximized size, larger than this screen): fill this screen with the restored layout
+            self.resize(*self._available)
+            self.showMaximized()
         else:
             self.show()
 

@@ -202,6 +202,38 @@ def test_objective_conflicts_bring_the_objective_tab_forward(window):
     assert dock.windowTitle() == "Objective"
 
 
+def test_a_layout_saved_on_a_larger_screen_fills_a_smaller_one(qtbot, settings):
+    """Tried by a user: the app maximized on a 1920x1080 screen, then opened on 1366x768, came back
+    1600x1000, wider and taller than the screen (the Sampling dock and the status bar cut off)."""
+    first = make_window(qtbot, settings)
+    first.close_without_asking()  # a layout is saved: the next window restores it
+    second = MainWindow(AppState(Config()), settings=settings)
+    qtbot.addWidget(second)
+    try:
+        assert second._layout_restored
+        second._available = (1366, 768)  # this screen
+        second.resize(1600, 1000)  # what the restored geometry gave on it
+        second.show_for_screen()
+        assert second.isMaximized()
+        assert second.width() <= 1366 and second.height() <= 768
+    finally:
+        second.close_without_asking()
+
+
+def test_a_restored_layout_that_fits_is_shown_as_saved(qtbot, settings):
+    first = make_window(qtbot, settings)
+    first.close_without_asking()
+    second = MainWindow(AppState(Config()), settings=settings)
+    qtbot.addWidget(second)
+    try:
+        second._available = (1920, 1080)
+        second.resize(1200, 700)
+        second.show_for_screen()
+        assert not second.isMaximized() and second.width() == 1200
+    finally:
+        second.close_without_asking()
+
+
 def test_status_bar_device(window):
     assert window.detect_device() in ("cpu",) or window.detect_device().startswith("cuda")
     assert window.device_label.text().startswith("device: ")
