@@ -259,10 +259,10 @@ class Trainer:
         known = SimpleNamespace(kind="image", channels=channels, resolution=side)
         check_fits(pre, known, latent=codec is not None)
 
-    def _latents(self, data):
+    def _latents(self, data, what: str = ""):
         """With ``data.vae``: the data's VAE posteriors (encoded once, cached on disk, interruptible
         and resumed), after checking that the images fit the VAE and their latents fit the
-        pretrained model. Without: ``data`` itself."""
+        pretrained model; its messages start with ``what`` when given. Without: ``data`` itself."""
         if self.codec is None:
             return data
         from diffstudio.engine.latents import check_compatible, encode_dataset
@@ -276,8 +276,11 @@ class Trainer:
         # rank 0 encodes into the latent cache while the other ranks wait, then they read it
         if not self.world.is_main:
             self.world.barrier()
+        say = self.hooks.on_message if self.world.is_main else None
+        if say is not None and what:
+            say = (lambda level, text, _say=say: _say(level, f"{what}: {text}"))
         latents = encode_dataset(data, self.codec, hflip=self.config.data.hflip, should_cancel=self.hooks.should_stop,
-                                 say=self.hooks.on_message if self.world.is_main else None)
+                                 say=say)
         if self.world.is_main:
             self.world.barrier()
         return latents
@@ -289,7 +292,7 @@ class Trainer:
             return val
         from diffstudio.data.dataset import InMemoryDataset
 
-        latents = self._latents(val)
+        latents = self._latents(val, "validation items")  # told apart from the training set's message
         return InMemoryDataset(x=latents.mean, labels=latents.labels, class_names=latents.class_names,
                                name=latents.name).to(self.device)
 

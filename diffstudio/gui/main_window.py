@@ -350,6 +350,12 @@ class MainWindow(QMainWindow):
             self.resize(*self._available)  # lay the panels out for the screen they will fill
             self.default_layout()
             self.showMaximized()
+        elif self._available is not None and (self.width() > self._available[0]
+                                              or self.height() > self._available[1]):
+            # a geometry saved on a larger screen (a window maximized there comes back at its
+            # unmaximized size, larger than this screen): fill this screen with the restored layout
+            self.resize(*self._available)
+            self.showMaximized()
         else:
             self.show()
 
@@ -549,7 +555,11 @@ class MainWindow(QMainWindow):
         rate = status.get("steps_per_s", 0.0) or 0.0
         self.rate_label.setText(f"{rate:.1f} steps/s" if rate else "– steps/s")
         if status.get("device"):
-            self.device_label.setText(f"device: {status['device']}")
+            precision = status.get("precision")  # the run's, with why (run.precision = auto picks it)
+            self.device_label.setText(f"device: {status['device']}" + (f" · {precision}" if precision else ""))
+            if precision:
+                self.device_label.setToolTip(f"Where the run trains, in which precision: "
+                                             f"{status.get('precision_reason') or precision}")
 
     # ================================================================ wiring
     def _training_shortcuts(self) -> None:

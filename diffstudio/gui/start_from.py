@@ -30,6 +30,7 @@ from diffstudio.gui.worker import TaskThread
 
 RECIPE = "finetune-ztsnr-v"
 NOTE_STYLE = "color: #555;"
+HEAD_WIDTH = 560  # px: the model's path is elided in the middle beyond this
 WARNING_STYLE = "color: #8a3b00; background: #fff3cd; border: 1px solid #e0b252; padding: 4px;"
 
 
@@ -162,8 +163,15 @@ class StartFromDialog(QDialog):
         self.setWindowTitle("Start from a model")
         self.setObjectName("start_from_dialog")
         layout = QVBoxLayout(self)
-        head = QLabel(f"<b>{_escape(found.source)}</b>")
-        head.setWordWrap(True)
+        head = QLabel()
+        head.setObjectName("start_from_path")
+        font = head.font()
+        font.setBold(True)
+        head.setFont(font)
+        # a path has no spaces to wrap at: elided in the middle (its end, the folder's name, stays
+        # in view) instead of widening the dialog past the screen; the whole path in the tooltip
+        head.setText(head.fontMetrics().elidedText(found.source, Qt.TextElideMode.ElideMiddle, HEAD_WIDTH))
+        head.setToolTip(found.source)
         head.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.summary_label = QLabel("\n".join(found.summary))
         self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -194,10 +202,6 @@ class StartFromDialog(QDialog):
             layout.addWidget(w)
         layout.addWidget(buttons)
         self.setMinimumWidth(460)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class StartFromModel(QObject):

@@ -145,9 +145,13 @@ class TrainingThread(QThread):
             self.succeeded.emit(None)
             return
         except BaseException as exc:  # everything must reach the UI, never kill the app
-            log.exception("training failed")
+            report = report_error(exc)
+            if report.known:  # a reason for the user (a setting, a folder, memory): one line, no traceback
+                log.info("training failed: %s", report.message)
+            else:
+                log.exception("training failed")
             self._flush_metrics()
-            self.failed.emit(f"Training failed: {report_error(exc).message}")
+            self.failed.emit(f"Training failed: {report.message}")
             return
         self._flush_metrics()
         self.succeeded.emit(result)

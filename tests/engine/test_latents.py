@@ -96,6 +96,10 @@ def test_encode_train_preview_export_and_diffusers_samples_the_same_images(tmp_p
     result = Trainer(cfg, run_dir=tmp_path / "run", dataset=data, hooks=hooks).run()
     held_out = round(16 * cfg.data.val_fraction)  # the validation split is encoded apart
     assert result.steps == 5 and any(f"encoding {16 - held_out} images" in m for m in hooks.messages)
+    # the held-out items' encoding says so (the app shows the last message: '... 1 images' read as the data)
+    latent_messages = [m for m in hooks.messages if "encoding" in m]
+    assert latent_messages[-1].startswith("validation items: encoding") and f"{held_out} images" in latent_messages[-1]
+    assert not latent_messages[0].startswith("validation")
     preview = hooks.previews[-1]
     assert preview.samples.shape == (4, 3, 16, 16)  # decoded: the data's size, not the latents' 8x8
     assert preview.grid.shape == (2 * 17 + 1, 2 * 17 + 1, 3) and preview.mean_brightness.shape == (4,)

@@ -156,3 +156,26 @@ def test_shutdown_joins_a_running_estimate(qtbot, make_panel, tmp_path):
     thread = panel.estimate_thread
     assert panel.shutdown(ask=False)
     assert thread.isFinished() and thread.cancelled and panel.estimate_thread is None
+
+
+def test_a_failed_estimate_is_marked_as_for_earlier_settings_once_they_change(qtbot, make_panel, tmp_path):
+    """Tried by a user: Start from a model that does not fit the data, Estimate (it fails), then
+    Train from scratch: the red 'Estimate failed: model.init_from …' stayed, as if it still applied."""
+    from diffstudio.gui.panels.training import ERROR_STYLE
+    from diffstudio.gui.start_from import with_model
+
+    panel = make_panel(digits_config(tmp_path))
+    (tmp_path / "empty").mkdir()
+    panel.state.set_config(with_model(panel.state.config, str(tmp_path / "empty"), False))
+    assert panel.estimate()
+    wait_estimated(qtbot, panel)
+    failed = panel.estimate_label.text()
+    assert failed.startswith("Estimate failed:") and panel.estimate_label.styleSheet() == ERROR_STYLE
+
+    panel.state.update("model", init_from="")  # Train from scratch: the failure no longer applies
+    text = panel.estimate_label.text()
+    assert text.startswith("(for earlier settings") and text.endswith(failed)
+    assert panel.estimate_label.styleSheet() != ERROR_STYLE  # no longer shown as a current error
+
+    panel.state.update("optim", batch_size=8)  # marked once, not once per change
+    assert panel.estimate_label.text().count("(for earlier settings") == 1

@@ -178,6 +178,17 @@ def test_training_previews_reach_the_sampling_panel(window):
                                               "steps_per_s": 12.5, "device": "cpu"})
     assert window.step_label.text() == "step 1,200 / 1,500"
     assert window.rate_label.text() == "12.5 steps/s"
+    assert window.device_label.text() == "device: cpu"  # no run yet: no precision to show
+
+
+def test_the_status_bar_shows_the_runs_precision_and_why(window):
+    """run.precision defaults to auto; a user could not see what auto chose without scrolling to the
+    bottom of the Training panel (and the reason only in that label's tooltip)."""
+    reason = "auto: this CPU has native bf16 (AVX512-BF16/AMX)"
+    window.training_panel.statusChanged.emit({"state": "training", "step": 0, "total": 10, "steps_per_s": 0.0,
+                                              "device": "cpu", "precision": "bf16", "precision_reason": reason})
+    assert window.device_label.text() == "device: cpu · bf16"
+    assert reason in window.device_label.toolTip()
 
 
 def test_objective_conflicts_bring_the_objective_tab_forward(window):
@@ -189,6 +200,38 @@ def test_objective_conflicts_bring_the_objective_tab_forward(window):
     assert window.objective_panel.warning_label.isVisible()  # raised, so the warning is on screen
     window.state.update("objective", parameterization="v")
     assert dock.windowTitle() == "Objective"
+
+
+def test_a_layout_saved_on_a_larger_screen_fills_a_smaller_one(qtbot, settings):
+    """Tried by a user: the app maximized on a 1920x1080 screen, then opened on 1366x768, came back
+    1600x1000, wider and taller than the screen (the Sampling dock and the status bar cut off)."""
+    first = make_window(qtbot, settings)
+    first.close_without_asking()  # a layout is saved: the next window restores it
+    second = MainWindow(AppState(Config()), settings=settings)
+    qtbot.addWidget(second)
+    try:
+        assert second._layout_restored
+        second._available = (1366, 768)  # this screen
+        second.resize(1600, 1000)  # what the restored geometry gave on it
+        second.show_for_screen()
+        assert second.isMaximized()
+        assert second.width() <= 1366 and second.height() <= 768
+    finally:
+        second.close_without_asking()
+
+
+def test_a_restored_layout_that_fits_is_shown_as_saved(qtbot, settings):
+    first = make_window(qtbot, settings)
+    first.close_without_asking()
+    second = MainWindow(AppState(Config()), settings=settings)
+    qtbot.addWidget(second)
+    try:
+        second._available = (1920, 1080)
+        second.resize(1200, 700)
+        second.show_for_screen()
+        assert not second.isMaximized() and second.width() == 1200
+    finally:
+        second.close_without_asking()
 
 
 def test_status_bar_device(window):

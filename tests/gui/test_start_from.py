@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QLabel
 
 from diffstudio.engine.config import Config
 from diffstudio.engine.presets import preset
@@ -144,3 +145,20 @@ def test_a_check_superseded_by_another_is_ignored(qtbot, window, tmp_path):
     assert not old_dialog.isVisible() and window.start_from.dialog is not old_dialog
     window.start_from.dialog.reject()
     assert window.state.config.model.init_from == ""
+
+
+def test_a_long_model_path_is_elided_in_the_middle_not_cut_off(qtbot):
+    """Tried by a user: a folder with a long name made the dialog some 1,300 px wide, the path's
+    end (the folder's own name) cut off at its right edge."""
+    from diffstudio.gui.start_from import ModelFound, StartFromDialog
+
+    source = "/tmp/" + "very_long_model_folder_name_" * 6 + "unet"
+    found = ModelFound(source, source, 1000, ("1,000 parameters",), "no dataset is loaded yet", "")
+    dialog = StartFromDialog(found, Config())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.sizeHint().width() < 900  # it was ~1,300 px
+    head = next(label for label in dialog.findChildren(QLabel) if "very_long" in label.text())
+    assert head.text().endswith("name_unet") and "…" in head.text()  # the folder's own name stays in view
+    assert head.toolTip() == source
+    assert head.fontMetrics().horizontalAdvance(head.text()) <= 600

@@ -68,6 +68,7 @@ def test_moons_run_progress_preview_pause_resume_stop_export(qtbot, make_panel, 
     qtbot.waitUntil(lambda: panel.status["step"] > 0 and panel.curve.point_count() > 0, timeout=RUN_TIMEOUT_MS)
     assert panel.progress_bar.value() > 0 and "steps/s" in panel.rate_label.text()
     assert any(s["step"] > 0 and s["device"] == "cpu" and s["steps_per_s"] > 0 for s in statuses)
+    assert statuses[-1]["precision"] == "fp32" and "point" in statuses[-1]["precision_reason"]  # auto on points
 
     # pause: the loop blocks and the step count stops advancing
     thread = panel.thread
@@ -400,3 +401,39 @@ def test_the_panel_shows_the_precision_in_use_and_why(qtbot, make_panel, tmp_pat
     expected = resolve_precision(config.run.precision, torch.device("cpu"), points=True)  # moons: 2-D points
     assert f"in {expected.effective}" in panel.run_label.text()
     assert expected.reason in panel.run_label.toolTip()
+
+
+def test_a_known_error_is_one_line_in_the_log_an_unexpected_one_keeps_its_traceback(qtbot, tmp_path, monkeypatch,
+                                                                                     caplog):
+    """Tried by a user: data.vae set to a UNet folder, Start. The panel said one line, and the app's
+    stderr got a full traceback of that expected ConfigError too (logged at error level)."""
+    import logging
+
+    import diffstudio.engine.trainer as trainer_module
+    from diffstudio.engine.config import ConfigError
+
+    def run_with(exc):
+        class Failing:
+            def __init__(self, *a, **k):
+                pass
+
+            def run(self):
+                raise exc
+
+        monkeypatch.setattr(trainer_module, "Trainer", Failing)
+        caplog.clear()
+        thread = TrainingThread(moons_config(tmp_path))
+        with qtbot.waitSignal(thread.failed, timeout=10000) as failed:
+            thread.start()
+        assert thread.wait(10000)
+        return failed.args[0], [r for r in caplog.records if r.name == "diffstudio.gui.worker"]
+
+    caplog.set_level(logging.INFO, logger="diffstudio.gui.worker")
+    message, records = run_with(ConfigError([("data.vae", "/x holds a UNet2DModel, not an AutoencoderKL")]))
+    assert message == "Training failed: data.vae: /x holds a UNet2DModel, not an AutoencoderKL"
+    assert records and all(r.levelno < logging.WARNING and r.exc_info is None for r in records)
+    assert any("data.vae: /x holds a UNet2DModel" in r.getMessage() for r in records)
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # where the error log of a bug goes
+    message, records = run_with(ZeroDivisionError("a bug"))
+    assert any(r.levelno >= logging.ERROR and r.exc_info for r in records)

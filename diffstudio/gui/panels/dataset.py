@@ -130,6 +130,29 @@ class SourceEditor(QFrame):
             self.panel.set_folder(value)
 
 
+class WrappedLabel(QLabel):
+    """A word-wrapped label whose minimum height is that of its text wrapped at its width: a short
+    dock scrolls the panel instead of squeezing the text to fewer lines than it needs (a plain
+    QLabel's minimum height ignores its wrapping, so its last lines were cut off)."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None):
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+
+    def _fit(self) -> None:
+        need = self.heightForWidth(self.width()) if self.width() > 0 and self.text() else 0
+        if need != self.minimumHeight():
+            self.setMinimumHeight(max(0, need))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._fit()  # the wrapped height changed with the width
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt override
+        super().setText(text)
+        self._fit()
+
+
 class DatasetPanel(QWidget):
     """Dataset choice, thumbnails / scatter, counts and skipped files; binds to ``state``."""
 
@@ -175,11 +198,8 @@ class DatasetPanel(QWidget):
         self.folder_edit = QLineEdit()
         self.folder_edit.setPlaceholderText("a folder of images (sub-folders = classes)")
         self.browse_button = QPushButton("Browse…")
-        self.description = QLabel()
-        self.description.setWordWrap(True)
+        self.description = WrappedLabel()
         self.description.setStyleSheet("color: #555;")
-        # a wrapped label's minimum height ignores its wrapping: keep two lines when space is short
-        self.description.setMinimumHeight(2 * self.description.fontMetrics().lineSpacing() + 2)
 
         self.resolution_spin = QSpinBox()
         self.resolution_spin.setRange(0, 1024)
@@ -582,6 +602,13 @@ def _relative(path: str, root: str) -> str:
     return path
 
 
+def _size(n: int) -> str:
+    """'22.0 KiB', '3.4 MiB', '1.25 GiB': a small folder's cache is not '0.0 MiB'."""
+    if n < 2**20:
+        return f"{n / 2**10:,.1f} KiB"
+    return f"{n / 2**20:,.1f} MiB" if n < 2**30 else f"{n / 2**30:,.2f} GiB"
+
+
 def describe_dataset(ds) -> str:
     """'1797 usable images · 8×8 px · grey · 10 classes · 2 files skipped' (a folder also gives the
     size of its uint8 cache)."""
@@ -593,7 +620,7 @@ def describe_dataset(ds) -> str:
     if ds.num_classes:
         parts.append(f"{ds.num_classes} classes")
     if getattr(ds, "cache", None) is not None:  # a folder, read from its memory-mapped uint8 cache
-        parts.append(f"{ds.nbytes / 2**20:,.1f} MiB uint8 cache on disk")
+        parts.append(f"{_size(ds.nbytes)} uint8 cache on disk")
     if ds.skipped:
         parts.append(f"{len(ds.skipped)} file{'s' if len(ds.skipped) != 1 else ''} skipped (see below)")
     return " · ".join(parts)

@@ -156,6 +156,7 @@ class TrainingPanel(QWidget):
         self.estimate_thread: TaskThread | None = None
         self.estimate_available_bytes: int | None = None  # None: what the device has (tests inject less)
         self.last_estimate = None  # (config, Estimate, dataset) of the estimate shown
+        self._estimate_shown_for = None  # (config, dataset) of the estimate or failure shown
         self._estimate_again = False  # the settings changed while estimating: estimate again after
         self._status = {"state": "idle", "device": "", "step": 0, "total": state.config.run.steps,
                         "steps_per_s": 0.0, "eta_s": float("nan")}
@@ -554,6 +555,7 @@ class TrainingPanel(QWidget):
         thread.finished.connect(self._on_estimate_finished)
         self.estimate_thread = thread
         self._estimate_again = False
+        self._estimate_shown_for = None
         self.estimate_label.setStyleSheet(NOTE_STYLE)
         self.estimate_label.setText(f"Estimating… (setting up the run and timing {PROBE_STEPS} steps)")
         self.estimate_label.show()
@@ -583,8 +585,8 @@ class TrainingPanel(QWidget):
             if current[0] != thread.config or current[1] is not thread.dataset:
                 self._cancel_estimate(again=True)
             return
-        shown = self.last_estimate
-        if shown is not None and (shown[0] != current[0] or shown[2] is not current[1]) \
+        shown = self._estimate_shown_for  # an estimate or a failure: either is for those settings only
+        if shown is not None and (shown[0] != current[0] or shown[1] is not current[1]) \
                 and self.estimate_label.isVisible():
             self.estimate_label.setStyleSheet(NOTE_STYLE + " font-style: italic;")
             if not self.estimate_label.text().startswith("(for earlier settings"):
@@ -602,6 +604,7 @@ class TrainingPanel(QWidget):
 
         config = self.estimate_thread.config
         self.last_estimate = (config, e, self.estimate_thread.dataset)
+        self._estimate_shown_for = (config, self.estimate_thread.dataset)
         self.estimate_label.setStyleSheet(NOTE_STYLE)
         self.estimate_label.setText("\n".join(estimate_lines(e, int(config.run.steps))))
         self.estimate_label.setToolTip(format_estimate(e, int(config.run.steps)))
@@ -612,6 +615,7 @@ class TrainingPanel(QWidget):
         if not self._is_current_estimate():
             return
         self.last_estimate = None
+        self._estimate_shown_for = (self.estimate_thread.config, self.estimate_thread.dataset)
         self.estimate_label.setStyleSheet(ERROR_STYLE)
         self.estimate_label.setText(message)
         self.estimate_warning.hide()
@@ -638,7 +642,8 @@ class TrainingPanel(QWidget):
                                + (f" in {precision}" if precision else "")
                                + (f"   ·   {params:,} parameters" if isinstance(params, int) else ""))
         self.run_label.setToolTip(f"Precision: {info.get('precision_reason', '')}" if precision else "")
-        self._set_status(state="training", device=str(info.get("device", "")), step=start, total=total)
+        self._set_status(state="training", device=str(info.get("device", "")), step=start, total=total,
+                         precision=str(precision or ""), precision_reason=str(info.get("precision_reason", "")))
         self.refresh_checkpoints()
         if self.run_dir:
             self.runStarted.emit(self.run_dir)
