@@ -177,8 +177,9 @@ def check_fits(pre: Pretrained, info: DataInfo, latent: bool = False) -> None:
                                 f"{side or '?'} px) and the data give {given}: set data.vae={pre.vae}")
     if channels_known and (c_in != info.channels or c_out != info.channels):
         fix = "data.vae" if latent else "data.channels"
-        raise InitFromError(f"{pre.source} takes {c_in}-channel {side or '?'} px {what} (predicts {c_out} channels), "
-                            f"the data give {given}: set {fix} to match")
+        plural = "s" if c_out != 1 else ""
+        raise InitFromError(f"{pre.source} takes {c_in}-channel {side or '?'} px {what} (predicts {c_out} "
+                            f"channel{plural}), the data give {given}: set {fix} to match")
     if side is not None and info.resolution and side != info.resolution:
         fix = "data.resolution (the latents' side is the images' over the VAE's downsampling) or data.vae" \
             if latent else "data.resolution"
