@@ -353,9 +353,13 @@ class MainWindow(QMainWindow):
         elif self._available is not None and (self.width() > self._available[0]
                                               or self.height() > self._available[1]):
             # a geometry saved on a larger screen (a window maximized there comes back at its
-            # unmaximized size, larger than this screen): fill this screen with the restored layout
+            # unmaximized size, larger than this screen): its dock sizes squash the plots to a few
+            # pixels here, so fill this screen with the default layout and say so
             self.resize(*self._available)
+            self.default_layout()
             self.showMaximized()
+            self.statusBar().showMessage("The saved layout was made on a larger screen: the default layout for "
+                                         "this one is shown (View > Reset layout does the same)", 10000)
         else:
             self.show()
 

@@ -213,9 +213,13 @@ def test_a_layout_saved_on_a_larger_screen_fills_a_smaller_one(qtbot, settings):
         assert second._layout_restored
         second._available = (1366, 768)  # this screen
         second.resize(1600, 1000)  # what the restored geometry gave on it
-        second.show_for_screen()
+        laid_out = []
+        second.default_layout = lambda: laid_out.append(second.size().toTuple())  # the dock sizes saved there
+        second.show_for_screen()  # squashed the plots to ~30 px: the default layout replaces them
         assert second.isMaximized()
         assert second.width() <= 1366 and second.height() <= 768
+        assert laid_out == [(1366, 768)]  # laid out for this screen's size
+        assert "larger screen" in second.statusBar().currentMessage()
     finally:
         second.close_without_asking()
 
