@@ -39,9 +39,11 @@ def evaluate_checkpoint(source: str | Path, *, which: str = "ema", device: str |
     undefined), ``x0_mse_mean``, ``undefined``, ``quality`` ({measure: value}), ``step``, ``model``,
     ``items``. ``quality_samples`` defaults to the run's ``sampling.quality_samples``. A latent
     run (``data.vae``) is validated on its held-out items' latents and its samples are decoded for
-    the quality measures, as in training. Raises CheckpointError / DatasetError / ConfigError
+    the quality measures, as in training. The data are loaded as the run loaded them
+    (``load_training_data``: a folder larger than ``data.memory_budget_mb`` is streamed from its
+    pixel cache, never held as float32). Raises CheckpointError / DatasetError / ConfigError
     (a VAE that is gone) with a one-line message."""
-    from diffstudio.data.registry import load_dataset
+    from diffstudio.data.training_data import load_training_data
     from diffstudio.engine.quality import measure_quality
 
     model, cfg, info, step, which = load_weights(source, which, device)
@@ -51,8 +53,12 @@ def evaluate_checkpoint(source: str | Path, *, which: str = "ema", device: str |
         from diffstudio.engine.latents import load_codec
 
         codec = load_codec(d.vae, device)
-    full = dataset if dataset is not None else load_dataset(d.source, resolution=d.resolution, channels=d.channels,
-                                                            labels=d.labels, n=d.num_points, seed=cfg.run.seed)
+    if dataset is not None:
+        full = dataset
+    else:  # as the run loaded it: a folder through its pixel cache, held as uint8 or streamed (any size)
+        full = load_training_data(d.source, torch.device(device), resolution=d.resolution, channels=d.channels,
+                                  labels=d.labels, n=d.num_points, seed=cfg.run.seed,
+                                  memory_budget_mb=d.memory_budget_mb).dataset
     _, train, val = split_dataset(full, d.val_fraction, d.val_seed, cfg.run.val_items)
     if codec is not None:
         from diffstudio.data.dataset import InMemoryDataset

@@ -227,3 +227,41 @@ def test_train_prints_validation_and_eval_json_has_the_keys_with_finite_values(t
     assert last["x0_mse"] == out["x0_mse"]  # the CLI repeats the run's own last validation exactly
     text = _cli("eval", str(run), "--quality-samples", "0")
     assert text.returncode == 0 and "x0-MSE averaged uniformly in t" in text.stdout
+
+
+def test_eval_reads_a_folder_as_the_run_did_streamed_from_its_cache_never_as_float32(tmp_path, monkeypatch):
+    """Before: ``diffstudio eval`` loaded a folder run's data with the float32 loader (4 bytes per
+    channel value, all in memory) even when the run itself streamed it from the pixel cache."""
+    import numpy as np
+    from PIL import Image
+
+    import diffstudio.data.registry as registry
+    from diffstudio.engine.eval_run import evaluate_checkpoint
+
+    monkeypatch.setenv("DIFFSTUDIO_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(5)
+    (tmp_path / "pics").mkdir()
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(tmp_path / "pics" / f"{i:02d}.png")
+    cfg = preset("quickstart").updated(
+        data={"source": str(tmp_path / "pics"), "resolution": 8, "channels": 3, "memory_budget_mb": 1e-4,
+              "val_fraction": 0.25},
+        model={"class_conditional": False},
+        sampling={"quality_samples": 0, "num_samples": 2, "steps": 2},
+        optim={"batch_size": 4, "warmup_steps": 1},
+        run={"steps": 2, "out_dir": str(tmp_path), "name": "run", "preview_every": 10**6, "checkpoint_every": 10**6,
+             "log_every": 1, "val_every": 2, "val_items": 6})
+    trainer = Trainer(cfg)
+    result = trainer.run()
+    assert type(trainer.data).__name__ == "StreamingDataset"  # the run streamed its folder
+
+    def no_float_copy(*_a, **_k):
+        raise AssertionError("eval loaded the folder as float32")
+
+    monkeypatch.setattr(registry, "_load_folder", no_float_copy)
+    out = evaluate_checkpoint(result.run_dir)
+    from pathlib import Path
+
+    rows = [json.loads(x) for x in (Path(result.run_dir) / "metrics.jsonl").read_text().splitlines()]
+    last = [r["validation"] for r in rows if "validation" in r][-1]
+    assert out["items"] == 6 and out["x0_mse"] == last["x0_mse"]  # the run's own held-out items, exactly
