@@ -110,13 +110,40 @@ def inspect_model(path: str, config: Config, dataset) -> ModelFound:
     classes = info.num_classes if (config.model.class_conditional and info.num_classes > 0) else 0
     what = f"{info.channels}-channel {info.resolution} px images" if info.kind == "image" else "2-D points"
     data = f"checked against the data: {what}, {f'{classes} classes' if classes else 'no classes'}"
-    if config.data.vae:  # the model sees latents, known only once the VAE has encoded the data
-        data = (f"the data are encoded by the VAE (data.vae): the model is checked against the latents when the "
-                f"run starts; {f'{classes} classes' if classes else 'no classes'}")
+    if config.data.vae:  # the model sees the VAE's latents
+        data = _check_latents(pre, config.data.vae, info, classes)
     else:
         check_fits(pre, info)
     note = adapt_class_embedding(pre, classes)[2] if pre.kind == "unet" else ""
     return ModelFound(path, pre.source, num_params, summary, data, note)
+
+
+def _check_latents(pre, vae: str, info, classes: int) -> str:
+    """Check ``pre`` against the latents the VAE at ``vae`` makes of the data described by ``info``
+    (their shape from the VAE's config.json alone: no weights are loaded), as the run will; returns
+    the dialog's line. Raises InitFromError when the model cannot take those latents. Where the VAE
+    cannot take the images or cannot be read, the check is left to the run (the Dataset panel and
+    the run start say why)."""
+    from diffstudio.engine.pretrained import check_fits
+    from diffstudio.models.info import DataInfo
+    from diffstudio.models.vae import VaeError, read_latent_geometry
+
+    cls = f"{classes} classes" if classes else "no classes"
+    if info.kind != "image":
+        check_fits(pre, info)
+        return f"checked against the data: 2-D points, {cls}"
+    try:
+        in_channels, latent_channels, factor = read_latent_geometry(vae)
+    except VaeError as e:
+        return f"data.vae cannot be used ({e}); the model is checked when the run starts; {cls}"
+    res = info.resolution
+    if info.channels != in_channels or res % factor:
+        return (f"the VAE (data.vae) takes {in_channels}-channel images with sides divisible by {factor}, the data are "
+                f"{info.channels}-channel {res} px: the model is checked when the run starts; {cls}")
+    check_fits(pre, DataInfo(kind="image", channels=latent_channels, resolution=res // factor,
+                             num_classes=info.num_classes), latent=True)
+    return (f"checked against the VAE's latents: {latent_channels}-channel {res // factor} px (the {res} px images "
+            f"over its downsampling by {factor}), {cls}")
 
 
 def with_model(config: Config, path: str, recipe: bool) -> Config:

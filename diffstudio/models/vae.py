@@ -9,7 +9,9 @@ and set for SD3 and Flux. Only safetensors weights are read (never a pickle); no
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,9 +53,7 @@ class LatentCodec(nn.Module):
         cfg = vae.config
         self.scaling_factor = float(cfg.get("scaling_factor") or 1.0)
         self.shift_factor = float(cfg.get("shift_factor") or 0.0)
-        self.in_channels = int(cfg.get("in_channels", 3))
-        self.latent_channels = int(cfg.get("latent_channels", 4))
-        self.factor = 2 ** (len(cfg.get("block_out_channels", (64,))) - 1)
+        self.in_channels, self.latent_channels, self.factor = latent_geometry(cfg)
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -78,13 +78,37 @@ class LatentCodec(nn.Module):
                 "files": files}
 
 
-def load_vae(path: str | Path) -> LatentCodec:
-    """The :class:`LatentCodec` of the AutoencoderKL at ``path`` (``AutoencoderKL.from_pretrained``
-    with ``use_safetensors=True``). Raises :class:`VaeError`."""
+def _checked_folder(path: str | Path) -> Path:
+    """:func:`vae_folder`, refused (VaeError) unless it holds an AutoencoderKL in safetensors."""
     folder = vae_folder(path)
     problem = folder_problem(folder, "AutoencoderKL", "VAE", {"UNet2DModel": " (a UNet goes into model.init_from)"})
     if problem:
         raise VaeError(problem)
+    return folder
+
+
+def latent_geometry(config: Mapping[str, Any]) -> tuple[int, int, int]:
+    """``(image channels, latent channels, downsampling factor)`` of an AutoencoderKL config, with
+    diffusers' defaults (3, 4, one level): the factor is ``2 ** (len(block_out_channels) - 1)``, as
+    ``AutoencoderKL`` downsamples once between consecutive encoder blocks."""
+    return (int(config.get("in_channels", 3)), int(config.get("latent_channels", 4)),
+            2 ** (len(config.get("block_out_channels", (64,))) - 1))
+
+
+def read_latent_geometry(path: str | Path) -> tuple[int, int, int]:
+    """:func:`latent_geometry` of the VAE at ``path`` from its ``config.json`` alone (JSON; no
+    weights are read, so it is instant even for an SD-sized VAE). Raises :class:`VaeError`."""
+    folder = _checked_folder(path)
+    try:
+        return latent_geometry(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise VaeError(f"{folder / 'config.json'} could not be read ({e})") from None
+
+
+def load_vae(path: str | Path) -> LatentCodec:
+    """The :class:`LatentCodec` of the AutoencoderKL at ``path`` (``AutoencoderKL.from_pretrained``
+    with ``use_safetensors=True``). Raises :class:`VaeError`."""
+    folder = _checked_folder(path)
     AutoencoderKL = diffusers_class("AutoencoderKL")
 
     try:
@@ -94,4 +118,4 @@ def load_vae(path: str | Path) -> LatentCodec:
     return LatentCodec(vae, str(folder))
 
 
-__all__ = ["LatentCodec", "VaeError", "load_vae", "vae_folder"]
+__all__ = ["LatentCodec", "VaeError", "latent_geometry", "load_vae", "read_latent_geometry", "vae_folder"]

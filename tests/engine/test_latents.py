@@ -188,3 +188,21 @@ def test_a_folder_streamed_from_its_cache_encodes_to_the_latents_of_the_same_fol
     for name in ("mean", "std", "flip_mean", "flip_std"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
     assert a.mean.shape == (6, 4, 8, 8)
+
+
+def test_the_latent_shape_is_read_from_the_config_alone_as_the_loaded_vae_has_it(tmp_path):
+    from diffusers import UNet2DModel
+
+    from diffstudio.models.vae import VaeError, load_vae, read_latent_geometry
+
+    tiny_vae(tmp_path / "vae", channels=1)
+    codec = load_vae(tmp_path / "vae")
+    geometry = read_latent_geometry(tmp_path / "vae")
+    assert geometry == (codec.in_channels, codec.latent_channels, codec.factor) == (1, 4, 2)
+    z, _ = codec.encode(torch.zeros(1, 1, 8, 8))
+    assert tuple(z.shape[1:]) == (4, 8 // 2, 8 // 2)  # the factor is the real downsampling
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), norm_num_groups=4,
+                       down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    unet.save_pretrained(tmp_path / "u")
+    with pytest.raises(VaeError, match="model.init_from"):
+        read_latent_geometry(tmp_path / "u")

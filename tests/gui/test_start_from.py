@@ -162,3 +162,24 @@ def test_a_long_model_path_is_elided_in_the_middle_not_cut_off(qtbot):
     assert head.text().endswith("name_unet") and "…" in head.text()  # the folder's own name stays in view
     assert head.toolTip() == source
     assert head.fontMetrics().horizontalAdvance(head.text()) <= 600
+
+
+def test_with_a_vae_the_model_is_checked_against_the_latents_in_the_dialog(qtbot, window, tmp_path):
+    """Before: with data.vae set the dialog accepted any UNet ("checked when the run starts"), so a
+    pixel model for a latent run was refused only after the data had been encoded. The latents'
+    shape comes from the VAE's config.json (no weights loaded): 1-channel 8 px digits -> 4 x 4 x 4."""
+    from tests.engine.test_latents import tiny_vae
+
+    tiny_vae(tmp_path / "vae", channels=1)  # 2 levels: downsampling by 2, 4 latent channels
+    window.state.update("data", vae=str(tmp_path / "vae"))
+    save_unet(tmp_path / "latent_unet", size=4, channels=4)
+    found = check(qtbot, window, tmp_path / "latent_unet")
+    assert not isinstance(found, str), found
+    assert "4-channel 4 px" in found.data and "downsampling by 2" in found.data
+    window.start_from.dialog.reject()
+
+    save_unet(tmp_path / "pixel_unet", size=8, channels=1)  # a pixel model: cannot take the latents
+    message = check(qtbot, window, tmp_path / "pixel_unet")
+    assert isinstance(message, str) and "latents" in message and "1-channel" in message and "4-channel" in message
+    window.start_from.message_box.button(window.start_from.message_box.StandardButton.Ok).click()
+    assert window.state.config.model.init_from == ""
