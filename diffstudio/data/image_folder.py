@@ -70,15 +70,7 @@ def load_image_folder(
     folder or one without a single usable image.
     """
     root = resolve_folder(path)
-    _check_options(resolution, channels)
-    files, scan_skipped = scan_folder(root, labels)
-    if not files:
-        if scan_skipped:
-            raise _no_usable_error(root, scan_skipped, len(scan_skipped))
-        raise _no_images_error(root)
-    resolution, notes = resolve_resolution(_header_sizes(files), resolution)
-    options = {"resolution": resolution, "channels": channels, "labels": labels,
-               "background": list(background), "max_pixels": max_pixels, "decoder": DECODER_VERSION}
+    files, scan_skipped, options, notes = plan_folder(root, resolution, channels, labels, background, max_pixels)
     key = cache_key(root, files, options) if use_cache else None
     decoded = read_cached(key) if key else None
     if decoded is not None:
@@ -91,6 +83,25 @@ def load_image_folder(
     dataset = _to_dataset(root, decoded, scan_skipped, len(files) + len(scan_skipped))
     dataset.notes[:0] = notes
     return dataset
+
+
+def plan_folder(root: Path, resolution: int | None, channels: int, labels: bool, background: RGB = WHITE,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[list[ImageFile], list, dict, list[str]]:
+    """What every folder loader decides before decoding: ``(files, skipped by the scan, decode
+    options, notes)``. ``options`` holds the resolution ("native" resolved from the file headers,
+    :mod:`diffstudio.data.native_size`), channels, labels, background, max_pixels and the decoder
+    version (the caches' keys). Raises DatasetError for bad options or a folder without a usable
+    image (the same words for the in-memory and the pixel-cache loaders)."""
+    _check_options(resolution, channels)
+    files, scan_skipped = scan_folder(root, labels)
+    if not files:
+        if scan_skipped:
+            raise _no_usable_error(root, scan_skipped, len(scan_skipped))
+        raise _no_images_error(root)
+    resolution, notes = resolve_resolution(_header_sizes(files), resolution)
+    options = {"resolution": resolution, "channels": channels, "labels": labels,
+               "background": list(background), "max_pixels": max_pixels, "decoder": DECODER_VERSION}
+    return files, scan_skipped, options, notes
 
 
 def _header_sizes(files: list[ImageFile]) -> list[tuple[int, int] | None]:

@@ -16,23 +16,18 @@ from pathlib import Path
 import torch
 
 from diffstudio.data.dataset import InMemoryDataset
-from diffstudio.data.decode import DEFAULT_MAX_PIXELS
 from diffstudio.data.errors import DatasetError, LoadCancelled
 from diffstudio.data.folder_cache import cache_key, cached_rows
-from diffstudio.data.folder_scan import has_class_folders, scan_folder
+from diffstudio.data.folder_scan import has_class_folders
 from diffstudio.data.image_folder import (
-    DECODER_VERSION,
     Progress,
     ShouldCancel,
     _drop_empty_classes,
-    _header_sizes,
-    _no_images_error,
     _no_usable_error,
+    plan_folder,
     resolve_folder,
 )
-from diffstudio.data.native_size import resolve_resolution
 from diffstudio.data.paths import from_portable
-from diffstudio.data.pil_modes import WHITE
 from diffstudio.data.pixel_cache import build_pixel_cache, pixel_cache_key
 from diffstudio.data.registry import DEFAULT_FOLDER_CHANNELS, load_dataset, source_kind
 from diffstudio.data.streaming import StreamingDataset
@@ -158,18 +153,7 @@ def _folder_cache(root: Path, resolution: int | None, channels: int, labels: boo
                   should_cancel: ShouldCancel | None):
     """The folder's pixel cache and the loader's notes; ``resolution`` None is "native", chosen as
     :func:`~diffstudio.data.image_folder.load_image_folder` chooses it (never an upscale)."""
-    if channels not in (1, 3):
-        raise DatasetError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
-    if resolution is not None and not 1 <= resolution <= 4096:
-        raise DatasetError(f"resolution must be between 1 and 4096, got {resolution}")
-    files, scan_skipped = scan_folder(root, labels)
-    if not files:  # the in-memory loader's messages, word for word
-        if scan_skipped:
-            raise _no_usable_error(root, scan_skipped, len(scan_skipped))
-        raise _no_images_error(root)
-    resolution, notes = resolve_resolution(_header_sizes(files), resolution)
-    options = {"resolution": resolution, "channels": channels, "labels": labels,
-               "background": list(WHITE), "max_pixels": DEFAULT_MAX_PIXELS, "decoder": DECODER_VERSION}
+    files, scan_skipped, options, notes = plan_folder(root, resolution, channels, labels)
     with cached_rows(cache_key(root, files, options), files) as decoded:  # a folder the app has loaded
         try:
             cache = build_pixel_cache(pixel_cache_key(root, files, options), files, options, progress,
