@@ -302,9 +302,7 @@ class Trainer:
     def _info_of(self, d, channels: int | None = None, resolution: int | None = None) -> DataInfo:
         """What the model is fitted to: ``d``'s kind, channels, side and classes (``channels`` and
         ``resolution`` given: those of its latents)."""
-        classes = d.num_classes if (self.config.data.labels and d.labels is not None) else 0
-        return DataInfo(kind=d.kind, channels=channels or (d.channels if d.kind == "image" else 2),
-                        resolution=resolution or (d.resolution if d.kind == "image" else None), num_classes=classes)
+        return DataInfo.from_dataset(d, labels=self.config.data.labels, channels=channels, resolution=resolution)
 
     def _build_model(self) -> None:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn

@@ -63,8 +63,7 @@ class LatentThumbnails(QObject):
         self.encoded: EncodedImage | None = None
         self.error = ""
         self._codec = None  # (vae folder, LatentCodec): the VAE is loaded once
-        self._codec_lock = threading.Lock()  # one encode job at a time: the VAE is loaded (and diffusers,
-        # whose lazy module is not safe to import from two threads at once, imported) by one of them
+        self._codec_lock = threading.Lock()  # one encode job at a time, so the VAE is loaded once
         self._latents: dict[tuple[str, str], EncodedImage] = {}
         self._encoding: TaskThread | None = None
         self._decoding: TaskThread | None = None

@@ -57,10 +57,7 @@ def data_info(config: Config, dataset):
 
     if dataset is None:
         return None
-    classes = dataset.num_classes if (config.data.labels and dataset.labels is not None) else 0
-    image = dataset.kind == "image"
-    return DataInfo(kind=dataset.kind, channels=dataset.channels if image else 2,
-                    resolution=dataset.resolution if image else None, num_classes=classes)
+    return DataInfo.from_dataset(dataset, labels=config.data.labels)
 
 
 def _architecture(pre) -> tuple[str, ...]:

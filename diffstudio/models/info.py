@@ -31,11 +31,15 @@ class DataInfo:
             raise ValueError(f"num_classes: must be >= 0, got {self.num_classes}")
 
     @classmethod
-    def from_dataset(cls, dataset: Any) -> "DataInfo":
-        """From anything with ``kind``, ``channels``, ``resolution`` and ``num_classes``
-        (an :class:`~diffstudio.data.dataset.InMemoryDataset`)."""
-        return cls(kind=dataset.kind, channels=int(dataset.channels), resolution=int(dataset.resolution or 0),
-                   num_classes=int(dataset.num_classes))
+    def from_dataset(cls, dataset: Any, *, labels: bool = True, channels: int | None = None,
+                     resolution: int | None = None) -> "DataInfo":
+        """What a model is fitted to, from anything with ``kind``, ``channels``, ``resolution`` and
+        ``num_classes`` (an :class:`~diffstudio.data.dataset.InMemoryDataset`, a streamed or latent
+        dataset). ``labels`` False (``data.labels``): no classes, whatever the data carry.
+        ``channels`` / ``resolution`` given: those of the model's input instead (a VAE's latents)."""
+        classes = int(dataset.num_classes) if labels else 0
+        return cls(kind=dataset.kind, channels=int(channels or dataset.channels),
+                   resolution=int(resolution or dataset.resolution or 0), num_classes=classes)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
