@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from diffstudio.core.units import format_bytes
 from diffstudio.data.dataset import InMemoryDataset
 from diffstudio.data.errors import DatasetError, LoadCancelled
 from diffstudio.data.folder_cache import cache_key, cached_rows
@@ -109,8 +110,8 @@ def load_training_data(
                                  labels and has_class_folders(root), progress, should_cancel)
     count = cache.count if n is None else min(n, cache.count)
     size = count * cache.image_bytes
-    head = (f"data: {root.name}, {count:,} images of {cache.resolution} px, {_mib(size)} as uint8; "
-            f"memory budget {_mib(budget)}")
+    head = (f"data: {root.name}, {count:,} images of {cache.resolution} px, {format_bytes(size)} as uint8; "
+            f"memory budget {format_bytes(budget)}")
     if size <= budget:
         x = torch.from_numpy(cache.read(count))
         y = None if cache.labels is None else torch.from_numpy(cache.labels[:count].copy())
@@ -171,6 +172,3 @@ def _folder_cache(root: Path, resolution: int | None, channels: int, labels: boo
         notes += dropped
     return cache, notes
 
-
-def _mib(size: int) -> str:
-    return f"{size / 2**20:,.1f} MiB" if size >= 2**20 else f"{size / 2**10:,.1f} KiB"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from diffstudio.core.objectives import diffusion_loss
+from diffstudio.core.units import format_duration
 
 GiB = 1024**3
 FIT_MARGIN = 0.9  # warn above this share of the device's memory
@@ -134,9 +135,9 @@ def _measure(trainer, probe_steps: int, available_bytes: int | None) -> Estimate
     warnings: list[str] = []
     fits = have is None or peak <= FIT_MARGIN * have
     if not fits:
-        warnings.append(f"the estimated peak of {_size(peak)} exceeds {FIT_MARGIN:.0%} of the "
-                        f"{_size(have)} available on {trainer.device}: lower optim.batch_size "
-                        f"(activations {_size(activations)}), use a smaller model.preset or bf16")
+        warnings.append(f"the estimated peak of {format_size(peak)} exceeds {FIT_MARGIN:.0%} of the "
+                        f"{format_size(have)} available on {trainer.device}: lower optim.batch_size "
+                        f"(activations {format_size(activations)}), use a smaller model.preset or bf16")
     seconds = _probe(trainer, probe_steps) if fits and probe_steps > 0 else None
     if seconds is None and probe_steps > 0:
         warnings.append("the timing probe was skipped because the run would not fit")
@@ -160,7 +161,9 @@ def _probe(trainer, steps: int) -> float:
     return statistics.median(times)
 
 
-def _size(n: int | None) -> str:
+def format_size(n: int | None) -> str:
+    """A memory size in the estimate's units: '12.3 MiB' below a quarter GiB, '1.50 GiB' above;
+    'unknown' for None."""
     if n is None:
         return "unknown"
     return f"{n / GiB:.2f} GiB" if n >= GiB / 4 else f"{n / 1024**2:.1f} MiB"
@@ -171,18 +174,14 @@ def format_estimate(e: Estimate, total_steps: int | None = None) -> str:
     lines = [f"device           {e.device}, {e.precision} ({e.precision_reason})",
              f"model            {e.num_params:,} parameters",
              f"dataset          {e.data_items:,} {'images' if e.data_kind == 'image' else 'points'}, "
-             f"{_size(e.data_bytes)} {e.data_where}",
-             f"peak memory      ~{_size(e.peak_bytes)} (weights, gradients, AdamW and EMA {_size(e.state_bytes)}; "
-             f"activations {_size(e.activation_bytes)}{f'; VAE {_size(e.vae_bytes)}' if e.vae_bytes else ''}) "
-             f"of {_size(e.available_bytes)} available"]
+             f"{format_size(e.data_bytes)} {e.data_where}",
+             f"peak memory      ~{format_size(e.peak_bytes)} (weights, gradients, AdamW and EMA "
+             f"{format_size(e.state_bytes)}; activations {format_size(e.activation_bytes)}"
+             f"{f'; VAE {format_size(e.vae_bytes)}' if e.vae_bytes else ''}) of {format_size(e.available_bytes)} available"]
     if e.seconds_per_step is not None:
-        total = f", ~{_duration(e.seconds_per_step * total_steps)} for {total_steps:,} steps" if total_steps else ""
+        total = (f", ~{format_duration(e.seconds_per_step * total_steps)} for {total_steps:,} steps"
+                 if total_steps else "")
         lines.append(f"time per step    ~{e.seconds_per_step * 1000:.0f} ms (probe){total}")
     lines += [f"warning: {w}" for w in e.warnings]
     return "\n".join(lines)
 
-
-def _duration(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from diffstudio.core.units import format_bytes
 from diffstudio.data.registry import list_builtin, load_dataset, source_kind
 from diffstudio.data.stats import image_stats
 from diffstudio.data.training_data import open_folder
@@ -602,13 +603,6 @@ def _relative(path: str, root: str) -> str:
     return path
 
 
-def _size(n: int) -> str:
-    """'22.0 KiB', '3.4 MiB', '1.25 GiB': a small folder's cache is not '0.0 MiB'."""
-    if n < 2**20:
-        return f"{n / 2**10:,.1f} KiB"
-    return f"{n / 2**20:,.1f} MiB" if n < 2**30 else f"{n / 2**30:,.2f} GiB"
-
-
 def describe_dataset(ds) -> str:
     """'1797 usable images · 8×8 px · grey · 10 classes · 2 files skipped' (a folder also gives the
     size of its uint8 cache)."""
@@ -620,7 +614,7 @@ def describe_dataset(ds) -> str:
     if ds.num_classes:
         parts.append(f"{ds.num_classes} classes")
     if getattr(ds, "cache", None) is not None:  # a folder, read from its memory-mapped uint8 cache
-        parts.append(f"{_size(ds.nbytes)} uint8 cache on disk")
+        parts.append(f"{format_bytes(ds.nbytes)} uint8 cache on disk")
     if ds.skipped:
         parts.append(f"{len(ds.skipped)} file{'s' if len(ds.skipped) != 1 else ''} skipped (see below)")
     return " · ".join(parts)

@@ -32,6 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from diffstudio.core.units import format_duration
+from diffstudio.engine.dry_run import format_size
 from diffstudio.gui.runs_curve import LossCurve, loss_rows
 from diffstudio.gui.widgets.val_curve import ValidationView
 from diffstudio.gui.runs_data import (
@@ -53,30 +55,13 @@ EXPORT_FORMATS = (("diffusers folder", "diffusers"), ("safetensors file", "safet
 PROBE_STEPS = 3  # the dry run's timing probe (as `diffstudio train --dry-run`)
 
 
-def format_duration(seconds: float) -> str:
-    """'0:42', '12:05', '1:02:03'; '–' when unknown."""
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
-        return "–"
-    s = int(round(seconds))
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def format_bytes(n: int | None) -> str:
-    """'12.3 MiB', '1.50 GiB'; 'unknown' for None."""
-    if n is None:
-        return "unknown"
-    return f"{n / 1024**3:.2f} GiB" if n >= 1024**3 / 4 else f"{n / 1024**2:.1f} MiB"
-
-
 def estimate_lines(e, total_steps: int) -> list[str]:
     """A :class:`~diffstudio.engine.dry_run.Estimate` in three short lines for the panel (the full
     text of ``format_estimate`` is the tooltip)."""
     items = "images" if e.data_kind == "image" else "points"
-    lines = [f"{e.num_params:,} parameters · data: {e.data_items:,} {items}, {format_bytes(e.data_bytes)} "
+    lines = [f"{e.num_params:,} parameters · data: {e.data_items:,} {items}, {format_size(e.data_bytes)} "
              f"{e.data_where}",
-             f"peak memory ~{format_bytes(e.peak_bytes)} of {format_bytes(e.available_bytes)} available on "
+             f"peak memory ~{format_size(e.peak_bytes)} of {format_size(e.available_bytes)} available on "
              f"{e.device} ({e.precision})"]
     if e.seconds_per_step is not None:
         lines.append(f"~{e.seconds_per_step * 1000:,.0f} ms per step, "
