@@ -178,12 +178,13 @@ def current_rss_mb(pid: int | str = "self") -> float:
 # --------------------------------------------------------------------------------------- training
 
 
-def train(cfg, *, hooks=None, dataset=None, out_dir: str | None = None, name: str = "run"):
-    """Run the engine's Trainer on ``cfg`` in a temporary folder; returns (trainer, result, seconds)."""
+def train(cfg, *, hooks=None, dataset=None, out_dir: str | None = None, name: str = "run", device: str = "cpu"):
+    """Run the engine's Trainer on ``cfg`` (on ``device``, the CPU unless told) in a temporary folder;
+    returns (trainer, result, seconds)."""
     from diffstudio.engine.trainer import Trainer
 
     out_dir = out_dir or tempfile.mkdtemp(prefix="dsbench-")
-    cfg = cfg.updated(run={"out_dir": out_dir, "name": name, "device": "cpu"})
+    cfg = cfg.updated(run={"out_dir": out_dir, "name": name, "device": device})
     trainer = Trainer(cfg, hooks=hooks, dataset=dataset)
     t0, c0 = time.perf_counter(), time.process_time()
     result = trainer.run()

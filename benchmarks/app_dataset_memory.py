@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import _common as C  # noqa: E402  (puts the repository on sys.path)

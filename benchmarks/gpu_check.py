@@ -44,8 +44,7 @@ PARTS = ("quickstart", "folder128", "export", "gpu", "streaming")
 def _child(code: str, args: list[str], timeout: float) -> dict:
     """Run ``code`` (a function body below, by name) in a fresh interpreter; its last stdout line is
     JSON. A failure becomes {"error": ...} with the last lines of stderr."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE), os.environ.get("PYTHONPATH", "")]),
-               PYTHONUNBUFFERED="1")
+    env = _env(HERE)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", code, *args]
     t0 = time.perf_counter()
     try:
@@ -139,11 +138,18 @@ def child_export_sample(run_dir: str, device: str, out_dir: str) -> dict:
             "numpy": np.__version__}
 
 
+def _env(*more: Path) -> dict:
+    """The environment of a child: the source tree (and ``more``) first on PYTHONPATH, the caller's
+    PYTHONPATH kept after it (on the GPU machine it holds packages carried as wheels)."""
+    path = os.pathsep.join([str(ROOT), *map(str, more), os.environ.get("PYTHONPATH", "")])
+    return dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1")
+
+
 def _script(name: str, args: list[str], timeout: float) -> dict:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         p = subprocess.run([sys.executable, str(HERE / name), "--out", tmp, *args], capture_output=True, text=True,
-                           timeout=timeout, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                           timeout=timeout, cwd=ROOT, env=_env())
         results = {f.name: json.loads(f.read_text()) for f in Path(tmp).glob("*.json")}
     return {"exit": p.returncode, "wall_s": round(time.perf_counter() - t0, 1),
             "stdout_tail": p.stdout.strip().splitlines()[-12:], "stderr_tail": p.stderr.strip().splitlines()[-6:],
@@ -184,6 +190,12 @@ def main(argv=None) -> int:
                  "device": args.device, "card": _card(args.device), "command": " ".join(sys.argv)}
     print(out["card"], flush=True)
     t_all = time.perf_counter()
+    name = "gpu_check" + ("-quick" if args.quick else "")
+
+    def save() -> None:  # after every part, so that a run stopped at its limit keeps what finished
+        out["total_s"] = round(time.perf_counter() - t_all, 1)
+        C.save_json(args.out, name, out)
+
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp_name:
         tmp = Path(tmp_name)
         os.environ["DIFFSTUDIO_CACHE"] = str(tmp / "cache")
@@ -197,6 +209,7 @@ def main(argv=None) -> int:
                 out["quickstart"][v] = r
                 kept = r.get("run_dir") or kept
                 print(f"quickstart {v}: {_line(r)}", flush=True)
+                save()
         if "folder128" in parts:
             from streaming import make_folder
 
@@ -208,21 +221,25 @@ def main(argv=None) -> int:
                                                  str(tmp / "runs"), str(folder), ""])], 900)
                 out["folder128"][v] = r
                 print(f"128 px folder {v}: {_line(r)}", flush=True)
+                save()
         if "export" in parts:
             r = _child("export", [json.dumps([kept, args.device, str(tmp / "export")])], 600) if kept else {
                 "error": "no quickstart run to export"}
             out["export"] = r
             print(f"export and sample: {r}", flush=True)
+            save()
         if "gpu" in parts:
             extra = ["--device", args.device] + (["--quick"] if args.quick else ["--rounds", "2", "--steps", "30"])
             out["gpu"] = _script("gpu.py", extra, 900)
             print("gpu.py:", *out["gpu"]["stdout_tail"], sep="\n  ", flush=True)
+            save()
         if "streaming" in parts:
-            extra = ["--only", "throughput"] + (["--quick"] if args.quick else ["--rounds", "2", "--small-steps", "40"])
+            extra = ["--only", "throughput", "--device", args.device] + (["--quick"] if args.quick else ["--rounds", "2", "--small-steps", "40"])
             out["streaming"] = _script("streaming.py", extra, 900)
             print("streaming.py:", *out["streaming"]["stdout_tail"], sep="\n  ", flush=True)
-    out["total_s"] = round(time.perf_counter() - t_all, 1)
-    print(f"total {out['total_s']} s; wrote {C.save_json(args.out, 'gpu_check' + ('-quick' if args.quick else ''), out)}")
+            save()
+    save()
+    print(f"total {out['total_s']} s; wrote {Path(args.out) / (name + '.json')}")
     return 0
 
 

@@ -161,13 +161,15 @@ def throughput(args, out: dict) -> None:
                                                     "streamed": med("streamed", "steps_per_s")},
                              "streamed_over_resident_median_of_rounds": round(float(np.median(ratios)), 3),
                              "streamed_over_resident_cpu_median_of_rounds": round(float(np.median(cpu_ratios)), 3),
-                             "torch_threads": torch.get_num_threads()}
+                             "torch_threads": torch.get_num_threads(), "device": args.device}
 
 
 class _Clock:
     """Trainer hooks that time the steps after the warm-up (wall and process CPU time)."""
 
-    def __init__(self, warmup: int):
+    def __init__(self, warmup: int, device: str = "cpu"):
+        import torch
+
         from diffstudio.engine.trainer import TrainerHooks
 
         self.warmup, self.marks = warmup, {}
@@ -176,6 +178,8 @@ class _Clock:
         class Hooks(TrainerHooks):
             def on_metrics(self, step, m):
                 if step in (clock.warmup, clock.last):
+                    if device.startswith("cuda"):
+                        torch.cuda.synchronize()  # the step has finished on the device, not only been queued
                     clock.marks[step] = (time.perf_counter(), time.process_time())
 
         self.hooks = Hooks()
@@ -189,9 +193,10 @@ def small_round(tmp: Path, path: str, args) -> dict:
         optim={"batch_size": 64}, sampling={"num_samples": 2, "steps": 2},
         run={"steps": args.warmup + args.small_steps, "log_every": 1, "preview_every": 100_000,
              "checkpoint_every": 100_000})
-    clock = _Clock(args.warmup)
+    clock = _Clock(args.warmup, args.device)
     clock.last = args.warmup + args.small_steps
-    trainer, _, _ = C.train(cfg, hooks=clock.hooks, out_dir=str(tmp / "runs"), name=f"{path}-{time.time_ns()}")
+    trainer, _, _ = C.train(cfg, hooks=clock.hooks, out_dir=str(tmp / "runs"), name=f"{path}-{time.time_ns()}",
+                              device=args.device)
     (w0, c0), (w1, c1) = clock.marks[args.warmup], clock.marks[clock.last]
     kind = type(trainer.data).__name__
     assert (kind == "StreamingDataset") == (path == "streamed"), kind
@@ -210,6 +215,7 @@ def main(argv=None) -> int:
     p.add_argument("--small-steps", type=int, default=40)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--device", default="cpu", help="device of the throughput runs (e.g. cuda)")
     args = p.parse_args(argv)
     if args.quick:
         args.count, args.steps, args.small, args.small_steps, args.rounds = 300, 3, 128, 5, 2
@@ -245,7 +251,7 @@ def report(out: dict) -> None:
         print(f"uint8 pixels {m['uint8_pixels_mb']} MB, float32 {m['float32_pixels_mb']} MB")
     if "throughput" in out:
         t = out["throughput"]
-        print(f"\nsmall folder ({t['images']} images, 32 px, batch 64): streamed / resident steps/s, median of "
+        print(f"\nsmall folder ({t['images']} images, 32 px, batch 64, {t.get('device', 'cpu')}): streamed / resident steps/s, median of "
               f"{len(t['rounds'])} alternating rounds: {t['streamed_over_resident_median_of_rounds']} wall, "
               f"{t['streamed_over_resident_cpu_median_of_rounds']} CPU")
 
