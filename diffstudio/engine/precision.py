@@ -10,8 +10,10 @@ prints and the app shows. A request the device cannot honour is refused (a ``Con
 - ``auto`` (the default) picks bf16 for image runs on a CPU with native bf16 instructions
   (AVX512-BF16 or AMX-BF16), where ``benchmarks/bf16_cpu.py`` measured 1.25x (8 px) to 2.5x (128 px)
   the steps/s of fp32 at the same quality (quickstart recognition rate, both lighting presets'
-  spread ratios); fp32 for point data, on other CPUs and on CUDA (where bf16 has not been measured
-  by this project yet).
+  spread ratios); fp32 for point data, on other CPUs and on CUDA. On an H200 (``benchmarks/gpu_check.py``,
+  2026-11-30) bf16 autocast trained the built-in quickstart and 128 px presets at 0.55-0.58x the
+  steps/s of fp32 (their kernels are too small for bf16 to pay for autocast's casts) and the 32 px
+  UNet at batch 256 at 1.09x, so ``auto`` keeps fp32 there; ask for ``bf16`` on large models.
 - fp16 autocast with a gradient scaler is CUDA only.
 """
 
@@ -78,7 +80,8 @@ def resolve_precision(requested: str, device: torch.device, *, points: bool = Fa
     ``run.precision``) when the device cannot do what was asked.
 
     ``auto`` is bf16 only where ``benchmarks/bf16_cpu.py`` measured the same quality at a higher
-    speed: image runs on a CPU with native bf16. Point runs stay fp32 (their MLPs are too small to
+    speed: image runs on a CPU with native bf16 (on CUDA it measured slower than fp32 for the
+    built-in presets, so ``auto`` is fp32 there). Point runs stay fp32 (their MLPs are too small to
     gain, and bf16's 8-bit mantissa was not measured on 2-D densities)."""
     kind = device.type
     if requested == "auto":
@@ -88,8 +91,10 @@ def resolve_precision(requested: str, device: torch.device, *, points: bool = Fa
         if kind == "cpu" and cpu_native_bf16() and cpu_bf16_supported():
             return Precision(requested, "bf16", kind, "auto: this CPU has native bf16 (AVX512-BF16/AMX), "
                              "measured 1.25-2.5x the speed of fp32 at the same quality (docs/benchmarks.md)")
-        return Precision(requested, "fp32", kind, f"auto: fp32 on {kind}" + (
-            " (no native bf16 on this CPU)" if kind == "cpu" else " (bf16 not yet measured on this device)"))
+        why = {"cpu": " (no native bf16 on this CPU)",
+               "cuda": " (bf16 autocast measured 0.55-0.58x fp32's speed on the built-in presets on an H200; "
+                       "set bf16 for large models)"}.get(kind, "")
+        return Precision(requested, "fp32", kind, f"auto: fp32 on {kind}{why}")
     if requested == "fp32":
         return Precision(requested, "fp32", kind, "fp32 as asked")
     if requested == "fp16":

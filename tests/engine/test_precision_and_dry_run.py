@@ -41,6 +41,16 @@ def test_auto_keeps_point_data_in_fp32_even_with_native_bf16(monkeypatch):
     assert p.effective == "fp32" and "point" in p.reason
 
 
+def test_auto_keeps_cuda_in_fp32_and_says_it_was_measured(monkeypatch):
+    """On an H200 bf16 autocast trained the built-in presets at 0.55-0.58x fp32's steps/s
+    (docs/benchmarks.md, GPU); auto stays fp32 on CUDA even where the CPU has native bf16."""
+    monkeypatch.setattr(P, "cpu_native_bf16", lambda: True)
+    monkeypatch.setattr(P, "cpu_bf16_supported", lambda: True)
+    p = P.resolve_precision("auto", torch.device("cuda", 0))
+    assert (p.effective, p.device_type) == ("fp32", "cuda")
+    assert "H200" in p.reason and "bf16" in p.reason
+
+
 @pytest.mark.parametrize("source,points", [("digits", False), ("moons", True), ("gaussians8", True)])
 def test_the_default_is_auto_and_a_run_resolves_it_by_its_data(monkeypatch, tmp_path, source, points):
     """The default precision is ``auto``; a run picks bf16 for images on a native-bf16 CPU and fp32
