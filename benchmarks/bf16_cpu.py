@@ -14,7 +14,15 @@ Quality at the same steps and seed:
 
     python benchmarks/bf16_cpu.py                  # speed and quality (about 25 min on 2 idle cores)
     python benchmarks/bf16_cpu.py --only speed     # or --only quality
+    python benchmarks/bf16_cpu.py --only bare --threads 1   # the bare quickstart model, and where its time goes
     python benchmarks/bf16_cpu.py --quick          # smoke run (figures not meaningful)
+
+Bare (``--only bare``; written to ``bf16_cpu_bare.json``): the quickstart's UNet alone, as the
+issue measured its 6.5M-parameter model: forward, MSE loss, backward and a fused AdamW step on
+fixed inputs, fp32 against bf16 autocast in alternating rounds, timed in the thread's CPU time
+(``time.thread_time``, robust to other load), at ``--bare-batches``; then one profile per precision
+(``torch.profiler``) gives the convolutions' forward and backward milliseconds per step, the
+ceiling on what bf16 can gain for this model.
 
 Writes benchmarks/results/bf16_cpu.json.
 """
@@ -111,9 +119,71 @@ def quality(args) -> dict:
     return out
 
 
+def bare(args) -> dict:
+    """fp32 vs bf16 autocast on the bare quickstart model (see the module docstring)."""
+    from diffstudio.models.build import build_model
+    from diffstudio.models.info import DataInfo
+
+    cfg = preset("quickstart")
+    info = DataInfo(kind="image", channels=1, resolution=8, num_classes=10)
+    out = {}
+    for batch in (int(b) for b in args.bare_batches.split(",")):
+        g = torch.Generator().manual_seed(0)
+        x, t = torch.randn(batch, 1, 8, 8, generator=g), torch.rand(batch, generator=g) * 999
+        y = torch.randint(0, 10, (batch,), generator=g)
+        models = {}
+        for p in PRECISIONS:
+            torch.manual_seed(0)
+            m = build_model(cfg, info)
+            models[p] = (m, torch.optim.AdamW(m.parameters(), lr=1e-3, fused=True))
+
+        def step(p):
+            m, opt = models[p]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=p == "bf16"):
+                loss = (m(x, t, y).float() - x).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        for p in PRECISIONS:
+            for _ in range(args.warmup):
+                step(p)
+        ms = {p: [] for p in PRECISIONS}
+        for r in range(args.rounds):
+            for p in (PRECISIONS if r % 2 == 0 else PRECISIONS[::-1]):
+                c0 = time.thread_time()
+                for _ in range(args.steps):
+                    step(p)
+                ms[p].append((time.thread_time() - c0) / args.steps * 1e3)
+        conv = {}
+        from torch.profiler import ProfilerActivity, profile
+
+        for p in PRECISIONS:
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(5):
+                    step(p)
+            ev = {e.key: e.self_cpu_time_total / 1e3 / 5 for e in prof.key_averages()}
+            conv[p] = {"forward_ms": round(ev.get("aten::mkldnn_convolution", 0.0), 1),
+                       "backward_ms": round(ev.get("aten::convolution_backward", 0.0), 1),
+                       "all_ops_ms": round(sum(ev[k] for k in ev if k.startswith("aten::")), 1)}
+        med = {p: statistics.median(v) for p, v in ms.items()}
+        out[f"batch_{batch}"] = {
+            "ms_per_step": {p: [round(v, 1) for v in vs] for p, vs in ms.items()},
+            "median_ms_per_step": {p: round(v, 1) for p, v in med.items()},
+            "bf16_speedup": round(med["fp32"] / med["bf16"], 3),
+            "convolution_profile": conv,
+            "conv_forward_speedup": round(conv["fp32"]["forward_ms"] / max(conv["bf16"]["forward_ms"], 1e-9), 2),
+            "conv_backward_speedup": round(conv["fp32"]["backward_ms"] / max(conv["bf16"]["backward_ms"], 1e-9), 2)}
+        r = out[f"batch_{batch}"]
+        print(f"bare quickstart model, batch {batch}: fp32 {med['fp32']:.1f} ms, bf16 {med['bf16']:.1f} ms per step "
+              f"({r['bf16_speedup']}x); convolutions fwd {r['conv_forward_speedup']}x, bwd "
+              f"{r['conv_backward_speedup']}x", flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     p = C.base_parser(__doc__)
-    p.add_argument("--only", default="speed,quality")
+    p.add_argument("--only", default="speed,quality", help="speed, quality and/or bare")
     p.add_argument("--workloads", default="quickstart,shapes-128")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=int, default=5)
@@ -123,6 +193,7 @@ def main(argv=None) -> int:
                    help="presets whose quality is compared (comma-separated)")
     p.add_argument("--samples", type=int, default=200, help="digits samples judged")
     p.add_argument("--lighting-samples", type=int, default=512)
+    p.add_argument("--bare-batches", default="64,256", help="batch sizes of the bare-model part")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.warmup, args.steps, args.quality_steps = 1, 1, 2, 5
@@ -137,8 +208,11 @@ def main(argv=None) -> int:
         out["speed"] = speed(args)
     if "quality" in parts:
         out["quality"] = quality(args)
+    if "bare" in parts:
+        out["bare"] = bare(args)
     out["total_s"] = round(time.perf_counter() - t0, 1)
-    print(f"wrote {C.save_json(args.out, 'bf16_cpu' + ('-quick' if args.quick else ''), out)}")
+    name = "bf16_cpu" + ("_bare" if parts == ["bare"] else "") + ("-quick" if args.quick else "")
+    print(f"wrote {C.save_json(args.out, name, out)}")
     return 0
 
 
