@@ -144,19 +144,9 @@ def _json_safe(obj):
     return obj
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def config_differences(a, b) -> list[tuple[str, object, object]]:
     """``[(dotted.name, value in a, value in b)]`` for every setting where two Configs differ."""
-    fa, fb = _flat(a.to_dict()), _flat(b.to_dict())
+    fa, fb = a.flat(), b.flat()
     return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
 
 

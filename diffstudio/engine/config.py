@@ -279,7 +279,13 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, Any]:
+        """The nested plain dict (``dataclasses.asdict``): ``{"schedule": {"family": ...}, ...}``."""
         return asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its dotted name, ``{"schedule.family": ..., "run.steps": ...}``, with the
+        values of ``to_dict``."""
+        return _flat(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
@@ -327,6 +333,16 @@ class Config:
         except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError([("file", f"{path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {e}")]) from None
         return cls.from_dict(data)
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _drop_none(d: Any) -> Any:
