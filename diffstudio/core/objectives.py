@@ -27,12 +27,17 @@ Tensor = torch.Tensor
 
 
 class Weighting(str, Enum):
+    """How each t's loss is weighted, stated on x0-MSE (see the module doc): ``uniform`` (plain MSE
+    on the prediction), ``min_snr`` (``min(SNR, gamma)``, Hang et al. 2023), ``snr_plus_one``
+    (``SNR + 1``: the v-loss of Salimans & Ho 2022 stated on x0)."""
     UNIFORM = "uniform"  # plain MSE on the prediction
     MIN_SNR = "min_snr"  # w_x0 = min(SNR, gamma)
     SNR_PLUS_ONE = "snr_plus_one"  # w_x0 = SNR + 1 (the v-loss, stated on x0)
 
 
 class TimeSampling(str, Enum):
+    """How training draws t: ``uniform`` on [0, 1], or ``logit_normal``: ``t = sigmoid(m + s n)``,
+    ``n ~ N(0, 1)`` (Esser et al. 2024, SD3)."""
     UNIFORM = "uniform"
     LOGIT_NORMAL = "logit_normal"  # t = sigmoid(m + s n), Esser et al. 2024
 

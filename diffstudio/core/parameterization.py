@@ -26,6 +26,9 @@ Tensor = torch.Tensor
 
 
 class Parameterization(str, Enum):
+    """What the network predicts, each ``p = a_t x0 + b_t eps`` (the table in DESIGN.md):
+    ``eps`` (DDPM), ``x0``, ``v = alpha eps - sigma x0`` (Salimans & Ho 2022), ``flow = dx_t/dt``
+    (rectified flow), ``score = -eps / sigma``."""
     EPS = "eps"
     X0 = "x0"
     V = "v"
@@ -41,6 +44,9 @@ class SingularPredictionError(ArithmeticError):
 
 
 class SingularPredictionWarning(RuntimeWarning):
+    """:func:`to_x0_eps` with ``on_singular="warn"`` where the 2x2 system is singular (``det = 0``,
+    e.g. eps or score at a zero-terminal-SNR end): what is returned there is only what ``x_t`` alone
+    identifies (at ``alpha = 0``: ``x0_hat = 0``), nothing of the image."""
     pass
 
 
