@@ -72,7 +72,10 @@ class Coefficients:
 
 
 def target_coefficients(param: Parameterization | str, c: Coefficients) -> tuple[Tensor, Tensor]:
-    """``(a_t, b_t)`` with ``p = a_t x0 + b_t eps``."""
+    """``(a_t, b_t)`` with ``p = a_t x0 + b_t eps``.
+    The table of DESIGN.md: eps (Ho et al. 2020) ``(0, 1)``, x0 ``(1, 0)``, v (Salimans & Ho 2022)
+    ``(-sigma, alpha)``, flow ``(alpha', sigma')`` (the velocity ``dx_t/dt``; rectified flow: ``eps - x0``),
+    score ``(0, -1/sigma)``. Shapes of ``c``'s tensors. Raises ValueError for an unknown name."""
     p = Parameterization(param)
     zero, one = torch.zeros_like(c.alpha), torch.ones_like(c.alpha)
     if p is Parameterization.EPS:
