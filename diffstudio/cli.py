@@ -116,6 +116,7 @@ def _settings_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of every subcommand (schedule, dataset, train, sample, export, eval, settings)."""
     p = _Parser(prog="diffstudio", description="Train diffusion and flow-matching models and see why choices work. "
                 "Run without arguments to open the app.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)

@@ -58,6 +58,8 @@ def _schedule_table(o: dict) -> str:
 
 
 def dataset(args) -> int:
+    """``diffstudio dataset inspect``: what a source holds (counts, classes, sizes, brightness), as
+    text or JSON; returns the exit code 0. Loading errors propagate to the CLI's error boundary."""
     from diffstudio.data.inspect import format_inspection, inspect_source
 
     report = inspect_source(args.source, resolution=args.resolution, channels=args.channels)
@@ -144,19 +146,9 @@ def _json_safe(obj):
     return obj
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def config_differences(a, b) -> list[tuple[str, object, object]]:
     """``[(dotted.name, value in a, value in b)]`` for every setting where two Configs differ."""
-    fa, fb = _flat(a.to_dict()), _flat(b.to_dict())
+    fa, fb = a.flat(), b.flat()
     return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
 
 
@@ -289,7 +281,9 @@ def settings(args) -> int:
 
 
 def dry_run(args) -> int:
-    """``train --dry-run``: the estimate of engine/dry_run.py, as text or one JSON object."""
+    """``train --dry-run``: the estimate of engine/dry_run.py, as text or one JSON object.
+    ``--device-memory`` is in GiB. Raises UsageError with ``--resume`` or a non-positive
+    ``--device-memory``."""
     from diffstudio.engine.dry_run import GiB, estimate, format_estimate
 
     if args.resume:
@@ -304,6 +298,9 @@ def dry_run(args) -> int:
 
 
 def train(args) -> int:
+    """``diffstudio train``: run the Trainer headless (Ctrl+C stops after saving), print the summary
+    (or JSON); under torchrun only rank 0 prints. Returns 0. Raises UsageError for flags that do not
+    combine; the Trainer's errors propagate to the CLI's error boundary."""
     from diffstudio.engine.trainer import Trainer
 
     if args.dry_run:
@@ -365,6 +362,9 @@ def _refuse(cfg, sections: tuple[str, ...]) -> None:
 
 
 def sample(args) -> int:
+    """``diffstudio sample``: images (or points) from a run's checkpoint, or from the exact
+    denoiser with ``--oracle``, written to ``--out``. Returns 0. Raises UsageError for flags that do
+    not combine."""
     _check_sample_args(args)
     if args.oracle:
         return _sample_oracle(args)
@@ -437,6 +437,8 @@ def _scatter_png(points, out: Path, size: int = 512) -> None:
 
 
 def export(args) -> int:
+    """``diffstudio export``: a checkpoint as a diffusers folder or one safetensors file; returns 0.
+    Raises ExportError (:func:`diffstudio.engine.export.export`)."""
     from diffstudio.engine.export import export as do_export
 
     path = do_export(args.source, args.format, args.out)
@@ -445,7 +447,8 @@ def export(args) -> int:
 
 
 def eval(args) -> int:  # noqa: A001 - the subcommand's name
-    """``diffstudio eval``: validation by t and quality measures (engine/eval_run.py)."""
+    """``diffstudio eval``: validation by t and quality measures (engine/eval_run.py).
+    Raises UsageError for a negative ``--quality-samples``."""
     from diffstudio.engine.eval_run import evaluate_checkpoint
 
     if args.quality_samples is not None and args.quality_samples < 0:

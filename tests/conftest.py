@@ -18,3 +18,10 @@ def _private_cache(tmp_path_factory):
     os.environ["DIFFSTUDIO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))  # error logs of unexpected failures
     yield
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    """A cache of the test's own (``tmp_path / "cache"``) instead of the suite's shared one; a file
+    asks for it on every test with ``pytestmark = pytest.mark.usefixtures("own_cache")``."""
+    monkeypatch.setenv("DIFFSTUDIO_CACHE", str(tmp_path / "cache"))

@@ -158,6 +158,8 @@ def sampling_grid(
 
 
 def default_spacing(schedule: Schedule) -> str:
+    """The sampling spacing a schedule gets unless one is chosen: ``trailing`` for beta schedules
+    (Lin et al. 2024: sample from the last timestep), ``uniform`` in t for continuous ones."""
     return "trailing" if isinstance(schedule, DiscreteSchedule) else "uniform"
 
 

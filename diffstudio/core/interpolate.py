@@ -55,7 +55,9 @@ def _end_slope(h0: Tensor, h1: Tensor, m0: Tensor, m1: Tensor) -> Tensor:
 
 def monotone_cubic(t: Tensor, xs: Tensor, ys: Tensor, d: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Monotone cubic Hermite interpolation and its derivative; linear beyond the end knots.
-    ``d``: the knot slopes, if already computed (``pchip_slopes(xs, ys)``)."""
+    ``d``: the knot slopes, if already computed (``pchip_slopes(xs, ys)``).
+    Shapes like ``t``. The slopes are :func:`pchip_slopes` (Fritsch & Carlson 1980, as SciPy's
+    ``PchipInterpolator``), so monotone data give a monotone curve."""
     t = torch.as_tensor(t, dtype=xs.dtype)
     d = pchip_slopes(xs, ys) if d is None else d
     k = _segment(t, xs)

@@ -27,12 +27,17 @@ Tensor = torch.Tensor
 
 
 class Weighting(str, Enum):
+    """How each t's loss is weighted, stated on x0-MSE (see the module doc): ``uniform`` (plain MSE
+    on the prediction), ``min_snr`` (``min(SNR, gamma)``, Hang et al. 2023), ``snr_plus_one``
+    (``SNR + 1``: the v-loss of Salimans & Ho 2022 stated on x0)."""
     UNIFORM = "uniform"  # plain MSE on the prediction
     MIN_SNR = "min_snr"  # w_x0 = min(SNR, gamma)
     SNR_PLUS_ONE = "snr_plus_one"  # w_x0 = SNR + 1 (the v-loss, stated on x0)
 
 
 class TimeSampling(str, Enum):
+    """How training draws t: ``uniform`` on [0, 1], or ``logit_normal``: ``t = sigmoid(m + s n)``,
+    ``n ~ N(0, 1)`` (Esser et al. 2024, SD3)."""
     UNIFORM = "uniform"
     LOGIT_NORMAL = "logit_normal"  # t = sigmoid(m + s n), Esser et al. 2024
 
@@ -70,7 +75,11 @@ def loss_weight(
     ``snr_plus_one``: ``(SNR + 1) (sigma/det)^2 = (alpha^2 + sigma^2) / det^2``.
     Where ``det = 0`` (eps or score at alpha = 0) the limit is taken through ``det / alpha``
     (min_snr -> ``min(1, g / SNR) / (det/alpha)^2``, i.e. 1 for eps); an infinite weight is capped
-    at ``max_weight``."""
+    at ``max_weight``.
+    On VP schedules ``min_snr`` gives Hang et al. 2023's Table 1 forms (eps ``min(SNR, g) / SNR``,
+    v ``min(SNR, g) / (SNR + 1)``, x0 ``min(SNR, g)``); ``snr_plus_one`` is Salimans & Ho 2022's v-loss
+    stated on x0. ``c`` holds (B,) times; returns float64 (B,). Raises ValueError for an unknown
+    weighting or parameterization."""
     w = Weighting(weighting)
     if w is Weighting.UNIFORM:
         return torch.ones_like(c.alpha)
@@ -104,7 +113,8 @@ def sample_times(
 ) -> Tensor:
     """Training times (B,), float64 on the CPU (where schedule arithmetic runs). The random draw
     happens on ``device`` with ``generator`` (which must live there), in float32 so that every
-    backend can make it. Discrete schedules get ``t = (i+1)/T`` for integer i."""
+    backend can make it. Discrete schedules get ``t = (i+1)/T`` for integer i.
+    Raises ValueError for an unknown ``sampling``."""
     if TimeSampling(sampling) is TimeSampling.UNIFORM:
         u = torch.rand(batch, generator=generator, device=device).to("cpu", torch.float64)
     else:
@@ -178,7 +188,9 @@ def diffusion_loss(
     eps: Tensor | None = None,
 ) -> Tensor:
     """The weighted denoising loss of one batch (a scalar). ``model(x_t, timestep, cond) -> p``.
-    ``t`` (B,) and ``eps`` (like ``x0``) are drawn with ``generator`` unless given."""
+    ``t`` (B,) and ``eps`` (like ``x0``) are drawn with ``generator`` unless given.
+    The forward process, targets and weights are :func:`add_noise`, :func:`make_target` and
+    :func:`loss_weight`; the model sees ``schedule.timestep(t)`` in float32."""
     if t is None:
         t = sample_times(schedule, x0.shape[0], generator, objective.time_sampling,
                          objective.logit_mean, objective.logit_std, x0.device)

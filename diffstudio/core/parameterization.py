@@ -26,6 +26,9 @@ Tensor = torch.Tensor
 
 
 class Parameterization(str, Enum):
+    """What the network predicts, each ``p = a_t x0 + b_t eps`` (the table in DESIGN.md):
+    ``eps`` (DDPM), ``x0``, ``v = alpha eps - sigma x0`` (Salimans & Ho 2022), ``flow = dx_t/dt``
+    (rectified flow), ``score = -eps / sigma``."""
     EPS = "eps"
     X0 = "x0"
     V = "v"
@@ -41,6 +44,9 @@ class SingularPredictionError(ArithmeticError):
 
 
 class SingularPredictionWarning(RuntimeWarning):
+    """:func:`to_x0_eps` with ``on_singular="warn"`` where the 2x2 system is singular (``det = 0``,
+    e.g. eps or score at a zero-terminal-SNR end): what is returned there is only what ``x_t`` alone
+    identifies (at ``alpha = 0``: ``x0_hat = 0``), nothing of the image."""
     pass
 
 
@@ -66,7 +72,10 @@ class Coefficients:
 
 
 def target_coefficients(param: Parameterization | str, c: Coefficients) -> tuple[Tensor, Tensor]:
-    """``(a_t, b_t)`` with ``p = a_t x0 + b_t eps``."""
+    """``(a_t, b_t)`` with ``p = a_t x0 + b_t eps``.
+    The table of DESIGN.md: eps (Ho et al. 2020) ``(0, 1)``, x0 ``(1, 0)``, v (Salimans & Ho 2022)
+    ``(-sigma, alpha)``, flow ``(alpha', sigma')`` (the velocity ``dx_t/dt``; rectified flow: ``eps - x0``),
+    score ``(0, -1/sigma)``. Shapes of ``c``'s tensors. Raises ValueError for an unknown name."""
     p = Parameterization(param)
     zero, one = torch.zeros_like(c.alpha), torch.ones_like(c.alpha)
     if p is Parameterization.EPS:

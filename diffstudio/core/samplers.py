@@ -61,11 +61,13 @@ class Point:
 
     @classmethod
     def at(cls, schedule: Schedule, t: float) -> "Point":
+        """The schedule's values at ``t`` (float in [0, 1]), computed in float64."""
         c = Coefficients.at(schedule, t)
         return cls(float(t), float(c.alpha), float(c.sigma), float(c.d_alpha), float(c.d_sigma))
 
     @property
     def log_snr(self) -> float:
+        """``lambda = 2 log(alpha / sigma)``: -inf where alpha = 0, +inf where sigma = 0."""
         if self.alpha == 0:
             return -math.inf
         return math.inf if self.sigma == 0 else 2 * math.log(self.alpha / self.sigma)
@@ -222,6 +224,9 @@ def sample_euler_maruyama(denoiser: DenoiseFn, x: Tensor, grid: Tensor, schedule
 
 @dataclass(frozen=True)
 class SamplerInfo:
+    """A registry entry of :data:`SAMPLERS`: its ``name`` (the setting's value), ``kind`` ("ODE" or
+    "SDE"), the ``label`` people see, the sampling function ``fn`` (the one sampler contract) and
+    whether it takes ``eta``."""
     name: str
     kind: str  # "ODE" or "SDE"
     label: str

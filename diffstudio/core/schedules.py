@@ -49,6 +49,8 @@ class Schedule:
     num_train_timesteps: int | None = None
 
     def alpha_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(alpha_t, d alpha_t / dt)``, float64 tensors shaped like ``t`` (float64, any shape, in
+        [0, 1]). Every subclass implements it; here it raises NotImplementedError."""
         raise NotImplementedError
 
     def sigma_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -63,15 +65,20 @@ class Schedule:
         return (alpha, d_alpha, *self.sigma_and_slope(t))
 
     def alpha(self, t: Tensor | float) -> Tensor:
+        """``alpha_t``, the share of the clean image in ``x_t``; float64 shaped like ``t`` (a float
+        gives a 0-d tensor)."""
         return self.alpha_and_slope(_as_t(t))[0]
 
     def sigma(self, t: Tensor | float) -> Tensor:
+        """``sigma_t``: the share of the noise in ``x_t``; float64 shaped like ``t``."""
         return self.sigma_and_slope(_as_t(t))[0]
 
     def d_alpha(self, t: Tensor | float) -> Tensor:
+        """``d alpha_t / dt``; float64 shaped like ``t``."""
         return self.alpha_and_slope(_as_t(t))[1]
 
     def d_sigma(self, t: Tensor | float) -> Tensor:
+        """``d sigma_t / dt``; float64 shaped like ``t``."""
         return self.sigma_and_slope(_as_t(t))[1]
 
     def snr(self, t: Tensor | float) -> Tensor:
@@ -91,6 +98,7 @@ class Schedule:
 
     @property
     def terminal_snr(self) -> float:
+        """``SNR(1) = alpha_1^2 / sigma_1^2`` (0 under zero terminal SNR)."""
         return float(self.snr(1.0))
 
     def timestep(self, t: Tensor | float) -> Tensor:
@@ -102,6 +110,7 @@ class Schedule:
         return _as_t(timestep) / 1000.0
 
     def describe(self) -> str:
+        """The schedule's name and parameters in one line for people (plots, logs)."""
         return type(self).__name__
 
 
@@ -169,6 +178,8 @@ class DiscreteSchedule(Schedule):
 
     @property
     def betas_range(self) -> tuple[float, float]:
+        """``(beta_start, beta_end)``: the given values, else the family's published defaults
+        (:data:`DEFAULT_BETAS`)."""
         default = DEFAULT_BETAS[self.family] if self.family in DEFAULT_BETAS else (1e-4, 0.02)
         start = default[0] if self.beta_start is None else float(self.beta_start)
         end = default[1] if self.beta_end is None else float(self.beta_end)
@@ -182,6 +193,9 @@ class DiscreteSchedule(Schedule):
 
     @cached_property
     def betas(self) -> Tensor:
+        """``beta_i = 1 - alpha_bar_i / alpha_bar_(i-1)`` (``alpha_bar_(-1) = 1``), shape (T,), float64:
+        the family's betas, or with ZTSNR those of the rescaled ``alpha_bar`` (the last is exactly 1), as
+        diffusers' ``rescale_zero_terminal_snr`` returns them."""
         abar = self.alphas_cumprod
         return 1.0 - abar / torch.cat([abar.new_ones(1), abar[:-1]])
 
@@ -193,6 +207,8 @@ class DiscreteSchedule(Schedule):
         return t, alpha
 
     def alpha_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``alpha_t`` linear between the knots ``(0, 1)`` and ``((i + 1) / T, sqrt(alpha_bar_i))``, and
+        that segment's slope; float64 shaped like ``t``."""
         return linear_with_slope(t, *self._knots)
 
     def timestep(self, t: Tensor | float) -> Tensor:
@@ -200,12 +216,15 @@ class DiscreteSchedule(Schedule):
         return _as_t(t) * self.num_train_timesteps - 1.0
 
     def time_of(self, timestep: Tensor | float) -> Tensor:
+        """The inverse of :meth:`timestep`: ``t = (i + 1) / T`` for index ``i`` (float64)."""
         return (_as_t(timestep) + 1.0) / self.num_train_timesteps
 
     def index_to_t(self, i: Tensor) -> Tensor:
+        """``t = (i + 1) / T`` for integer step indices ``i`` (any shape); float64."""
         return (i.to(F64) + 1.0) / self.num_train_timesteps
 
     def describe(self) -> str:
+        """'scaled_linear (T=1000)', with ' + ZTSNR' when rescaled."""
         z = " + ZTSNR" if self.ztsnr else ""
         return f"{self.family} (T={self.num_train_timesteps}){z}"
 
@@ -232,10 +251,13 @@ class FlowSchedule(Schedule):
     def alpha_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
         # 1 - s(t) written as (1 - t) / denom: exactly 0 at t = 1 for every shift
         # (1 - s(1) rounds to -2e-16 for shift 0.1, and a negative alpha breaks log-SNR)
+        """``alpha = 1 - s(t) = (1 - t) / (1 + (shift - 1) t)`` and ``-ds/dt``; float64 shaped like ``t``."""
         _, ds = self._shifted(t)
         return (1.0 - t) / self._denominator(t), -ds
 
     def sigma_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``sigma = s(t) = shift t / (1 + (shift - 1) t)`` (Esser et al. 2024, eq. 23) and
+        ``ds/dt = shift / (1 + (shift - 1) t)^2``; float64 shaped like ``t``."""
         return self._shifted(t)
 
     def timestep(self, t: Tensor | float) -> Tensor:
@@ -243,10 +265,13 @@ class FlowSchedule(Schedule):
         return 1000.0 * self.sigma(t)
 
     def time_of(self, timestep: Tensor | float) -> Tensor:
+        """The inverse of :meth:`timestep`: ``t`` whose shifted sigma is ``timestep / 1000``,
+        ``t = s / (shift (1 - s) + s)`` (float64)."""
         s = _as_t(timestep) / 1000.0
         return s / (self.shift * (1.0 - s) + s)  # exactly 1 at s = 1
 
     def describe(self) -> str:
+        """'rectified flow (shift 3)'."""
         return f"rectified flow (shift {self.shift:g})"
 
 
@@ -255,13 +280,16 @@ class CosineSchedule(Schedule):
     """Continuous cosine VP schedule: ``alpha = cos(pi t / 2)``, ``sigma = sin(pi t / 2)``."""
 
     def alpha_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``alpha = cos(pi t / 2)`` (exactly 0 from t = 1) and its slope; float64 shaped like ``t``."""
         alpha = torch.where(t >= 1.0, torch.zeros_like(t), torch.cos(0.5 * math.pi * t))
         return alpha, -0.5 * math.pi * torch.sin(0.5 * math.pi * t)
 
     def sigma_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``sigma = sin(pi t / 2)`` and its slope; float64 shaped like ``t``."""
         return torch.sin(0.5 * math.pi * t), 0.5 * math.pi * torch.cos(0.5 * math.pi * t)
 
     def describe(self) -> str:
+        """'cosine (continuous)'."""
         return "cosine (continuous)"
 
 
@@ -282,16 +310,21 @@ class EDMSchedule(Schedule):
             raise ScheduleError("rho: must be positive")
 
     def ve_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(s(t), ds/dt)``: the variance-exploding noise level of Karras et al. 2022, eq. 5, run
+        from ``sigma_min`` at t = 0 to ``sigma_max`` at t = 1; float64 shaped like ``t``."""
         lo, hi = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
         base = lo + t * (hi - lo)
         return base**self.rho, self.rho * base ** (self.rho - 1) * (hi - lo)
 
     def alpha_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``alpha = 1 / sqrt(1 + s^2)`` of :meth:`ve_sigma`'s ``s`` and ``d alpha / dt =
+        -s alpha^3 ds/dt``; float64 shaped like ``t``."""
         s, ds = self.ve_sigma(t)
         alpha = (1.0 + s**2).rsqrt()
         return alpha, -s * alpha**3 * ds
 
     def describe(self) -> str:
+        """'EDM/Karras (sigma 0.002..80, rho 7)'."""
         return f"EDM/Karras (sigma {self.sigma_min:g}..{self.sigma_max:g}, rho {self.rho:g})"
 
 
@@ -324,22 +357,26 @@ class CustomSchedule(Schedule):
         return monotone_cubic(t, *self._knots)
 
     def alpha_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``alpha = sqrt(sigmoid(lambda))`` and its slope; float64 shaped like ``t``."""
         lam, dlam = self.lambda_and_slope(t)
         alpha = torch.sigmoid(lam).sqrt()
         return alpha, 0.5 * alpha * torch.sigmoid(-lam) * dlam
 
     def sigma_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``sigma = sqrt(sigmoid(-lambda))`` and its slope; float64 shaped like ``t``."""
         lam, dlam = self.lambda_and_slope(t)
         sigma = torch.sigmoid(-lam).sqrt()
         return sigma, -0.5 * sigma * torch.sigmoid(lam) * dlam
 
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(alpha, d_alpha, sigma, d_sigma)`` from one evaluation of ``lambda(t)``."""
         lam, dlam = self.lambda_and_slope(t)
         alpha2, sigma2 = torch.sigmoid(lam), torch.sigmoid(-lam)
         alpha, sigma = alpha2.sqrt(), sigma2.sqrt()
         return alpha, 0.5 * alpha * sigma2 * dlam, sigma, -0.5 * sigma * alpha2 * dlam
 
     def describe(self) -> str:
+        """'custom (3 log-SNR points)'."""
         return f"custom ({len(self.points)} log-SNR points)"
 
 
@@ -351,18 +388,23 @@ class ZeroTerminalSNR(Schedule):
     base: Schedule = field(default_factory=EDMSchedule)
 
     def alpha_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(alpha - alpha_1) * alpha_0 / (alpha_0 - alpha_1)`` of the base schedule (clamped at 0)
+        and its slope; float64 shaped like ``t``."""
         a0, a1 = self.base.alpha(0.0), self.base.alpha(1.0)
         alpha, d_alpha = self.base.alpha_and_slope(t)
         scale = a0 / (a0 - a1)
         return ((alpha - a1) * scale).clamp_min(0.0), d_alpha * scale
 
     def timestep(self, t: Tensor | float) -> Tensor:
+        """The base schedule's :meth:`~Schedule.timestep` (rescaling changes alpha, not the model's input)."""
         return self.base.timestep(t)
 
     def time_of(self, timestep: Tensor | float) -> Tensor:
+        """The base schedule's :meth:`~Schedule.time_of`."""
         return self.base.time_of(timestep)
 
     def describe(self) -> str:
+        """The base's description + ' + ZTSNR'."""
         return f"{self.base.describe()} + ZTSNR"
 
 
@@ -379,7 +421,10 @@ def make_schedule(
     rho: float = 7.0,
     points: tuple[tuple[float, float], ...] | None = None,
 ) -> Schedule:
-    """Build a schedule from plain values (what configs, the CLI and the GUI hold)."""
+    """Build a schedule from plain values (what configs, the CLI and the GUI hold): a
+    :class:`DiscreteSchedule` for the beta families, else the continuous one, wrapped in
+    :class:`ZeroTerminalSNR` when ``ztsnr`` (flow and cosine end at alpha = 0 already).
+    Raises :class:`ScheduleError` for an unknown family or invalid parameters."""
     if family in DISCRETE_FAMILIES:
         return DiscreteSchedule(family, num_train_timesteps, beta_start, beta_end, ztsnr)
     if family == "flow":

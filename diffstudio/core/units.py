@@ -6,7 +6,7 @@ import math
 
 
 def format_bytes(n: int | float | None) -> str:
-    """'22.0 KiB' below 1 MiB, '3.4 MiB' below 1 GiB, '1.25 GiB' above; 'unknown' for None.
+    """``n`` bytes as '22.0 KiB' below 1 MiB, '3.4 MiB' below 1 GiB, '1.25 GiB' above; 'unknown' for None.
     Binary units (KiB = 1024 bytes), thousands separated by commas."""
     if n is None:
         return "unknown"
@@ -16,7 +16,8 @@ def format_bytes(n: int | float | None) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """'0:42', '12:05', '1:02:03' (h:mm:ss); '–' when unknown (None, NaN, infinite or negative)."""
+    """``seconds`` (a duration in seconds, rounded to whole ones) as '0:42', '12:05', '1:02:03'
+    (m:ss below an hour, h:mm:ss above); '–' when unknown (None, NaN, infinite or negative)."""
     if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
         return "–"
     s = int(round(seconds))

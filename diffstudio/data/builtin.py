@@ -40,6 +40,8 @@ def make_builtin(name: str, resolution: int | None = None, channels: int | None 
     """Generate built-in ``name``; None means the default resolution / channels / count.
 
     ``digits`` is fixed data: ``seed`` is unused and ``n`` takes its first n images (at most 1797).
+    ``resolution`` in pixels (1 to 1024), ``channels`` 1 or 3. Raises DatasetError for an unknown
+    name, channels, resolution or count out of range.
     """
     info = BUILTIN_IMAGE_DATASETS.get(name)
     if info is None:

@@ -123,6 +123,7 @@ class InMemoryDataset:
         items and return only this rank's ``batch_size`` of them (every rank holds the same
         generator state, so the ranks together see exactly what one process would). Returns
         ``(x (B, ...), labels (B,) or None)``.
+        Raises ValueError for an empty dataset or a generator on another device type.
         """
         _check_generator(generator, self.x.device)
         n = len(self)

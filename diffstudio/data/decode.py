@@ -68,7 +68,8 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 
 
 def check_pixel_count(size: tuple[int, int], max_pixels: int) -> None:
-    """Reject an image whose declared size exceeds ``max_pixels`` (a decompression bomb)."""
+    """Reject an image whose declared size exceeds ``max_pixels`` (a decompression bomb).
+    ``size`` is (width, height) in pixels. Raises ImageDecodeError above the limit."""
     width, height = size
     if width * height > max_pixels:
         raise ImageDecodeError(

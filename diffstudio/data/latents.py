@@ -45,18 +45,22 @@ class LatentDataset:
 
     @property
     def num_classes(self) -> int:
+        """How many classes the labels name (0 without labels)."""
         return len(self.class_names) if self.labels is not None else 0
 
     @property
     def channels(self) -> int:
+        """c, the latent channels."""
         return int(self.mean.shape[1])
 
     @property
     def resolution(self) -> int:
+        """The side of the (square) latents, in latent pixels (the images' side over the VAE's factor)."""
         return int(self.mean.shape[-1])
 
     @property
     def device(self) -> torch.device:
+        """Where the posteriors (and labels) are held."""
         return self.mean.device
 
     @property
@@ -65,6 +69,7 @@ class LatentDataset:
         return self.mean
 
     def to(self, device: torch.device | str) -> "LatentDataset":
+        """The same posteriors and labels on ``device`` (self when already there)."""
         device = torch.device(device)
         if self.mean.device == device:
             return self
@@ -76,12 +81,15 @@ class LatentDataset:
                        flip_mean=move(self.flip_mean), flip_std=move(self.flip_std))
 
     def without_labels(self) -> "LatentDataset":
+        """The same posteriors with no labels (an unconditional run)."""
         return replace(self, labels=None, class_names=[])
 
     def sample_batch(self, batch_size: int, generator: torch.Generator, hflip: bool = False,
                      shard: tuple[int, int] = (0, 1)) -> tuple[Tensor, Tensor | None]:
         """``(z (B, c, h, w), labels (B,) or None)``: ``batch_size`` posteriors drawn uniformly with
-        replacement (this rank's share of ``batch_size * world``), each sampled once."""
+        replacement (this rank's share of ``batch_size * world``), each sampled once.
+        Raises ValueError for a generator on another device type, or ``hflip`` on latents
+        encoded without the mirrored images."""
         if generator.device.type != self.device.type:
             raise ValueError(f"generator is on {generator.device} but the latents are on {self.device}")
         rank, world = shard
@@ -99,6 +107,7 @@ class LatentDataset:
         return mean + std * noise, labels
 
     def preview(self, n: int) -> Tensor:
+        """The first ``n`` posterior means (n, c, h, w) on the CPU, in scaled latent units."""
         return self.mean[: max(0, n)].detach().cpu()
 
 

@@ -83,7 +83,8 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def match_channels(x: Tensor, channels: int) -> Tensor:
-    """(N, C, H, W) -> (N, channels, H, W): grey is repeated to RGB, RGB is reduced to luma."""
+    """(N, C, H, W) -> (N, channels, H, W): grey is repeated to RGB, RGB is reduced to luma.
+    Raises ValueError for any other pair of channel counts."""
     if x.shape[1] == channels:
         return x
     if x.shape[1] == 1 and channels == 3:

@@ -36,7 +36,8 @@ class Split:
 
 def held_out_count(n: int, fraction: float) -> int:
     """Items held out of ``n`` for a share ``fraction`` (0 <= fraction < 1): ``round(n fraction)``,
-    at least 1 when the share is positive, and never all of them (at least one item trains)."""
+    at least 1 when the share is positive, and never all of them (at least one item trains).
+    Raises ValueError for a fraction outside [0, 1)."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"val_fraction: expected 0 <= fraction < 1, got {fraction}")
     if fraction == 0.0 or n < 2:

@@ -86,14 +86,17 @@ class StreamingDataset:
 
     @property
     def num_classes(self) -> int:
+        """How many classes the labels name (0 without labels)."""
         return len(self.class_names) if self.labels is not None else 0
 
     @property
     def channels(self) -> int:
+        """C, the channels of one image."""
         return int(self.pixels.shape[1])
 
     @property
     def resolution(self) -> int:
+        """The side of the (square) images in pixels."""
         return int(self.pixels.shape[-1])
 
     @property
@@ -124,7 +127,9 @@ class StreamingDataset:
         self, batch_size: int, generator: torch.Generator, hflip: bool = False,
         shard: tuple[int, int] = (0, 1),
     ) -> tuple[Tensor, Tensor | None]:
-        """As :meth:`InMemoryDataset.sample_batch`: ``(x float32 (B, C, H, W), labels (B,) or None)``."""
+        """As :meth:`InMemoryDataset.sample_batch`: ``(x float32 (B, C, H, W) in [-1, 1], labels (B,)
+        int64 or None)`` on the target device. Raises ValueError when ``generator`` is not on that
+        device's type."""
         _check_generator(generator, self._device)
         idx = draw_indices(len(self), batch_size, generator, shard)
         rows = self._take_prepared(idx)

@@ -37,7 +37,8 @@ TOY_DATASETS: dict[str, str] = {
 
 
 def make_toy(name: str, n: int = DEFAULT_TOY_POINTS, seed: int = 0) -> InMemoryDataset:
-    """``n`` standardised points float32 (n, 2) of toy ``name``, the same for the same seed."""
+    """``n`` standardised points float32 (n, 2) of toy ``name``, the same for the same seed.
+    Raises DatasetError for an unknown name or ``n < 1``."""
     if name not in TOY_DATASETS:
         raise DatasetError(f"Unknown toy dataset {name!r}; known: {', '.join(TOY_DATASETS)}")
     if n < 1:

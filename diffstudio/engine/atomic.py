@@ -38,7 +38,9 @@ def _umask() -> int:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` to fill a temporary file, then move it over ``path``."""
+    """Call ``write(tmp_path)`` to fill a temporary file, then move it over ``path``.
+    Raises OSError naming ``path`` (not the temporary file) when the disk is full or the folder
+    not writable; anything ``write`` raises propagates after the temporary file is removed."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,17 +64,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through :func:`atomic_write`; the same errors."""
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` as UTF-8 to ``path`` through :func:`atomic_write`; the same errors."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_replace_dir(fill: Callable[[Path], None], target: str | os.PathLike) -> Path:
     """Fill a fresh temporary folder beside ``target``, then rename it to ``target``.
 
-    ``target`` must not exist yet (a folder rename cannot atomically replace a full folder)."""
+    ``target`` must not exist yet (a folder rename cannot atomically replace a full folder).
+    Raises OSError naming ``target`` when the disk is full or the folder not writable (an
+    existing ``target`` fails the rename); anything ``fill`` raises propagates after the temporary
+    folder is removed."""
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

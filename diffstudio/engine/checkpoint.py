@@ -72,6 +72,7 @@ class Checkpoint:
 
     @property
     def step(self) -> int | None:
+        """The training step the checkpoint was saved at (None when its meta has none)."""
         return self.meta.get("step")
 
     def weights(self, prefer_ema: bool = True) -> dict[str, Tensor]:
@@ -79,7 +80,8 @@ class Checkpoint:
         return self.ema if (prefer_ema and self.ema) else self.model
 
     def config(self):
-        """The run's :class:`~diffstudio.engine.config.Config`, when ``meta["config"]`` holds one."""
+        """The run's :class:`~diffstudio.engine.config.Config`, when ``meta["config"]`` holds one.
+        Raises :class:`CheckpointError` when it holds none, ConfigError when it is invalid."""
         from diffstudio.engine.config import Config
 
         if not isinstance(self.meta.get("config"), dict):
@@ -103,7 +105,9 @@ def save_checkpoint(
     """Write a checkpoint folder at ``path_dir`` atomically and return its path.
 
     An existing checkpoint at ``path_dir`` is replaced; between the two renames that takes, the
-    folder is briefly absent (never half-written)."""
+    folder is briefly absent (never half-written).
+    Raises TypeError when ``meta`` is not JSON-serialisable (before anything is written) and
+    OSError naming ``path_dir`` when the disk is full or the folder not writable."""
     target = Path(path_dir)
     meta_json = _json_text(meta or {}, "meta")  # fail before touching the disk
     opt_tensors: dict[str, Tensor] = {}
@@ -277,7 +281,9 @@ def load_meta(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
-    """The checkpoint folder (or weights file) ``path`` refers to."""
+    """The checkpoint folder (or weights file) ``path`` refers to.
+    Raises :class:`CheckpointError` when ``path`` does not exist, is a file of another kind, or is
+    a run folder without a complete checkpoint yet."""
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{p} does not exist")

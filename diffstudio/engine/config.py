@@ -73,6 +73,7 @@ CHANNELS = (Choice(1, "1 (grayscale)", "One channel."), Choice(3, "3 (RGB)", "Th
 
 @dataclass
 class DataConfig:
+    """``data.*``: where the images (or points) come from and how they are prepared; each field's ``setting`` describes it."""
     source: str = setting("digits", "Dataset", "A built-in dataset name or a folder of images (sub-folders "
                           "are classes).", "Dataset", live=True, suggestions=_builtin_names)
     resolution: int | None = setting(None, "Resolution", "Side of the square images the model trains on.",
@@ -103,6 +104,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    """``model.*``: the network's size, its conditioning and where its weights start."""
     preset: str = setting("tiny", "Model size", "The UNet preset for images (2-D toys always use the MLP).",
                           "Architecture", choices=MODEL_PRESETS)
     class_conditional: bool = setting(True, "Class-conditional", "Condition on the class label when the data "
@@ -122,6 +124,7 @@ class ModelConfig:
 
 @dataclass
 class ScheduleConfig:
+    """``schedule.*``: the noise schedule; :meth:`build` makes the :class:`~diffstudio.core.schedules.Schedule`."""
     family: str = setting("scaled_linear", "Family", "The noise schedule: how fast the image fades into noise as "
                           "t goes from 0 to 1.", "Schedule", choices=FAMILY_CHOICES, live=True)
     ztsnr: bool = setting(True, "Zero terminal SNR", "Rescale so nothing of the image is left at t = 1 (Lin et "
@@ -147,6 +150,7 @@ class ScheduleConfig:
                                                none_label="a default three-point curve", live=True)
 
     def build(self) -> Schedule:
+        """The :class:`~diffstudio.core.schedules.Schedule` these values describe (:func:`~diffstudio.core.schedules.make_schedule`; raises ScheduleError)."""
         pts = tuple(tuple(p) for p in self.points) if self.points else None
         return make_schedule(self.family, ztsnr=self.ztsnr, num_train_timesteps=self.num_train_timesteps,
                              beta_start=self.beta_start, beta_end=self.beta_end, shift=self.shift,
@@ -154,11 +158,13 @@ class ScheduleConfig:
 
     @property
     def is_discrete(self) -> bool:
+        """The family is a beta schedule over ``num_train_timesteps`` steps."""
         return self.family in DISCRETE_FAMILIES
 
 
 @dataclass
 class ObjectiveConfig:
+    """``objective.*``: prediction target, loss weighting and how training times are drawn."""
     parameterization: str = setting("v", "Prediction", "What the network predicts; every sampler converts it to "
                                     "(x0, eps).", "Objective", choices=PARAMETERIZATION_CHOICES, live=True)
     weighting: str = setting("uniform", "Loss weighting", "How much each noise level counts in the loss.",
@@ -176,11 +182,13 @@ class ObjectiveConfig:
                                   ge=0.0, le=10.0, live=True, advanced=True)
 
     def build(self) -> Objective:
+        """The :class:`~diffstudio.core.objectives.Objective` with these values."""
         return Objective(**asdict(self))
 
 
 @dataclass
 class OptimConfig:
+    """``optim.*``: batch, optimizer, learning-rate schedule, EMA."""
     batch_size: int = setting(64, "Batch size", "Images per step (per process under torchrun).", "Optimizer",
                               ge=1, le=65_536)
     lr: float = setting(2e-3, "Learning rate", "AdamW's peak learning rate.", "Optimizer", gt=0.0, le=1.0)
@@ -204,6 +212,7 @@ class OptimConfig:
 
 @dataclass
 class SamplingConfig:
+    """``sampling.*``: how previews and ``diffstudio sample`` generate (sampler, steps, spacing, guidance)."""
     sampler: str = setting("ddim", "Sampler", "How samples are drawn from the model.", "Sampler",
                            choices=SAMPLER_CHOICES, live=True)
     steps: int = setting(25, "Steps", "How many times the sampler calls the model (N).", "Sampler", ge=1,
@@ -230,6 +239,7 @@ class SamplingConfig:
 
 @dataclass
 class RunConfig:
+    """``run.*``: length, device, precision, where the run folder goes and how often it logs, previews and saves."""
     steps: int = setting(1500, "Total steps", "The run's total number of optimizer steps.", "Run", ge=1,
                          le=10**9, unit="steps")
     seed: int = setting(0, "Seed", "Seed of the training random stream (batches, times, noise).", "Run", ge=0,
@@ -270,6 +280,8 @@ class RunConfig:
 @register_root
 @dataclass
 class Config:
+    """All settings of a run, one section a dataclass; described once by the ``setting`` fields
+    (:mod:`diffstudio.engine.settings`) and round-tripped through TOML or JSON."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -279,19 +291,28 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, Any]:
+        """The nested plain dict (``dataclasses.asdict``): ``{"schedule": {"family": ...}, ...}``."""
         return asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its dotted name, ``{"schedule.family": ..., "run.steps": ...}``, with the
+        values of ``to_dict``."""
+        return _flat(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
-        """Build from a (possibly partial) dict; unknown sections or keys are errors."""
+        """Build from a (possibly partial) dict; unknown sections or keys are errors.
+        Raises :class:`ConfigError` naming the unknown field."""
         return _from_dict(cls, d, "")
 
     def validate(self) -> list[tuple[str, str]]:
+        """Every problem as ``(dotted field, one-line message)``; empty when the config is valid."""
         from diffstudio.engine.validation import validate
 
         return validate(self)
 
     def check(self) -> "Config":
+        """Self when valid; else raises :class:`ConfigError` carrying all of :meth:`validate`'s problems."""
         errors = self.validate()
         if errors:
             raise ConfigError(errors)
@@ -318,6 +339,8 @@ class Config:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Config":
+        """Read a ``.toml`` (else JSON) config file. Raises :class:`ConfigError` when it is missing, not
+        valid TOML/JSON, or names unknown sections or keys (values are checked by :meth:`check`)."""
         path = Path(path)
         try:
             raw = path.read_text(encoding="utf-8")
@@ -327,6 +350,16 @@ class Config:
         except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError([("file", f"{path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {e}")]) from None
         return cls.from_dict(data)
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _drop_none(d: Any) -> Any:

@@ -16,12 +16,14 @@ import torch.distributed as dist
 
 @dataclass
 class World:
+    """This process's place among the ``size`` processes of a ``torchrun`` job (one process: rank 0 of 1) and its device."""
     rank: int = 0
     size: int = 1
     device: torch.device = torch.device("cpu")
 
     @property
     def is_main(self) -> bool:
+        """Rank 0: the process that writes the run folder and sends previews."""
         return self.rank == 0
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -61,6 +63,7 @@ class World:
             dist.barrier()
 
     def close(self) -> None:
+        """Leave the process group (after a barrier) when one was joined; nothing in a single process."""
         if self.size > 1 and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()

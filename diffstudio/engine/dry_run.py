@@ -49,11 +49,13 @@ class Estimate:
     vae_bytes: int = 0  # data.vae: the VAE's weights, kept on the device to decode previews
 
     def to_json(self) -> dict:
+        """The fields as a JSON-ready dict (tuples become lists; bytes, seconds and strings as above)."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
 def available_memory(device: torch.device) -> int | None:
-    """Free bytes on ``device``: ``torch.cuda.mem_get_info`` on CUDA, the available RAM on the CPU."""
+    """Free bytes on ``device``: ``torch.cuda.mem_get_info`` on CUDA, the available RAM on the CPU
+    (:func:`diffstudio.data.training_data.available_ram`)."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
     from diffstudio.data.training_data import available_ram
@@ -105,7 +107,12 @@ def _saved_bytes(trainer) -> int:
 def estimate(config, *, probe_steps: int = 3, available_bytes: int | None = None, dataset=None,
              hooks=None) -> Estimate:
     """Set up ``config``'s run without writing anything and estimate its cost (see the module doc).
-    ``available_bytes`` overrides what the device is taken to have (plan for another machine)."""
+
+    ``probe_steps``: training steps timed (after one warm-up; 0 skips the timing);
+    ``available_bytes``: overrides what the device is taken to have, in bytes (plan for another
+    machine); ``dataset``: data already loaded, instead of reading ``config.data``.
+    Raises what setting up the Trainer raises (ConfigError, InitFromError, VaeError, the data's
+    load errors), each one line through :func:`diffstudio.engine.errors.describe_error`."""
     from diffstudio.engine.trainer import Trainer
 
     trainer = Trainer(config, dry_run=True, dataset=dataset, hooks=hooks)
@@ -162,7 +169,7 @@ def _probe(trainer, steps: int) -> float:
 
 
 def format_size(n: int | None) -> str:
-    """A memory size in the estimate's units: '12.3 MiB' below a quarter GiB, '1.50 GiB' above;
+    """``n`` bytes in the estimate's units: '12.3 MiB' below a quarter GiB, '1.50 GiB' above;
     'unknown' for None."""
     if n is None:
         return "unknown"
@@ -170,7 +177,8 @@ def format_size(n: int | None) -> str:
 
 
 def format_estimate(e: Estimate, total_steps: int | None = None) -> str:
-    """The estimate as a few aligned lines for people."""
+    """The estimate as a few aligned lines for people; with ``total_steps`` the time line adds
+    the whole run's duration (seconds per step times steps)."""
     lines = [f"device           {e.device}, {e.precision} ({e.precision_reason})",
              f"model            {e.num_params:,} parameters",
              f"dataset          {e.data_items:,} {'images' if e.data_kind == 'image' else 'points'}, "

@@ -41,6 +41,7 @@ class ExportError(ValueError):
 
 
 class ExportWarning(UserWarning):
+    """The export works but diffusers will misbehave on it (e.g. eps prediction with zero terminal SNR in DDIM)."""
     pass
 
 
@@ -49,7 +50,9 @@ def export(source: str | os.PathLike, fmt: str, out_dir: str | os.PathLike) -> P
 
     ``diffusers`` writes the folder ``out_dir`` (which must be new, empty or a previous export)
     and returns it. ``safetensors`` writes ``out_dir/<run>-step-NNNNNN.safetensors`` (or
-    ``out_dir`` itself when it ends in ``.safetensors``) and returns the file."""
+    ``out_dir`` itself when it ends in ``.safetensors``) and returns the file.
+    Raises :class:`ExportError` (an unknown format, an unreadable checkpoint, or what the
+    format cannot express) and warns :class:`ExportWarning`."""
     if fmt not in FORMATS:
         raise ExportError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
     try:
@@ -139,6 +142,9 @@ def scheduler_config(config: Config) -> tuple[str, dict[str, Any]]:
 
 def export_diffusers(ckpt: Checkpoint, config: Config, spec: dict[str, Any], weights: dict[str, Tensor],
                      out_dir: Path) -> Path:
+    """Write ``out_dir`` as a diffusers pipeline folder (``unet/``, ``scheduler/``, ``vae/`` for a latent
+    run, ``model_index.json``, ``diffstudio.json``) atomically. Raises :class:`ExportError` for a
+    model or schedule diffusers cannot express, or an ``out_dir`` that is not empty nor a previous export."""
     if spec.get("kind") != "unet":
         raise ExportError(f"the {spec.get('kind')!r} model (2-D points) has no diffusers equivalent; "
                           f"diffusers exports UNet image models only. " + _SUGGEST)
@@ -226,6 +232,9 @@ def _warn_if_degenerate(config: Config) -> None:
 
 def export_safetensors(ckpt: Checkpoint, config: Config, spec: dict[str, Any], weights: dict[str, Tensor],
                        out_dir: Path) -> Path:
+    """Write the model's weights, with its config and spec in the safetensors metadata, as
+    ``out_dir`` (a ``.safetensors`` path) or a file in it named after the run and step. Raises
+    :class:`ExportError` when the weights do not fit the spec."""
     from safetensors.torch import save_file
 
     model = _model_with(spec, weights)  # checks that the weights fit the spec

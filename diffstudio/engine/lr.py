@@ -27,6 +27,7 @@ class LrSegment:
     end_step: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (stored in a checkpoint's meta)."""
         return asdict(self)
 
     @classmethod

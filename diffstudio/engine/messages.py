@@ -21,6 +21,7 @@ class StepMetrics:
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
 
     def get(self, key: str, default: Any = None) -> Any:
+        """``values[key]``, or ``default`` when the step did not log it."""
         return self.values.get(key, default)
 
 

@@ -130,7 +130,8 @@ class OracleData:
 
 
 def oracle_data(source: str, resolution: int | None = None, channels: int | None = None) -> OracleData:
-    """The exact denoiser of ``source`` (one of :data:`ORACLE_SOURCES`)."""
+    """The exact denoiser of ``source`` (one of :data:`ORACLE_SOURCES`).
+    Raises ValueError for any other source."""
     if source == "gaussians8":
         from diffstudio.data.toys import gaussians8_mixture
 

@@ -42,6 +42,7 @@ class Precision:
 
     @property
     def dtype(self) -> torch.dtype | None:
+        """The autocast dtype (bf16, fp16), or None for fp32."""
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.effective)
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -52,6 +53,7 @@ class Precision:
 
     @property
     def uses_grad_scaler(self) -> bool:
+        """fp16 needs a GradScaler (bf16 has fp32's exponent range and does not)."""
         return self.effective == "fp16"
 
 

@@ -126,7 +126,8 @@ def missing_required(name: str, config: Config) -> list[tuple[str, str]]:
 
 
 def preset(name: str) -> Config:
-    """A fresh copy of the named preset."""
+    """A fresh copy of the named preset.
+    Raises KeyError for an unknown name."""
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name][1]()

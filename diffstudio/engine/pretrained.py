@@ -149,7 +149,7 @@ def _side(sample_size: Any) -> int | None:
 
 def check_fits(pre: Pretrained, info: DataInfo, latent: bool = False) -> None:
     """One :class:`InitFromError` when the model cannot take the data: kind, channels (in and out)
-    or resolution (``sample_size``) differ. ``latent``: the data are a VAE's latents.
+    or resolution (``sample_size``, pixels; a non-square one is refused) differ; returns None when it can. ``latent``: the data are a VAE's latents.
     ``info``: a :class:`DataInfo`, or anything with its ``kind``, ``channels``, ``resolution``;
     ``resolution`` 0 or ``channels`` None: not known yet (a folder's native size or channels), not
     checked."""
@@ -197,7 +197,12 @@ def adapt_class_embedding(pre: Pretrained, num_classes: int) -> tuple[dict[str, 
     - N classes -> none: the null row (a foreign model: the mean row) is folded into the time
       embedding's last bias, so the unconditional model is exactly the old one given "no class";
     - N -> M classes: the first min(N, M) rows are kept; new classes and the null row start as the
-      old null row (a foreign model without a null row: the mean of its rows)."""
+      old null row (a foreign model without a null row: the mean of its rows).
+
+    The embedding weight ``class_embedding.weight`` is (rows, time_embed_dim), ``time_embed_dim``
+    the length of ``time_embedding.linear_2.bias``. Raises :class:`InitFromError` when the rows
+    must change and the model uses a ``class_embed_type`` (only a plain ``num_class_embeds``
+    ``nn.Embedding`` can be adapted)."""
     cfg, w = dict(pre.config), dict(pre.weights)
     rows = int(cfg.get("num_class_embeds") or 0)
     want = num_classes + 1 if num_classes > 0 else 0
@@ -284,7 +289,7 @@ ARCHITECTURE = ("model.preset", "model.class_conditional", "model.mlp_width", "m
 def resume_mismatch(saved: dict | None, config: Config, resume: str | Path) -> ConfigError:
     """The error for a resumed run whose settings (``config``) no longer fit its checkpoint's network:
     names the settings of :data:`ARCHITECTURE` that differ from the checkpoint's (``saved``, its
-    config dict) and how to go on instead."""
+    config dict) and how to go on instead. Returns the error for the caller to raise; raises nothing."""
     diffs = []
     if isinstance(saved, dict):
         try:
@@ -310,7 +315,11 @@ def initial_model(config: Config, info: DataInfo, *, resume: str | Path | None =
     not needed any more); else the pretrained model when ``model.init_from`` is set; else a fresh
     preset (:func:`diffstudio.models.build.build_model`). ``pretrained``: the model already read
     from ``model.init_from`` (the Trainer reads it before loading data). A run still named after a preset that
-    needs a model (``finetune-ztsnr-v``) but given none is a ``ConfigError``."""
+    needs a model (``finetune-ztsnr-v``) but given none is a ``ConfigError``.
+
+    Raises :class:`InitFromError` (``model.init_from`` unusable), ``ConfigError`` (a resumed run's
+    settings no longer fit its checkpoint's network, or a required model is missing) and
+    ``CheckpointError`` (``resume`` unreadable)."""
     from diffstudio.models.build import build_model, model_from_spec
 
     if resume and config.model.init_from:

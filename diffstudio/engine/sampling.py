@@ -91,6 +91,8 @@ def _preview(out: torch.Tensor, info: DataInfo, step: int, cond, trajectory, war
 
 @dataclass
 class Loaded:
+    """A model read for sampling (:func:`load_for_sampling`): the network, the run's config, the
+    data it was fitted to, the step and the checkpoint's path."""
     model: torch.nn.Module
     config: Config
     data_info: DataInfo

@@ -56,6 +56,7 @@ class Setting:
     suggestions: Callable[[], list[str]] | None = None
 
     def choice_list(self) -> tuple[Choice, ...]:
+        """The choices (calling a registry function when they are computed), or () for a free value."""
         c = self.choices
         return tuple(c() if callable(c) else c) if c is not None else ()
 
@@ -82,14 +83,17 @@ class SettingInfo:
 
     @property
     def section(self) -> str:
+        """The config section: 'schedule' of 'schedule.family'."""
         return self.name.split(".", 1)[0]
 
     @property
     def key(self) -> str:
+        """The field within its section: 'family' of 'schedule.family'."""
         return self.name.split(".", 1)[1]
 
     @property
     def choices(self) -> tuple[Choice, ...]:
+        """The allowed values with labels and help (:meth:`Setting.choice_list`)."""
         return self.spec.choice_list()
 
     def range_text(self) -> str:
@@ -104,6 +108,7 @@ class SettingInfo:
         return f"≥ {_num(s.ge)}" if s.ge is not None else (f"> {_num(s.gt)}" if s.gt is not None else f"x{hi}")
 
     def to_json(self) -> dict[str, Any]:
+        """The description as a JSON-ready dict (``diffstudio settings --json`` and the docs)."""
         s = self.spec
         out: dict[str, Any] = {"name": self.name, "type": self.type, "optional": self.optional,
                                "default": self.default, "label": s.label, "help": s.help, "group": s.group,

@@ -30,13 +30,28 @@ class TrainingError(RuntimeError):
 class TrainerHooks:
     """Override what you need. Called on the training thread."""
 
-    def on_start(self, info: dict) -> None: ...
-    def on_metrics(self, step: int, metrics: dict) -> None: ...
-    def on_preview(self, step: int, preview: Preview) -> None: ...
-    def on_checkpoint(self, step: int, path: str) -> None: ...
-    def on_message(self, level: str, text: str) -> None: ...
-    def on_validation(self, step: int, result) -> None: ...  # an engine.evaluation.ValidationResult
-    def on_quality(self, step: int, quality: dict) -> None: ...  # {measure name: number}
+    def on_start(self, info: dict) -> None:
+        """The loop starts: ``info`` holds run_dir, device, num_params, start_step, total_steps,
+        precision (and its reason), dataset, data_kind and world_size."""
+
+    def on_metrics(self, step: int, metrics: dict) -> None:
+        """Every ``run.log_every`` steps: step, loss, lr, grad_norm, steps_per_s, images_per_s and
+        eta_s (seconds left; NaN when unknown)."""
+
+    def on_preview(self, step: int, preview: Preview) -> None:
+        """A sample grid from the current (EMA) weights, decoded to images in a latent run."""
+
+    def on_checkpoint(self, step: int, path: str) -> None:
+        """A checkpoint folder was written at ``path``."""
+
+    def on_message(self, level: str, text: str) -> None:
+        """A one-line message for people; ``level`` is "info" or "warning"."""
+
+    def on_validation(self, step: int, result) -> None:
+        """A held-out evaluation: an :class:`~diffstudio.engine.evaluation.ValidationResult`."""
+
+    def on_quality(self, step: int, quality: dict) -> None:
+        """Sample-quality measures ``{measure name: number}``."""
 
     def on_data_progress(self, done: int, total: int) -> None:
         """Decoding a folder into its training cache: ``done`` of ``total`` images. By default a
@@ -47,9 +62,11 @@ class TrainerHooks:
             self.on_message("info", f"dataset cache: {done:,} / {total:,} images decoded")
 
     def should_stop(self) -> bool:
+        """Asked before every step; True ends the run after saving (on every rank when any says so)."""
         return False
 
     def wait_if_paused(self) -> None:
+        """Called before every step; a GUI blocks here while paused."""
         return None
 
 
@@ -108,6 +125,15 @@ def _adamw_kernel(device: torch.device) -> dict:
 
 
 class Trainer:
+    """One training run of ``config``: set up data, model, optimizer and run folder, then
+    :meth:`run` the loop, reporting through ``hooks`` (a :class:`TrainerHooks`).
+
+    ``run_dir``: the run folder (default: a new one under ``run.out_dir``); ``resume``: a checkpoint
+    or run folder to continue; ``dataset``: data already loaded instead of ``data.source``;
+    ``dry_run``: set up without writing anything (:mod:`diffstudio.engine.dry_run`). Raises
+    ConfigError for invalid settings here; :meth:`run` raises TrainingError, the data's errors,
+    InitFromError, VaeError or CheckpointError, each a one-line message."""
+
     codec = None  # the VAE of a latent run (data.vae), else None
     _pretrained = None  # the model.init_from network, read before the data (released once built)
 
@@ -514,6 +540,8 @@ class Trainer:
                 f"Try a lower learning rate, gradient clipping, or min-SNR weighting.")
 
     def preview(self) -> Preview:
+        """Sample ``sampling.num_samples`` images (or points) from the EMA weights when kept, else the
+        model's, with the run's sampler and seed; a latent run's are decoded by its VAE."""
         model = self.ema.module if self.ema is not None else self.model
         model.eval()
         try:

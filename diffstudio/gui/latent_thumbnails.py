@@ -36,6 +36,7 @@ class EncodedImage:
 
     @property
     def shape_text(self) -> str:
+        """The latent's shape for people: "4 × 8 × 8" (channels × height × width in latent pixels)."""
         return " × ".join(str(s) for s in self.z0.shape)
 
 
@@ -84,8 +85,9 @@ class LatentThumbnails(QObject):
         return (self.vae, self.key, self.encoded is not None, self.error)
 
     def set_source(self, vae: str, image: torch.Tensor) -> None:
-        """Show ``image`` as latents of the VAE at ``vae`` ("" for pixels); encodes it in the background
-        unless its latent is known."""
+        """Show ``image`` (C, H, W) in [-1, 1] as latents of the VAE at ``vae`` ("" for pixels); encodes
+        it in the background unless its latent is known. Raises nothing: a VAE that cannot be read
+        or does not fit the image ends in ``error`` (one line) and ``changed``."""
         vae = str(vae or "")
         key = (vae, image_key(image)) if vae else None
         if key == self.key and vae == self.vae and (self.encoded is not None or self.error or self.busy):
@@ -99,7 +101,8 @@ class LatentThumbnails(QObject):
         self.changed.emit()
 
     def decode(self, key, latents: torch.Tensor) -> None:
-        """Decode ``latents`` (N, c, h, w) with the loaded VAE off the UI thread; ``decoded(key, images)``."""
+        """Decode ``latents`` (N, c, h, w) in scaled units with the loaded VAE off the UI thread;
+        ``decoded(key, images (N, C, H, W) float32)`` follows. A failure goes to ``error`` and ``changed``."""
         self._wanted = (key, latents)
         if self._decoding is None:
             self._start_decode()

@@ -102,6 +102,9 @@ def _optional_panel(module: str, name: str):
 
 
 class MainWindow(QMainWindow):
+    """The app's window (see the module doc): panels over one :class:`AppState`, menus, toolbar,
+    status bar; ``layoutRestored(ok)`` after :meth:`restore_layout`. Errors are shown in dialogs,
+    never raised."""
     layoutRestored = Signal(bool)
 
     def __init__(self, state: AppState | None = None, settings: QSettings | None = None, parent=None,
@@ -292,6 +295,7 @@ class MainWindow(QMainWindow):
         self._problem_count = n
 
     def show_problems(self) -> None:
+        """Show the Problems list and select its first entry."""
         self._show_problems_dock()
         if self.problems_list.count():
             self.problems_list.setCurrentRow(0)
@@ -660,6 +664,7 @@ class MainWindow(QMainWindow):
         return True
 
     def load_example(self, name: str) -> None:
+        """Replace the config with the preset ``name`` (after asking to discard unsaved edits) as one undo step."""
         from diffstudio.engine import presets
 
         if not self.confirm_discard(f"Load the example '{name}'"):
@@ -674,6 +679,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Example '{name}' loaded", 5000)
 
     def open_config_dialog(self) -> None:
+        """Ask for a config file (after asking to discard unsaved edits) and open it."""
         if not self.confirm_discard("Open another config"):
             return
         path, _ = QFileDialog.getOpenFileName(self, "Open config", self._last_dir(),
@@ -704,6 +710,7 @@ class MainWindow(QMainWindow):
         return True
 
     def open_recent(self, path: str) -> bool:
+        """Open the recent config ``path``; False when cancelled, missing (then forgotten) or unreadable."""
         if not self.confirm_discard("Open another config"):
             return False
         if not Path(path).exists():
@@ -713,6 +720,7 @@ class MainWindow(QMainWindow):
         return self.open_config(path)
 
     def recent_files(self) -> list[str]:
+        """The recently opened or saved config paths, newest first (from QSettings)."""
         value = self.settings.value("recent/files", [])
         if isinstance(value, str):
             value = [value]
@@ -741,6 +749,7 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction("(none yet)").setEnabled(False)
 
     def save_config_dialog(self) -> bool:
+        """Ask where to save the config (.toml or .json) and save it; False when cancelled or failed."""
         path, chosen = QFileDialog.getSaveFileName(self, "Save config", str(Path(self._last_dir()) / "config.toml"),
                                                    "TOML (*.toml);;JSON (*.json)")
         if path:
@@ -750,6 +759,7 @@ class MainWindow(QMainWindow):
         return False
 
     def save_config(self, path: str) -> bool:
+        """Write the config to ``path`` (TOML or JSON by suffix); False, with an error dialog, when that fails."""
         try:
             self.state.config.save(path)
         except Exception as exc:  # noqa: BLE001 - disk full, permissions, unserialisable values
@@ -771,6 +781,7 @@ class MainWindow(QMainWindow):
         self.start_from.check(path)
 
     def open_run_dialog(self) -> None:
+        """Ask for a run folder and open it (:meth:`open_run`)."""
         path = QFileDialog.getExistingDirectory(self, "Open a run folder", self._last_run_dir())
         if path:
             self.settings.setValue("paths/last_run_dir", str(Path(path).parent))
@@ -794,6 +805,7 @@ class MainWindow(QMainWindow):
         return viewer
 
     def compare_runs(self):
+        """Open the Compare runs window (None, with an error dialog, when it cannot open)."""
         try:
             from diffstudio.gui.runs import open_compare
         except Exception as exc:  # noqa: BLE001
@@ -802,6 +814,7 @@ class MainWindow(QMainWindow):
         return open_compare(parent=self)
 
     def export_dialog(self) -> None:
+        """Ask for a run or checkpoint folder, a format and a target, then :meth:`export`."""
         source = QFileDialog.getExistingDirectory(self, "Export which run or checkpoint folder?",
                                                   self._last_run_dir())
         if not source:
@@ -816,6 +829,8 @@ class MainWindow(QMainWindow):
             self.export(source, fmt, target)
 
     def export(self, source: str, fmt: str, out_dir: str) -> None:
+        """Export ``source`` as ``fmt`` ('diffusers' or 'safetensors') to ``out_dir``: through the Training
+        panel (off the UI thread) when there is one, else here; a failure is an error dialog."""
         tp = self.training_panel
         if tp is not None and hasattr(tp, "export_checkpoint"):
             self.docks["training"].show()
@@ -831,6 +846,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Exported to {path}", 6000)
 
     def show_notation(self) -> None:
+        """Show the notation (symbols and the time convention) in a non-modal box."""
         box = QMessageBox(self)
         box.setWindowTitle("Notation")
         box.setTextFormat(Qt.TextFormat.RichText)
@@ -841,6 +857,7 @@ class MainWindow(QMainWindow):
         self._notation_box = box
 
     def show_about(self) -> None:
+        """The About box."""
         QMessageBox.about(self, "About diffstudio", H.ABOUT_HTML)
 
     def _error(self, title: str, text: str) -> None:
@@ -872,6 +889,7 @@ class MainWindow(QMainWindow):
 
     # ============================================================ persistence
     def save_layout(self) -> None:
+        """Remember the window's geometry, dock layout, time direction and config in QSettings."""
         s = self.settings
         s.setValue("window/layout_version", LAYOUT_VERSION)
         s.setValue("window/geometry", self.saveGeometry())
@@ -884,6 +902,8 @@ class MainWindow(QMainWindow):
         s.sync()
 
     def restore_layout(self) -> bool:
+        """Restore what :meth:`save_layout` remembered; True when the dock layout was restored (a
+        different ``LAYOUT_VERSION`` keeps the default), and emits ``layoutRestored``."""
         s = self.settings
         ok = False
         if int(s.value("window/layout_version", 0) or 0) == LAYOUT_VERSION:

@@ -71,14 +71,17 @@ class RunFollower(QObject):
         self.timer.timeout.connect(self.poll)
 
     def start(self) -> None:
+        """Read what is there now, then poll every ``interval_ms`` milliseconds."""
         self.poll()
         self.timer.start()
 
     def stop(self) -> None:
+        """Stop polling."""
         self.timer.stop()
 
     @property
     def live(self) -> bool:
+        """The run's metrics grew within the last ``LIVE_WINDOW_S`` seconds."""
         return self.last_growth is not None and time.monotonic() - self.last_growth < LIVE_WINDOW_S
 
     def poll(self) -> None:
@@ -159,6 +162,8 @@ class PreviewBrowser(QWidget):
         self.view.caption.setText("no preview grids yet")
 
     def set_previews(self, previews: list[tuple[int, str]]) -> None:
+        """Browse ``[(step, image path)]``; the slider stays at the newest when it was there, else where
+        it was."""
         at_end = self.slider.value() >= self.slider.maximum()
         self.previews = list(previews)
         self.slider.blockSignals(True)
@@ -170,6 +175,7 @@ class PreviewBrowser(QWidget):
 
     @property
     def shown_step(self) -> int | None:
+        """The training step of the preview shown, or None without previews."""
         return self.previews[self.slider.value()][0] if self.previews else None
 
     def _show(self, index: int) -> None:
@@ -343,12 +349,14 @@ class CompareRunsWindow(QWidget):
         self.curve.redraw()
 
     def poll(self) -> None:
+        """Read what both runs added since the last poll and redraw the loss curves."""
         for follower in self.followers.values():
             if follower is not None:
                 follower.poll()
         self.curve.redraw()
 
     def differences(self) -> list[tuple[str, object, object]]:
+        """``[(dotted field, value in A, value in B)]`` of the two runs' configs; empty until both are read."""
         a, b = self.configs["A"], self.configs["B"]
         return [] if a is None or b is None else diff_configs(a, b)
 
@@ -446,6 +454,8 @@ class SampleStatsView(QWidget):
             self.set_dataset(state.dataset)
 
     def set_dataset(self, dataset) -> None:
+        """Compare the samples with ``dataset``'s per-image mean brightness (read in chunks, or the
+        state's cached statistics); None or points clear the data histogram."""
         if dataset is None or getattr(dataset, "kind", "image") != "image":
             self.data_means = None
             self.data_item.setData(BRIGHTNESS_BINS, np.zeros(len(BRIGHTNESS_BINS) - 1))

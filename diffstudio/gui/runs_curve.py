@@ -63,6 +63,7 @@ class LossHistory:
         self.clear()
 
     def clear(self) -> None:
+        """Forget every point and restart the EMA."""
         self._steps: list[float] = []
         self._raw: list[float] = []
         self._ema: list[float] = []
@@ -77,6 +78,9 @@ class LossHistory:
         return len(self._steps)
 
     def add(self, step: float, loss: float) -> None:
+        """Add the loss at ``step``: non-finite losses are skipped; a step at or before the last one (a
+        resumed run's log) drops the points after it first; past ``max_points`` stored points, pairs
+        are merged and later points averaged over twice as many steps."""
         loss = float(loss)
         if not math.isfinite(loss):
             return
@@ -94,6 +98,7 @@ class LossHistory:
             self._bucket = []
 
     def extend(self, steps: Iterable[float], losses: Iterable[float]) -> None:
+        """Add each ``(step, loss)`` in order (:meth:`add`)."""
         for step, loss in zip(steps, losses):
             self.add(step, loss)
 
@@ -217,6 +222,7 @@ class LossCurve(QWidget):
         self._timer.start()
 
     def set_log_scale(self, on: bool) -> None:
+        """Show the loss on a log axis (or linear) and fit the view."""
         self.plot.setLogMode(y=bool(on))
         self.fit()
 
@@ -247,6 +253,7 @@ class LossCurve(QWidget):
             self.plot.getViewBox().setRange(xRange=(0.0, x_end), yRange=y, padding=0.0)
 
     def history(self, name: str = "") -> LossHistory:
+        """The :class:`LossHistory` of the series ``name`` ('' for the single run)."""
         return self.series[name].history
 
     def add(self, steps: Iterable[float], losses: Iterable[float], name: str = "") -> None:
@@ -256,6 +263,7 @@ class LossCurve(QWidget):
         s.dirty = True
 
     def clear(self, name: str | None = None) -> None:
+        """Forget the points of series ``name`` (all when None) and follow the next ones whole."""
         for key, s in self.series.items():
             if name is None or key == name:
                 s.history.clear()
@@ -264,6 +272,7 @@ class LossCurve(QWidget):
         self._y_range, self._x_end = None, 0.0
 
     def truncate_after(self, step: float, name: str = "") -> None:
+        """Drop the points of series ``name`` after ``step`` (a run resumed from an earlier checkpoint)."""
         s = self.series[name]
         s.history.truncate_after(step)
         s.dirty = True

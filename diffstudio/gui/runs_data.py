@@ -56,6 +56,8 @@ def checkpoint_step(path) -> int | None:
 
 
 def read_all_metrics(path) -> list[dict]:
+    """Every row of the run folder's metrics log, oldest first. Raises RunDirError when ``path`` is
+    not a run folder."""
     rows, _ = _run(path).read_metrics(0)
     return rows
 

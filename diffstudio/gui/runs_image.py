@@ -31,9 +31,11 @@ class GridImageView(QWidget):
 
     @property
     def image(self) -> np.ndarray | None:
+        """The shown image, uint8 (H, W, 3), or None."""
         return self.canvas.image
 
     def set_image(self, image: np.ndarray | None, caption: str | None = None) -> None:
+        """Show ``image`` (uint8 (H, W[, C]); None clears) and, when given, a new caption."""
         self.canvas.set_image(image)
         if caption is not None:
             self.caption.setText(caption)
@@ -58,6 +60,8 @@ class PointsView(QWidget):
 
     def set_points(self, points: np.ndarray | None, labels: np.ndarray | None = None,
                    caption: str | None = None) -> None:
+        """Scatter ``points`` (N, 2) (at most ``SCATTER_MAX_POINTS``), coloured by ``labels`` (N,) when
+        given; None or empty clears. A new caption when given."""
         if points is None or len(points) == 0:
             self.points = None
             self.scatter.clear()

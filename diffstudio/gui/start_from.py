@@ -271,6 +271,7 @@ class StartFromModel(QObject):
 
     @property
     def busy(self) -> bool:
+        """A check is reading a model folder now."""
         return self.thread is not None and self.thread.isRunning()
 
     def _current(self) -> bool:

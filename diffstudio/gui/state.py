@@ -17,6 +17,8 @@ from diffstudio.engine.config import Config
 
 
 class AppState(QObject):
+    """The config being edited (every edit an undo step), the loaded dataset and its statistics,
+    whether a run trains and which way time is shown; its signals keep every panel in step."""
     configChanged = Signal(str)  # the section that changed ("schedule", "objective", ..., or "all")
     validityChanged = Signal(list)  # [(dotted.field, message)]; empty when Train may start
     datasetChanged = Signal(object)  # InMemoryDataset / StreamingDataset (folders), or None while loading / on failure
@@ -58,6 +60,7 @@ class AppState(QObject):
         return not self.undo_stack.isClean()
 
     def mark_saved(self) -> None:
+        """The current config is what the file holds: the undo stack's clean state."""
         self.undo_stack.setClean()
 
     def _apply(self, config: Config, section: str) -> None:
@@ -70,6 +73,7 @@ class AppState(QObject):
         self.validityChanged.emit(self.errors)
 
     def errors_for(self, prefix: str) -> list[tuple[str, str]]:
+        """The validation problems ``(dotted field, message)`` of fields starting with ``prefix``."""
         return [(f, m) for f, m in self.errors if f.startswith(prefix)]
 
     def set_dataset(self, dataset, stats=None) -> None:
@@ -94,10 +98,12 @@ class AppState(QObject):
         return self.dataset_stats
 
     def set_training(self, training: bool) -> None:
+        """Record whether a run is training and emit ``trainingChanged``."""
         self.training = training
         self.trainingChanged.emit(training)
 
     def set_flip_time(self, flip: bool) -> None:
+        """Show time in the seed's direction (t = 0 noise) or not; emits ``flipTimeChanged``."""
         self.flip_time = flip
         self.flipTimeChanged.emit(flip)
 

@@ -100,6 +100,7 @@ class TrainingThread(QThread):
 
     # ---- buttons -> flags (called on the UI thread; never block) ----
     def request_stop(self) -> None:
+        """Ask the run to stop before its next step (it saves a final checkpoint); wakes a paused run."""
         self._stop.set()
         self._running.set()  # a paused run must wake up to stop
 
@@ -109,18 +110,22 @@ class TrainingThread(QThread):
         self.request_stop()
 
     def pause(self) -> None:
+        """Hold the run before its next step (ignored once a stop was asked)."""
         if not self._stop.is_set():
             self._running.clear()
 
     def unpause(self) -> None:
+        """Let a paused run go on."""
         self._running.set()
 
     @property
     def paused(self) -> bool:
+        """The run is held before its next step."""
         return not self._running.is_set()
 
     @property
     def stopping(self) -> bool:
+        """A stop was asked for."""
         return self._stop.is_set()
 
     def join(self, timeout_ms: int | None = None) -> bool:
@@ -281,10 +286,12 @@ class TaskThread(QThread):
         _register(self)
 
     def cancel(self) -> None:
+        """Ask the job to stop: its ``should_cancel()`` turns True (the job decides when to look)."""
         self._cancel.set()
 
     @property
     def cancelled(self) -> bool:
+        """:meth:`cancel` was called."""
         return self._cancel.is_set()
 
     def run(self) -> None:  # noqa: D102 - QThread entry point

@@ -30,7 +30,8 @@ def build_model(config: Any, data: DataInfo) -> nn.Module:
 
 
 def model_from_spec(spec: dict[str, Any]) -> nn.Module:
-    """Rebuild the architecture a model's ``.spec`` describes (weights are not part of it)."""
+    """Rebuild the architecture a model's ``.spec`` describes (weights are not part of it).
+    Raises ValueError for a spec whose ``kind`` is neither 'unet' nor 'mlp'."""
     kind = spec.get("kind") if isinstance(spec, dict) else None
     if kind == "unet":
         return UNetModel(spec)
@@ -46,4 +47,5 @@ def data_info_of(model_or_spec: nn.Module | dict[str, Any]) -> DataInfo:
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """The number of scalar weights of ``model`` (only those with ``requires_grad`` when ``trainable_only``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

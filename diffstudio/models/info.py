@@ -42,9 +42,12 @@ class DataInfo:
                    resolution=int(resolution or dataset.resolution or 0), num_classes=classes)
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (the ``data`` entry of a model spec)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DataInfo":
+        """Read :meth:`to_dict`'s dict back; a missing resolution or class count is 0. Raises KeyError
+        without ``kind`` or ``channels``, ValueError as ``__post_init__`` does."""
         return cls(kind=d["kind"], channels=int(d["channels"]), resolution=int(d.get("resolution") or 0),
                    num_classes=int(d.get("num_classes") or 0))

@@ -27,6 +27,9 @@ def sinusoidal_embedding(timestep: Tensor, dim: int, max_period: float = 10_000.
 
 
 def mlp_spec(data: DataInfo, width: int = 128, depth: int = 3, num_classes: int = 0) -> dict[str, Any]:
+    """The spec of an :class:`MLPModel` for ``data`` (points of ``data.channels`` dimensions):
+    ``width`` units, ``depth`` residual layers, ``num_classes`` (0: unconditional). Raises ValueError
+    for ``width < 2`` or ``depth < 1``."""
     if width < 2 or depth < 1:
         raise ValueError(f"mlp: width must be >= 2 and depth >= 1, got width={width}, depth={depth}")
     return {"kind": "mlp", "version": SPEC_VERSION, "data": data.to_dict(), "dim": int(data.channels),
@@ -51,6 +54,8 @@ class MLPModel(nn.Module):
         self.out = nn.Linear(width, dim)
 
     def forward(self, x_t: Tensor, timestep: Tensor, cond: Tensor | None = None) -> Tensor:
+        """``x_t`` (B, D), ``timestep`` (B,) or a scalar (broadcast), ``cond`` (B,) int64 or None
+        (the null label) -> the prediction (B, D)."""
         timestep = torch.as_tensor(timestep, device=x_t.device).reshape(-1).expand(x_t.shape[0])
         e = self.time(sinusoidal_embedding(timestep, self.width))
         if self.label is not None:

@@ -59,7 +59,8 @@ def _norm_groups(channels: tuple[int, ...]) -> int:
 
 def unet_config(preset: str, channels: int, resolution: int, num_classes: int = 0) -> dict[str, Any]:
     """``UNet2DModel`` keyword arguments for a preset; ``num_classes > 0`` adds a label embedding
-    with ``num_classes + 1`` rows (the last is the null label)."""
+    with ``num_classes + 1`` rows (the last is the null label).
+    ``resolution`` in pixels. Raises ValueError for an unknown preset."""
     if preset not in PRESETS:
         raise ValueError(f"preset: unknown {preset!r}; choose one of {', '.join(PRESETS)}")
     p = PRESETS[preset]
@@ -142,6 +143,9 @@ class UNetModel(nn.Module):
         self.unet = UNet2DModel(**spec["unet"])
 
     def forward(self, x_t: Tensor, timestep: Tensor, cond: Tensor | None = None) -> Tensor:
+        """``x_t`` (B, C, H, W), ``timestep`` (B,) or a scalar (broadcast; the schedule's
+        :meth:`~diffstudio.core.schedules.Schedule.timestep`), ``cond`` (B,) int64 or None -> the
+        prediction (B, C, H, W): ``UNet2DModel(x_t, timestep, class_labels=...).sample``."""
         timestep = torch.as_tensor(timestep, device=x_t.device).reshape(-1).expand(x_t.shape[0])
         labels = None
         if self.num_classes > 0:

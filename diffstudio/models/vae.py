@@ -26,7 +26,10 @@ class VaeError(ValueError):
 
 
 def vae_folder(path: str | Path) -> Path:
-    """The AutoencoderKL folder ``path`` refers to: itself, or a pipeline folder's ``vae/``."""
+    """The AutoencoderKL folder ``path`` refers to: itself, or a pipeline folder's ``vae/``.
+
+    Raises :class:`VaeError` when ``path`` does not exist, is not a folder, or has neither
+    ``config.json`` nor ``vae/config.json`` (the weights are checked by the loaders)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise VaeError(f"{p} does not exist (give a folder you have; nothing is downloaded)")
@@ -57,12 +60,19 @@ class LatentCodec(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mean, std)`` float32, each ``(B, latent_channels, H/f, W/f)``, of the scaled posterior of
+        ``x`` (B, in_channels, H, W) in [-1, 1]: ``(mean - shift_factor) * scaling_factor`` and
+        ``std * scaling_factor``, as diffusers' SD3 img2img pipeline scales ``vae.encode(...).latent_dist``
+        (``StableDiffusion3Img2ImgPipeline.prepare_latents``; SD 1.x has no shift). No gradient."""
         post = self.vae.encode(x.to(self._dtype)).latent_dist
         mean = (post.mean.float() - self.shift_factor) * self.scaling_factor
         return mean, post.std.float() * self.scaling_factor
 
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
+        """Images ``(B, in_channels, H*f, W*f)`` float32, about [-1, 1] and not clamped, from scaled
+        latents ``z`` (B, latent_channels, H, W): ``vae.decode(z / scaling_factor + shift_factor)``, as
+        diffusers' pipelines decode (``StableDiffusion3Pipeline.__call__``). No gradient."""
         return self.vae.decode((z / self.scaling_factor + self.shift_factor).to(self._dtype)).sample.float()
 
     @property

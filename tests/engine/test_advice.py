@@ -87,21 +87,15 @@ def test_train_prints_the_warnings_before_training(tmp_path, capsys):
 
 
 def test_the_trainer_sends_the_advice_to_its_hooks(tmp_path):
-    from diffstudio.engine.trainer import Trainer, TrainerHooks
+    from diffstudio.engine.trainer import Trainer
+    from tests.helpers import Said
 
-    class Hooks(TrainerHooks):
-        def __init__(self):
-            self.messages = []
-
-        def on_message(self, level, text):
-            self.messages.append((level, text))
-
-    hooks = Hooks()
+    hooks = Said()
     cfg = preset("moons-flow").updated(schedule={"shift": 2.0},
                                        run={"steps": 1, "out_dir": str(tmp_path), "preview_every": 10_000},
                                        sampling={"num_samples": 8, "steps": 2})
     Trainer(cfg, hooks=hooks).run()
-    assert [t for lv, t in hooks.messages if lv == "warning"] == [a.text for a in training_advice(cfg)]
+    assert [t for lv, t in hooks.said if lv == "warning"] == [a.text for a in training_advice(cfg)]
     assert len(training_advice(cfg)) == 1
 
 

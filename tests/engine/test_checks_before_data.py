@@ -1,41 +1,20 @@
 """A wrong ``model.init_from`` or ``data.vae`` is one error before a folder is decoded into its
 cache (or encoded), not after; what only the data can tell is checked once they are loaded."""
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from diffstudio.engine.config import Config, ConfigError
 from diffstudio.engine.pretrained import InitFromError
-from diffstudio.engine.trainer import Trainer, TrainerHooks
+from diffstudio.engine.trainer import Trainer
 
-from tests.engine.test_latents import tiny_vae
-from tests.engine.test_pretrained import tiny_unet
-
-
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DIFFSTUDIO_CACHE", str(tmp_path / "cache"))
+from tests.helpers import Said, blobs, folder, latent_config, tiny_unet, tiny_vae
 
 
-class Said(TrainerHooks):
-    def __init__(self):
-        self.messages = []
-
-    def on_message(self, level, text):
-        self.messages.append(text)
-
-
-def folder(root, count=6):
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True)
-    for i in range(count):
-        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(root / f"{i}.png")
-    return root
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 def trainer(tmp_path, **data):
-    cfg = Config().updated(data={"source": str(folder(tmp_path / "pics")), "val_fraction": 0.0, **data},
+    cfg = Config().updated(data={"source": str(folder(tmp_path / "pics", 6)), "val_fraction": 0.0, **data},
                            run={"steps": 1, "out_dir": str(tmp_path / "runs"), "val_every": 0},
                            sampling={"quality_samples": 0, "num_samples": 2}, optim={"batch_size": 2})
     return Trainer(cfg, hooks=Said())
@@ -138,9 +117,6 @@ def test_fine_tuning_a_latent_run_without_its_vae_names_the_vae(tmp_path):
     """Before: "set data.channels / data.resolution" (data.channels cannot be 4), and a guessed
     channel count of the data in the message; a run folder without checkpoints got the whole
     list of what init_from accepts."""
-    from tests.engine.test_latents import images as blobs
-    from tests.engine.test_latents import latent_config
-
     tiny_vae(tmp_path / "vae")
     latent = Trainer(latent_config(tmp_path, tmp_path / "vae", steps=1, val_every=0), run_dir=tmp_path / "latent",
                      dataset=blobs(8)).run()

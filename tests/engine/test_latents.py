@@ -9,62 +9,22 @@ import pytest
 import torch
 
 from diffstudio import cli
-from diffstudio.data.dataset import InMemoryDataset
 from diffstudio.data.latents import LatentDataset
-from diffstudio.engine.config import Config, ConfigError
+from diffstudio.engine.config import ConfigError
 from diffstudio.engine.export import export
 from diffstudio.engine.latents import decode_preview, encode_dataset, load_codec
 from diffstudio.engine.sampling import generate, load_for_sampling, start_noise
-from diffstudio.engine.trainer import Trainer, TrainerHooks
+from diffstudio.engine.trainer import Trainer
 
+from tests.helpers import Previews, blobs, latent_config, tiny_vae
 
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DIFFSTUDIO_CACHE", str(tmp_path / "cache"))
-
-
-def tiny_vae(folder, channels=3, shift=0.1):
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(0)
-    vae = AutoencoderKL(in_channels=channels, out_channels=channels, block_out_channels=(8, 16), layers_per_block=1,
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        latent_channels=4, norm_num_groups=4, sample_size=16, scaling_factor=0.5, shift_factor=shift)
-    vae.save_pretrained(folder, safe_serialization=True)
-    return vae.eval()
-
-
-def images(n=16, channels=3, size=16, classes=0):
-    g = torch.Generator().manual_seed(0)
-    x = torch.nn.functional.interpolate(torch.rand(n, channels, 4, 4, generator=g) * 2 - 1, size=size, mode="bilinear")
-    labels = torch.arange(n) % classes if classes else None
-    return InMemoryDataset(x.contiguous(), labels, [f"c{i}" for i in range(classes)], name="blobs")
-
-
-def latent_config(tmp_path, vae, **run):
-    return Config().updated(
-        data={"source": "blobs", "vae": str(vae)}, model={"preset": "tiny", "class_conditional": False},
-        schedule={"family": "scaled_linear", "ztsnr": True}, objective={"parameterization": "v"},
-        optim={"batch_size": 8, "warmup_steps": 2},
-        sampling={"sampler": "ddim", "eta": 0.0, "steps": 10, "spacing": "trailing", "num_samples": 4},
-        run={"steps": 5, "out_dir": str(tmp_path), "preview_every": 5, "checkpoint_every": 5, "log_every": 1, **run})
-
-
-class Recorder(TrainerHooks):
-    def __init__(self):
-        self.previews, self.messages = [], []
-
-    def on_preview(self, step, p):
-        self.previews.append(p)
-
-    def on_message(self, level, text):
-        self.messages.append(text)
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 def test_codec_scales_and_shifts_like_diffusers(tmp_path):
     vae = tiny_vae(tmp_path / "vae")
     codec = load_codec(tmp_path / "vae")
-    x = images(4).x
+    x = blobs(4).x
     mean, std = codec.encode(x)
     with torch.no_grad():
         post = vae.encode(x).latent_dist
@@ -74,7 +34,7 @@ def test_codec_scales_and_shifts_like_diffusers(tmp_path):
 
 
 def test_latent_batches_follow_the_pixel_stream_and_sample_the_posterior():
-    data = images(32)
+    data = blobs(32)
     x = data.x
     same = LatentDataset(x, torch.zeros_like(x), flip_mean=x.flip(-1), flip_std=torch.zeros_like(x))
     for hflip in (False, True):  # std 0: the same indices and flips as the pixel path
@@ -92,7 +52,7 @@ def test_latent_batches_follow_the_pixel_stream_and_sample_the_posterior():
 def test_encode_train_preview_export_and_diffusers_samples_the_same_images(tmp_path):
     tiny_vae(tmp_path / "pipe" / "vae")  # a pipeline folder's vae/
     cfg = latent_config(tmp_path, tmp_path / "pipe")
-    data, hooks = images(16), Recorder()
+    data, hooks = blobs(16), Previews()
     result = Trainer(cfg, run_dir=tmp_path / "run", dataset=data, hooks=hooks).run()
     held_out = round(16 * cfg.data.val_fraction)  # the validation split is encoded apart
     assert result.steps == 5 and any(f"encoding {16 - held_out} images" in m for m in hooks.messages)
@@ -108,7 +68,7 @@ def test_encode_train_preview_export_and_diffusers_samples_the_same_images(tmp_p
 
     assert RunDir(result.run_dir).config().data.vae == str(tmp_path / "pipe")
 
-    again = Recorder()  # a second run reads the cache instead of encoding
+    again = Previews()  # a second run reads the cache instead of encoding
     Trainer(cfg.updated(run={"steps": 1}), run_dir=tmp_path / "run2", dataset=data, hooks=again).run()
     assert any("read from the cache" in m for m in again.messages)
     assert not any("encoding" in m for m in again.messages)
@@ -137,7 +97,7 @@ def test_encode_train_preview_export_and_diffusers_samples_the_same_images(tmp_p
 def test_cli_sample_of_a_latent_run_writes_decoded_images(tmp_path):
     tiny_vae(tmp_path / "vae")
     cfg = latent_config(tmp_path, tmp_path / "vae", steps=2)
-    result = Trainer(cfg, run_dir=tmp_path / "run", dataset=images(16)).run()
+    result = Trainer(cfg, run_dir=tmp_path / "run", dataset=blobs(16)).run()
     code = cli.main(["sample", result.run_dir, "--n", "4", "--steps", "3", "--out", str(tmp_path / "s.png"),
                      "--npy", str(tmp_path / "s.npy")])
     assert code == 0 and np.load(tmp_path / "s.npy").shape == (4, 3, 16, 16)
@@ -147,9 +107,9 @@ def test_data_that_do_not_fit_the_vae_are_one_clear_error(tmp_path):
     tiny_vae(tmp_path / "vae")
     codec = load_codec(tmp_path / "vae")
     with pytest.raises(ConfigError, match="data.vae: the VAE takes 3-channel images and the data have 1"):
-        encode_dataset(images(4, channels=1), codec)
+        encode_dataset(blobs(4, channels=1), codec)
     with pytest.raises(ConfigError, match="downsamples by 2; 15 px"):
-        encode_dataset(images(4, size=15), codec)
+        encode_dataset(blobs(4, size=15), codec)
     from diffusers import AutoencoderKL
 
     AutoencoderKL(block_out_channels=(8,), norm_num_groups=4).save_pretrained(tmp_path / "bin", safe_serialization=False)

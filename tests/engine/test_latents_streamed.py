@@ -2,39 +2,19 @@
 into the same latents as the device-resident path, and an encoding that is stopped keeps what it
 did and resumes from there."""
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from diffstudio.data.errors import LoadCancelled
 from diffstudio.data.streaming import StreamingDataset
 from diffstudio.engine.latents import encode_dataset, latent_cache_dir, load_codec
 from diffstudio.engine.presets import preset
-from diffstudio.engine.trainer import Trainer, TrainerHooks
+from diffstudio.engine.trainer import Trainer
 
-from tests.engine.test_latents import images, tiny_vae
-
-
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DIFFSTUDIO_CACHE", str(tmp_path / "cache"))
+from tests.helpers import Previews, Said, blobs, folder, latent_config, tiny_vae
 
 
-class Said(TrainerHooks):
-    def __init__(self):
-        self.messages = []
-
-    def on_message(self, level, text):
-        self.messages.append(text)
-
-
-def folder(root, count=20):
-    rng = np.random.default_rng(3)
-    root.mkdir(parents=True)
-    for i in range(count):
-        Image.fromarray(rng.integers(0, 256, (20, 18, 3), dtype=np.uint8)).save(root / f"{i:02d}.png")
-    return root
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 def latent_run(tmp_path, source, vae, name, budget_mb):
@@ -52,7 +32,7 @@ def latent_run(tmp_path, source, vae, name, budget_mb):
 
 def test_a_streamed_folder_encodes_to_the_same_latents_as_the_resident_path(tmp_path, monkeypatch):
     """Before: the streamed dataset had no ``.x`` and a latent run over the budget crashed."""
-    source, vae = folder(tmp_path / "pics"), tmp_path / "vae"
+    source, vae = folder(tmp_path / "pics", 20, seed=3, size=(20, 18)), tmp_path / "vae"
     tiny_vae(vae)
     streamed = latent_run(tmp_path, source, vae, "streamed", budget_mb=1e-4)
     assert any("streamed from the cache" in m for m in streamed.hooks.messages)
@@ -67,7 +47,7 @@ def test_a_streamed_folder_encodes_to_the_same_latents_as_the_resident_path(tmp_
 def test_a_stopped_encoding_keeps_its_latents_and_resumes_from_there(tmp_path):
     tiny_vae(tmp_path / "vae")
     codec = load_codec(tmp_path / "vae")
-    data = images(40)
+    data = blobs(40)
     whole = encode_dataset(data, codec, hflip=True, batch_size=8, cache=False)
     asked = []
 
@@ -113,7 +93,7 @@ def test_under_torchrun_rank_0_encodes_while_the_others_wait_for_its_cache(tmp_p
     cfg = preset("quickstart").updated(data={"vae": str(tmp_path / "vae")})
     t = Trainer(cfg, hooks=Said())
     t.world, t.codec = World(), load_codec(tmp_path / "vae")
-    out = t._latents(images(4))
+    out = t._latents(blobs(4))
     assert events == order and out.mean.shape == (4, 4, 8, 8)
 
 
@@ -124,7 +104,7 @@ def test_dry_run_of_a_latent_run_counts_the_posteriors_and_the_vae(tmp_path):
 
     vae = tiny_vae(tmp_path / "vae")
     cfg = preset("quickstart").updated(
-        data={"source": str(folder(tmp_path / "pics")), "resolution": 16, "channels": 3, "vae": str(tmp_path / "vae"),
+        data={"source": str(folder(tmp_path / "pics", 20, seed=3, size=(20, 18))), "resolution": 16, "channels": 3, "vae": str(tmp_path / "vae"),
               "hflip": True, "val_fraction": 0.0}, model={"class_conditional": False}, optim={"batch_size": 4})
     e = estimate(cfg, probe_steps=0)
     assert e.data_bytes == 20 * 4 * 8 * 8 * 4 * 4  # mean, std, and both of the mirror images, float32
@@ -144,10 +124,8 @@ def test_a_latent_runs_quality_is_measured_on_decoded_images_and_eval_repeats_it
     from diffstudio.engine.quality import reference_items, score_samples
     from diffstudio.engine.sampling import generate, load_for_sampling
 
-    from tests.engine.test_latents import latent_config
-
     tiny_vae(tmp_path / "vae")
-    data = images(16)
+    data = blobs(16)
     cfg = latent_config(tmp_path, tmp_path / "vae", steps=2, val_every=2).updated(
         sampling={"quality_samples": 6, "num_samples": 2, "steps": 4, "sampler": "ddim", "eta": 0.0,
                   "spacing": "trailing"}, data={"val_fraction": 0.25})
@@ -178,7 +156,7 @@ def test_a_run_records_absolute_folders_so_it_samples_and_resumes_from_anywhere(
     from diffstudio.engine.run_dir import RunDir
 
     work = tmp_path / "work"
-    folder(work / "pics")
+    folder(work / "pics", 20, seed=3, size=(20, 18))
     tiny_vae(work / "vae")
     monkeypatch.chdir(work)
     code = cli.main(["train", "--preset", "quickstart", "--steps", "1", "--out", str(tmp_path / "run"),
@@ -197,15 +175,14 @@ def test_a_vae_with_two_latent_channels_trains_and_previews(tmp_path):
     from diffusers import AutoencoderKL
 
     from diffstudio.data.pixels import image_grid
-    from tests.engine.test_latents import Recorder, latent_config
 
     torch.manual_seed(0)
     AutoencoderKL(in_channels=1, out_channels=1, latent_channels=2, block_out_channels=(8, 8), layers_per_block=1,
                   down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
                   norm_num_groups=4, sample_size=16).save_pretrained(tmp_path / "vae")
-    hooks = Recorder()
+    hooks = Previews()
     result = Trainer(latent_config(tmp_path, tmp_path / "vae", steps=2, preview_every=2), run_dir=tmp_path / "run",
-                     dataset=images(8, channels=1), hooks=hooks).run()
+                     dataset=blobs(8, channels=1), hooks=hooks).run()
     assert result.steps == 2 and hooks.previews[-1].samples.shape == (4, 1, 16, 16)  # decoded to the data's images
     two = torch.stack([torch.full((4, 4), -1.0), torch.full((4, 4), 1.0)])[None]  # (1, 2, 4, 4)
     grid = image_grid(two, pad=0)

@@ -13,21 +13,9 @@ from diffstudio.engine.checkpoint import load_checkpoint
 from diffstudio.engine.config import Config, ConfigError
 from diffstudio.engine.presets import preset
 from diffstudio.engine.pretrained import InitFromError, Pretrained, adapt_class_embedding, read_pretrained
-from diffstudio.engine.trainer import Trainer, TrainerHooks
+from diffstudio.engine.trainer import Trainer
 
-
-def tiny_unet(channels=1, size=8, classes=None, seed=0):
-    from diffusers import UNet2DModel
-
-    torch.manual_seed(seed)
-    unet = UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=(16, 32),
-                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8, attention_head_dim=8,
-                       num_class_embeds=classes)
-    with torch.no_grad():  # diffusers zero-initialises some layers: make every weight distinctive
-        for p in unet.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    return unet.eval()
+from tests.helpers import Said, tiny_unet
 
 
 def images(n=32, channels=1, size=8, classes=0, seed=0):
@@ -45,14 +33,6 @@ def config(tmp_path, **model):
         sampling={"num_samples": 2, "steps": 2, "spacing": "leading"},
         run={"steps": 4, "out_dir": str(tmp_path), "preview_every": 10_000, "checkpoint_every": 10_000,
              "log_every": 1})
-
-
-class Said(TrainerHooks):
-    def __init__(self):
-        self.messages = []
-
-    def on_message(self, level, text):
-        self.messages.append((level, text))
 
 
 def set_up(cfg, data, tmp_path, name="run", hooks=None):
@@ -154,7 +134,7 @@ def test_trainer_says_how_the_label_embedding_was_adapted(tmp_path):
     hooks = Said()
     trainer = set_up(config(tmp_path, init_from=str(tmp_path / "u")), images(classes=3), tmp_path, hooks=hooks)
     assert trainer.model.num_classes == 3 and trainer.conditional
-    assert any(level == "warning" and "label embedding for 3 classes" in text for level, text in hooks.messages)
+    assert any(level == "warning" and "label embedding for 3 classes" in text for level, text in hooks.said)
 
 
 def test_fine_tuning_an_eps_run_to_v_with_ztsnr_runs_and_resumes_exactly(tmp_path):
@@ -204,7 +184,7 @@ def test_a_class_conditional_diffstudio_export_keeps_its_labels(tmp_path):
     hooks = Said()
     trainer = set_up(config(tmp_path, init_from=str(out)), data, tmp_path, "second", hooks=hooks)
     assert trainer.model.num_classes == 3 and trainer.model.spec["unet"]["num_class_embeds"] == 4
-    assert not any(level == "warning" for level, _ in hooks.messages)
+    assert not any(level == "warning" for level, _ in hooks.said)
     from diffusers import UNet2DModel
 
     theirs = UNet2DModel.from_pretrained(out / "unet", use_safetensors=True).state_dict()

@@ -32,18 +32,8 @@ from diffstudio.engine.settings import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def test_every_config_field_is_described_with_its_default():
-    flat = _flat(Config().to_dict())
+    flat = Config().flat()
     table = by_name()
     assert set(flat) == set(table)
     for name, value in flat.items():
@@ -201,7 +191,7 @@ def test_settings_json_lists_every_field(capsys):
     assert cli.main(["settings", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     listed = {s["name"]: s for s in data["settings"]}
-    assert set(listed) == set(_flat(Config().to_dict()))
+    assert set(listed) == set(Config().flat())
     for name, s in listed.items():
         assert {"type", "default", "help", "group", "applies"} <= set(s), name
         if s["type"] in ("int", "float") and "choices" not in s:

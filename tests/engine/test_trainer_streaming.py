@@ -12,15 +12,9 @@ from PIL import Image
 from diffstudio.data.streaming import StreamingDataset
 from diffstudio.engine.checkpoint import load_checkpoint
 from diffstudio.engine.presets import preset
-from diffstudio.engine.trainer import Trainer, TrainerHooks
+from diffstudio.engine.trainer import Trainer
 
-
-class Messages(TrainerHooks):
-    def __init__(self):
-        self.messages = []
-
-    def on_message(self, level, text):
-        self.messages.append(text)
+from tests.helpers import Said
 
 
 def labelled_folder(root, count=24):
@@ -39,7 +33,7 @@ def train(tmp_path, folder, name, budget_mb, val_fraction=0.0):
         run={"steps": 3, "out_dir": str(tmp_path / "runs"), "name": name, "preview_every": 10_000,
              "checkpoint_every": 10_000, "log_every": 1},
         optim={"batch_size": 6, "grad_accum": 2, "warmup_steps": 1}, sampling={"num_samples": 2, "steps": 2})
-    hooks = Messages()
+    hooks = Said()
     trainer = Trainer(cfg, hooks=hooks)
     result = trainer.run()
     ckpt = load_checkpoint(result.run_dir)

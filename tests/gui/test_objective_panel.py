@@ -12,6 +12,8 @@ from diffstudio.core.objectives import time_density
 from diffstudio.engine import advice
 from diffstudio.gui.panels.objective import ObjectivePanel
 
+from tests.helpers import choose
+
 
 @pytest.fixture
 def panel(qtbot, state):
@@ -20,10 +22,6 @@ def panel(qtbot, state):
     qtbot.addWidget(panel)
     panel.show()
     return panel
-
-
-def choose(combo, data) -> None:
-    combo.setCurrentIndex(combo.findData(data))
 
 
 def test_eps_with_ztsnr_warns_and_v_clears_it(panel):

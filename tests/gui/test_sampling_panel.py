@@ -239,15 +239,11 @@ def test_a_double_click_enlarges_the_grid(panel, qtbot):
 
 def test_sample_now_on_a_latent_run_shows_decoded_images(panel, qtbot, tmp_path):
     """A model trained on a VAE's latents (data.vae) samples latents; the panel shows them decoded."""
-    from diffusers import AutoencoderKL
-
     from diffstudio.engine.config import Config
     from diffstudio.models.info import DataInfo
+    from tests.helpers import tiny_vae
 
-    torch.manual_seed(0)
-    AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
-                  down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                  latent_channels=4, norm_num_groups=4, sample_size=16).save_pretrained(tmp_path / "vae")
+    tiny_vae(tmp_path / "vae", shift=None, scaling=0.18215)  # diffusers' defaults
     cfg = Config().updated(data={"source": "blobs", "vae": str(tmp_path / "vae")},
                            sampling={"num_samples": 4, "steps": 3})
     panel._on_loaded(SimpleNamespace(model=_Zero(), config=cfg, data_info=DataInfo("image", 4, 8, 0),

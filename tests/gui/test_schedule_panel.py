@@ -14,6 +14,8 @@ from diffstudio.core.schedules import make_schedule
 from diffstudio.gui.panels.schedule import SchedulePanel, format_percent, nice_range
 from diffstudio.gui.widgets.plots import SIMPLIFY_TOLERANCE, simplify_polyline
 
+from tests.helpers import choose, tiny_vae
+
 
 @pytest.fixture
 def panel(qtbot, state):
@@ -22,12 +24,6 @@ def panel(qtbot, state):
     qtbot.addWidget(panel)
     panel.show()
     return panel
-
-
-def choose(combo, data) -> None:
-    index = combo.findData(data)
-    assert index >= 0, data
-    combo.setCurrentIndex(index)
 
 
 def test_scaled_linear_terminal_signal_and_ztsnr_toggle(panel):
@@ -329,19 +325,6 @@ def test_format_percent():
 DECODE_TIMEOUT_MS = 30000
 
 
-def _tiny_vae(path):
-    """A random 3-channel AutoencoderKL (downsampling 2, 4 latent channels) with a scaling and a
-    shift factor, saved as diffusers saves one."""
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(0)
-    AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
-                  down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                  latent_channels=4, norm_num_groups=4, sample_size=16, scaling_factor=0.6,
-                  shift_factor=0.1).save_pretrained(path)
-    return str(path)
-
-
 def _expected_latent_views(vae: str, image: torch.Tensor, schedule) -> tuple[np.ndarray, np.ndarray]:
     """decode(alpha_1 z + sigma_1 eps) and decode(gain alpha_1 z), computed with engine/latents."""
     from diffstudio.core.parameterization import Coefficients
@@ -373,7 +356,8 @@ def test_with_a_vae_the_thumbnails_show_the_noised_latent_decoded(panel, qtbot, 
     from diffstudio.data.registry import load_dataset
     from diffstudio.gui.panels.schedule import test_image
 
-    vae = _tiny_vae(tmp_path / "vae")
+    tiny_vae(tmp_path / "vae", scaling=0.6)
+    vae = str(tmp_path / "vae")
     state = panel.state
     choose(panel.leak_combo, "residual")
     state.update("schedule", family="scaled_linear", ztsnr=False)

@@ -5,7 +5,6 @@ finetune-ztsnr-v recipe when asked); a folder that cannot be used is one message
 from __future__ import annotations
 
 import pytest
-import torch
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QLabel
 
@@ -14,18 +13,14 @@ from diffstudio.engine.presets import preset
 from diffstudio.gui.main_window import MainWindow
 from diffstudio.gui.state import AppState
 
+from tests.helpers import tiny_unet, tiny_vae
+
 TIMEOUT_MS = 60000
 
 
 def save_unet(folder, size=8, channels=1, classes=None, safetensors=True):
     """A tiny UNet2DModel with random weights, saved with ``save_pretrained``; its parameter count."""
-    from diffusers import UNet2DModel
-
-    torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=(16, 32),
-                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8, attention_head_dim=8,
-                       num_class_embeds=classes)
+    unet = tiny_unet(channels, size, classes, distinctive=False)
     unet.save_pretrained(folder, safe_serialization=safetensors)
     return sum(p.numel() for p in unet.parameters())
 
@@ -168,8 +163,6 @@ def test_with_a_vae_the_model_is_checked_against_the_latents_in_the_dialog(qtbot
     """Before: with data.vae set the dialog accepted any UNet ("checked when the run starts"), so a
     pixel model for a latent run was refused only after the data had been encoded. The latents'
     shape comes from the VAE's config.json (no weights loaded): 1-channel 8 px digits -> 4 x 4 x 4."""
-    from tests.engine.test_latents import tiny_vae
-
     tiny_vae(tmp_path / "vae", channels=1)  # 2 levels: downsampling by 2, 4 latent channels
     window.state.update("data", vae=str(tmp_path / "vae"))
     save_unet(tmp_path / "latent_unet", size=4, channels=4)

@@ -72,6 +72,8 @@ class LoadKey:
 
     @classmethod
     def of(cls, config, builtin_names) -> "LoadKey":
+        """The key of what ``config`` would load; the run seed counts only for the generated datasets
+        named in ``builtin_names``."""
         data = config.data
         seed = config.run.seed if data.source in builtin_names else 0
         return cls(data.source, data.resolution, data.channels, data.labels, data.num_points, seed)
@@ -104,6 +106,7 @@ class SourceEditor(QFrame):
         return (p.builtin_radio, p.folder_radio, p.builtin_combo, p.folder_edit)
 
     def settingValue(self):  # noqa: N802 - the settings editors' protocol (settings_form.py)
+        """``data.source`` as the panel shows it: the built-in's name, or the folder path typed."""
         p = self.panel
         return p.builtin_combo.currentData() if p.builtin_radio.isChecked() else p.folder_edit.text().strip()
 
@@ -318,9 +321,11 @@ class DatasetPanel(QWidget):
 
     @property
     def loading(self) -> bool:
+        """A dataset is being loaded (or decoded into its cache) now."""
         return self._thread is not None
 
     def error_text(self) -> str:
+        """Why the last load failed, one line ('' when it did not)."""
         return self._error
 
     def set_folder(self, path: str) -> None:
@@ -330,6 +335,7 @@ class DatasetPanel(QWidget):
         self.load()
 
     def set_builtin(self, name: str) -> None:
+        """Choose the built-in dataset ``name`` and load it."""
         self.builtin_radio.setChecked(True)
         self.builtin_combo.setCurrentIndex(self.builtin_combo.findData(name))
         self.load()
@@ -344,6 +350,7 @@ class DatasetPanel(QWidget):
         self._start(key)
 
     def cancel(self) -> None:
+        """Ask the load in flight to stop (a folder's cache keeps what was decoded)."""
         if self._thread is not None:
             self._thread.cancel()
             self.status_label.setText("Cancelling…")

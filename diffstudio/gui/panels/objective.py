@@ -42,6 +42,9 @@ NOTE_STYLE = ("QLabel { background: #eef5fc; color: #17456e; border: 1px solid #
 
 
 class ObjectivePanel(QWidget):
+    """Edits ``objective.*`` and plots the effective loss weight over t (on p-MSE and on x0-MSE, times
+    the time-sampling density: :func:`~diffstudio.core.objectives.loss_weight`); ``warningsChanged``
+    carries the plain-language warnings."""
     warningsChanged = Signal(list)  # the plain-language warnings, whenever they change
 
     def __init__(self, state, parent=None):
@@ -226,10 +229,12 @@ class ObjectivePanel(QWidget):
 
     # ------------------------------------------------------------------ views
     def redraw(self) -> None:
+        """Refresh the warnings and the weight plot from the state's config."""
         self._show_messages()
         self._draw_weights()
 
     def warnings(self) -> list[str]:
+        """The objective's warnings for the current config (:func:`~diffstudio.engine.advice.objective_advice`)."""
         return objective_advice(self.state.config)[0]
 
     def _show_messages(self) -> None:

@@ -151,12 +151,14 @@ class PreviewView(QWidget):
         self._update_buttons()
 
     def set_data_points(self, points: np.ndarray | None) -> None:
+        """Draw the data's points (N, 2) (the first ``DATA_POINTS_SHOWN``) behind a 2-D preview; None clears them."""
         if points is None:
             self.data_scatter.clear()
         else:
             self.data_scatter.setData(points[:DATA_POINTS_SHOWN, 0], points[:DATA_POINTS_SHOWN, 1])
 
     def show_preview(self, preview, title: str, stats: str = "") -> None:
+        """Show a Preview (image grid and trajectory strip, or a scatter for points) with its title and statistics line."""
         self.preview = preview
         self.title.setText(title)
         self.stats.setText(stats)
@@ -182,6 +184,7 @@ class PreviewView(QWidget):
 
     @property
     def stale(self) -> bool:
+        """The shown preview no longer matches the settings (a note says why)."""
         return bool(self.stale_label.text())
 
     def enlarge(self):
@@ -195,6 +198,7 @@ class PreviewView(QWidget):
         return window
 
     def save_dialog(self) -> str | None:
+        """Ask for a file and save the sample grid as PNG; its path, or None when cancelled or empty."""
         image = self.grid_view.image
         if image is None:
             return None
@@ -207,6 +211,7 @@ class PreviewView(QWidget):
         self.save_button.setVisible(has_grid)
 
     def clear(self, placeholder: str) -> None:
+        """Show nothing but ``placeholder``."""
         self.preview = None
         self.title.setText("")
         self.stats.setText("")
@@ -251,6 +256,9 @@ class PreviewView(QWidget):
 
 
 class SamplingPanel(QWidget):
+    """Edits ``sampling.*`` and shows the Model preview (the run's, or a loaded checkpoint's "Sample
+    now") beside the Oracle preview; see the module doc. ``oracleUpdated``, ``previewShown`` and
+    ``checkpointLoaded`` report what was shown or loaded."""
     oracleUpdated = Signal(object)  # the OraclePreview shown
     previewShown = Signal(object)  # a model Preview shown
     checkpointLoaded = Signal(str)
@@ -489,6 +497,7 @@ class SamplingPanel(QWidget):
         self._update_guidance()
 
     def has_classes(self) -> bool:
+        """Guidance and class choice apply: the data have classes and the run is class-conditional."""
         ds = self.state.dataset
         cfg = self.state.config
         return (ds is not None and getattr(ds, "num_classes", 0) > 0 and bool(cfg.data.labels)
@@ -682,6 +691,7 @@ class SamplingPanel(QWidget):
             self.load_checkpoint(path)
 
     def sample_now(self) -> None:
+        """Sample the loaded checkpoint with the current sampling settings off the UI thread (nothing when none is loaded)."""
         if self.loaded is None:
             return
         loaded, sampling = self.loaded, self.state.config.sampling

@@ -80,6 +80,7 @@ RANGE_SLACK = 1.5  # the log-SNR axis keeps its range while the data span at lea
 
 
 def page_of(family: str) -> int:
+    """The index of the parameter page that edits ``family`` (all beta families share one)."""
     if family in DISCRETE_FAMILIES:
         return PAGES["beta"]
     return PAGES.get(family, PAGES["cosine"])
@@ -128,6 +129,7 @@ class HeightHold(QObject):
         widget.installEventFilter(self)
 
     def hold(self) -> None:
+        """Keep the widget at least as tall as it is now (while visible)."""
         if self.widget.isVisible():
             self.widget.setMinimumHeight(max(self.widget.minimumHeight(), self.widget.height()))
 
@@ -623,6 +625,7 @@ class SchedulePanel(QWidget):
     # ---------------------------------------------------------------- drawing
     @property
     def flipped(self) -> bool:
+        """Time is shown in the seed's direction (t = 0 noise): plots show ``1 - t``."""
         return bool(self.state.flip_time)
 
     def display_x(self, t) -> np.ndarray:
@@ -631,6 +634,7 @@ class SchedulePanel(QWidget):
         return 1.0 - t if self.flipped else t
 
     def data_t(self, x: float) -> float:
+        """The diffstudio time ``t`` (0 = data) of the plotted horizontal position ``x``."""
         return 1.0 - x if self.flipped else x
 
     def redraw(self) -> None:
@@ -901,6 +905,7 @@ class SchedulePanel(QWidget):
 
     # ------------------------------------------------------------ custom points
     def current_points(self) -> list[tuple[float, float]]:
+        """The custom schedule's control points ``[(t, log-SNR)]`` (the default curve's when unset)."""
         pts = self.state.config.schedule.points
         return [(float(t), float(v)) for t, v in (pts if pts else CustomSchedule().points)]
 
@@ -936,6 +941,7 @@ class SchedulePanel(QWidget):
         return self.data_t(x), y
 
     def add_point(self) -> None:
+        """Add a control point on the curve in the middle of the widest gap in t (the shape is unchanged)."""
         pts = self.current_points()
         gaps = [b[0] - a[0] for a, b in zip(pts, pts[1:])]
         k = int(np.argmax(gaps))
@@ -945,6 +951,7 @@ class SchedulePanel(QWidget):
         self._set_schedule(points=[list(p) for p in pts])
 
     def remove_point(self) -> None:
+        """Remove the selected inner control point (else the middle one); the two ends stay."""
         pts = self.current_points()
         if len(pts) <= 2:
             return
@@ -963,6 +970,7 @@ class SchedulePanel(QWidget):
 
     # ------------------------------------------------------------------ misc
     def terminal_text(self) -> str:
+        """The readout of the terminal signal and SNR, as shown."""
         return self.terminal_label.text()
 
 

@@ -357,6 +357,7 @@ class TrainingPanel(QWidget):
     # ---------------------------------------------------------------- actions
     @property
     def training(self) -> bool:
+        """A training thread is running."""
         return self.thread is not None and self.thread.isRunning()
 
     def start_reason(self) -> str:
@@ -438,6 +439,7 @@ class TrainingPanel(QWidget):
         self._update_buttons()
 
     def toggle_pause(self) -> None:
+        """Pause the run before its next step, or resume a paused one (nothing while stopping)."""
         t = self.thread
         if t is None or t.stopping:
             return
@@ -747,6 +749,7 @@ class TrainingPanel(QWidget):
         self._update_buttons()
 
     def selected_checkpoint(self) -> str | None:
+        """The path of the checkpoint selected in the list, or None."""
         item = self.checkpoint_list.currentItem()
         return None if item is None else item.data(Qt.ItemDataRole.UserRole)
 
@@ -859,6 +862,7 @@ class TrainingPanel(QWidget):
 
     @property
     def status(self) -> dict:
+        """A copy of the run's status: state, device, step, total, steps_per_s and eta_s (seconds; NaN when unknown)."""
         return dict(self._status)
 
 

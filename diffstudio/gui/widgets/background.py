@@ -13,6 +13,8 @@ from PySide6.QtCore import QObject, Signal
 
 
 class LatestRunner(QObject):
+    """Runs one computation at a time off the UI thread, with at most the newest request waiting;
+    ``finished(result)`` or ``failed(message)`` for the newest, ``busyChanged`` as it starts and ends."""
     finished = Signal(object)  # the result of the newest request
     failed = Signal(str)  # its error message
     busyChanged = Signal(bool)
@@ -24,6 +26,7 @@ class LatestRunner(QObject):
 
     @property
     def busy(self) -> bool:
+        """A computation is running."""
         return self._thread is not None
 
     def submit(self, fn: Callable[[], Any]) -> None:

@@ -57,6 +57,7 @@ class FieldMarker:
         self._fields: dict[str, list[QWidget]] = {}
 
     def add(self, field: str, *widgets: QWidget) -> None:
+        """Mark ``widgets`` when the dotted ``field`` has an error (each widget once per field)."""
         known = self._fields.setdefault(field, [])
         known.extend(w for w in widgets if all(w is not k for k in known))
 
@@ -71,6 +72,7 @@ class FieldMarker:
                 self.add(w.objectName(), w)
 
     def widgets(self) -> list[QWidget]:
+        """Every widget known, each once."""
         seen: dict[int, QWidget] = {}
         for ws in self._fields.values():
             for w in ws:
@@ -122,6 +124,8 @@ class NumberBox(QDoubleSpinBox):
             return self.value()
 
     def validate(self, text: str, pos: int):  # noqa: D102 - Qt API
+        """Qt's validator: any float notation in range is Acceptable, a number being typed ('-',
+        '1e') or out of range Intermediate, anything else (and inf, NaN) Invalid."""
         s = text.strip()
         try:
             v = float(s)
@@ -138,6 +142,8 @@ class NumberBox(QDoubleSpinBox):
         return self.textFromValue(self.value())
 
     def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt API
+        """Qt's arrow step: ``steps`` tenths of the value's decade; a positive-only box drops a decade
+        instead of reaching 0 or below."""
         v = self.value()
         decade = 10 ** math.floor(math.log10(abs(v))) if v else 0.1
         step = decade / 10

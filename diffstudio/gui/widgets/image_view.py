@@ -11,7 +11,8 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 
 def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
-    """(H, W), (H, W, 1) or (H, W, 3) uint8 -> contiguous (H, W, 3) uint8."""
+    """(H, W), (H, W, 1) or (H, W, 3) uint8 -> contiguous (H, W, 3) uint8.
+    Raises TypeError for any other dtype."""
     a = np.asarray(image)
     if a.dtype != np.uint8:
         raise TypeError(f"expected uint8 pixels, got {a.dtype}")
@@ -48,6 +49,8 @@ class ImageView(QWidget):
         return QSize(160, 160)
 
     def set_image(self, image: np.ndarray | None) -> None:
+        """Show ``image`` uint8 (H, W), (H, W, 1) or (H, W, 3), scaled to fit; None clears. Raises
+        TypeError for other dtypes (:func:`to_uint8_rgb`)."""
         if image is None:
             self.clear()
             return
@@ -58,12 +61,14 @@ class ImageView(QWidget):
         self.update()
 
     def clear(self, placeholder: str | None = None) -> None:
+        """Show no image, and ``placeholder`` text instead when given."""
         self.image, self._qimage = None, None
         if placeholder is not None:
             self._placeholder = placeholder
         self.update()
 
     def placeholder(self) -> str:
+        """The text shown while there is no image."""
         return self._placeholder
 
     def target_rect(self) -> QRect:
@@ -132,6 +137,7 @@ class ImageWindow(QWidget):
         self.resize(max(320, w * scale + 24), max(240, h * scale + 64))
 
     def save_dialog(self) -> str | None:
+        """Ask for a file and save the shown image as PNG; its path, or None when cancelled."""
         from PySide6.QtWidgets import QFileDialog
 
         path, _ = QFileDialog.getSaveFileName(self, "Save the picture", "preview.png", "PNG image (*.png)")

@@ -18,10 +18,12 @@ SIMPLIFY_STRIDES = (32, 8, 4, 2)  # coarse to fine; each divides the one before
 
 
 def configure() -> None:
+    """pyqtgraph's global options for every plot of the app: antialiased, white background."""
     pg.setConfigOptions(antialias=True, background="w", foreground="#333")
 
 
 def plot_widget(title: str = "", left: str = "", bottom: str = "") -> pg.PlotWidget:
+    """A PlotWidget in the app's style: optional title and axis labels, light grid, no menu or buttons."""
     configure()
     w = pg.PlotWidget(background="w")
     item = w.getPlotItem()
@@ -38,6 +40,7 @@ def plot_widget(title: str = "", left: str = "", bottom: str = "") -> pg.PlotWid
 
 
 def pen(color: str, width: float = 2.0, dashed: bool = False) -> pg.QtGui.QPen:
+    """A pen of ``color`` (a Qt colour string), ``width`` in pixels, dashed or solid."""
     p = pg.mkPen(color, width=width)
     if dashed:
         p.setStyle(Qt.PenStyle.DashLine)

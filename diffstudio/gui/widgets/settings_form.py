@@ -89,6 +89,7 @@ class IntLineEdit(QLineEdit):
         self.editingFinished.connect(lambda: self.valueEdited.emit(self.settingValue()))
 
     def settingValue(self) -> Any:  # noqa: N802 - reads like the Qt API around it
+        """The typed integer, or the text itself when it is none (validation then names the field)."""
         text = self.text().strip()
         try:
             return int(text)
@@ -96,9 +97,11 @@ class IntLineEdit(QLineEdit):
             return text
 
     def textFor(self, value: Any) -> str:  # noqa: N802
+        """How ``value`` is shown ('' for None)."""
         return "" if value is None else str(value)
 
     def setSettingValue(self, value: Any) -> None:  # noqa: N802
+        """Show ``value`` (no edit is reported)."""
         self.setText(self.textFor(value))
 
 
@@ -121,6 +124,8 @@ class TextEdit(QLineEdit):
             self.valueEdited.emit(self.settingValue())
 
     def settingValue(self) -> Any:  # noqa: N802
+        """The text as the config stores it: None when empty and optional; for "points" the parsed JSON
+        list (the raw text when it does not parse, so validation names the field)."""
         text = self.text().strip()
         if self._optional and not text:
             return None
@@ -132,11 +137,13 @@ class TextEdit(QLineEdit):
         return self.text()
 
     def textFor(self, value: Any) -> str:  # noqa: N802
+        """How ``value`` is shown: JSON for points, '' for None."""
         if value is None:
             return ""
         return json.dumps(value) if self._kind == "points" else str(value)
 
     def setSettingValue(self, value: Any) -> None:  # noqa: N802
+        """Show ``value`` (no edit is reported)."""
         self._shown = self.textFor(value)
         self.setText(self._shown)
 
@@ -149,6 +156,7 @@ class OptionalNumber(TextEdit):
         super().__init__("float", True, placeholder, parent)
 
     def settingValue(self) -> Any:  # noqa: N802
+        """The typed float, None when empty, or the text itself when it is no number."""
         text = self.text().strip()
         if not text:
             return None
@@ -158,6 +166,7 @@ class OptionalNumber(TextEdit):
             return text
 
     def textFor(self, value: Any) -> str:  # noqa: N802
+        """How ``value`` is shown: 6 significant digits for floats, '' for None."""
         return "" if value is None else (f"{value:.6g}" if isinstance(value, float) else str(value))
 
 
@@ -209,7 +218,8 @@ def make_editor(setting: SettingInfo) -> QWidget:
 
 # ============================================================ reading / showing
 def editor_value(w: QWidget) -> Any:
-    """The value a (generated or hand-built) editor holds, as the config stores it."""
+    """The value a (generated or hand-built) editor holds, as the config stores it.
+    Raises TypeError for a widget that is no setting editor."""
     if hasattr(w, "settingValue"):
         return w.settingValue()
     if isinstance(w, QCheckBox):
@@ -274,7 +284,8 @@ def _fit_range(w, value: float) -> None:
 
 
 def edit_value(w: QWidget, value: Any) -> None:
-    """Change the editor to ``value`` as a person would (the edit signals fire), e.g. in tests."""
+    """Change the editor to ``value`` as a person would (the edit signals fire), e.g. in tests.
+    Raises ValueError for a combo box choice it does not offer, TypeError for a widget that is no setting editor."""
     if hasattr(w, "editSettingValue"):
         w.editSettingValue(value)
     elif hasattr(w, "textFor"):
@@ -299,7 +310,8 @@ def edit_value(w: QWidget, value: Any) -> None:
 
 
 def edited_signal(w: QWidget):
-    """The signal an editor emits when the person changes it."""
+    """The signal an editor emits when the person changes it.
+    Raises TypeError for a widget that is no setting editor."""
     if hasattr(w, "valueEdited"):
         return w.valueEdited
     if isinstance(w, QCheckBox):
@@ -337,6 +349,7 @@ class Collapsible(QWidget):
         self.button.toggled.connect(self.set_expanded)
 
     def set_expanded(self, on: bool) -> None:
+        """Show or hide the content (the arrow follows)."""
         if self.button.isChecked() != on:
             self.button.setChecked(on)  # comes back here through toggled
             return
@@ -345,6 +358,7 @@ class Collapsible(QWidget):
 
     @property
     def expanded(self) -> bool:
+        """The content is shown."""
         return self.button.isChecked()
 
 

@@ -127,6 +127,8 @@ class ValidationView(QWidget):
         self.redraw()
 
     def add_quality(self, step: int, quality: dict, run: str = "") -> None:
+        """Record the quality measures ``{name: number}`` of ``run`` at ``step`` (replacing any at or
+        after it) and redraw the quality plot."""
         self.quality[run] = [q for q in self.quality[run] if q[0] < step] + [(int(step), dict(quality))]
         names = [self.quality_combo.itemData(i) for i in range(self.quality_combo.count())]
         for name in quality:
@@ -146,6 +148,7 @@ class ValidationView(QWidget):
                 self.add_quality(int(row.get("step", 0)), row["quality"], run)
 
     def clear(self, run: str | None = None) -> None:
+        """Forget the results of ``run`` (all runs when None) and redraw."""
         for r in self.runs if run is None else [run]:
             self.results[r], self.quality[r] = [], []
         if run is None:
@@ -156,10 +159,12 @@ class ValidationView(QWidget):
     # ---------------------------------------------------------------- drawing
     @property
     def metric(self) -> str:
+        """The metric shown: 'x0_mse', 'eps_mse' or 'loss'."""
         return self.metric_combo.currentData()
 
     @property
     def axis(self) -> str:
+        """The horizontal axis: 't' or 'log_snr'."""
         return self.axis_combo.currentData()
 
     def shown(self, run: str = "") -> list:
@@ -170,6 +175,7 @@ class ValidationView(QWidget):
         return [res[i] for i in shown_indices(len(res))]
 
     def redraw(self) -> None:
+        """Draw each run's latest validations (older ones lighter) of :attr:`metric` over :attr:`axis`."""
         label = dict(METRICS)[self.metric]
         self.by_t.setLabel("left", label)
         self.by_t.setLabel("bottom", dict(AXES)[self.axis])
