@@ -7,7 +7,8 @@ listing of (relative path, size, mtime), so any touched file gives a new key):
 - ``pixels.u8``: raw uint8 (N, C, H, W), C-order, read with :class:`numpy.memmap`;
 - ``building.json`` while it is built: how many files are done and which were skipped. The pixels
   are flushed before this file is replaced (atomically), so a build that is cancelled or killed
-  resumes from its last recorded chunk;
+  (``kill -9`` included, at any point up to ``meta.json``) resumes from its last recorded chunk,
+  at most :data:`CHUNK` files back, and ends byte-identical to an uninterrupted build;
 - ``.pixels-<key>.lock`` beside the entry: an advisory lock held while building, so two
   processes (the app and a CLI run, say) never build one entry at once;
 - ``meta.json`` once complete (written last, atomically): count, shape, labels, class names,
@@ -198,11 +199,15 @@ def _build_lock(key: str, should_cancel: ShouldCancel | None) -> Iterator[None]:
 
 
 def _resume_state(path: Path, key: str, total: int, image_bytes: int) -> dict[str, Any]:
-    """The recorded state of a partial build of ``key``, or a fresh entry (folder recreated)."""
+    """The recorded state of a partial build of ``key``, or a fresh entry (folder recreated).
+
+    The pixel file is ``total`` images long while building, and already cut to the ``kept`` ones
+    when the build was killed in :func:`_finish` before ``meta.json`` (then only that is left)."""
     try:
         state = json.loads((path / BUILDING).read_text(encoding="utf-8"))
         size = (path / PIXELS).stat().st_size
-        if (state.get("key") == key and state.get("total") == total and size == max(1, total) * image_bytes
+        sizes = {max(1, total) * image_bytes} | ({state["kept"] * image_bytes} if state["done"] == total else set())
+        if (state.get("key") == key and state.get("total") == total and size in sizes
                 and 0 <= state["kept"] <= state["done"] <= total):
             state["skipped"] = [SkippedFile(**s) for s in state["skipped"]]
             return state

@@ -5,7 +5,9 @@ The cache holds each image's posterior (mean and std, scaled by the VAE's ``scal
 ``shift_factor``: :class:`~diffstudio.models.vae.LatentCodec`) in one safetensors file under
 ``<diffstudio cache>/latents/``, keyed by a hash of the pixels, the labels, the VAE (folder,
 config, weight files' sizes and times) and ``hflip``; a second run with the same data and VAE
-reads it back instead of encoding.
+reads it back instead of encoding. While an encode runs, what it has done is appended to
+``<key>.partial/`` (numbered safetensors shards, :mod:`diffstudio.engine.shard_log`), so a run
+that is stopped or killed resumes where it was.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from diffstudio.data.latents import LatentDataset
 from diffstudio.data.stats import dataset_shape, image_bytes, pixel_chunks
 from diffstudio.engine.config import ConfigError
+from diffstudio.engine.shard_log import ShardLog
 from diffstudio.models.vae import LatentCodec, VaeError, load_vae
 
 Tensor = torch.Tensor
@@ -100,69 +103,119 @@ def encode_images(codec: LatentCodec, x: Tensor, batch_size: int = 16,
     return torch.cat(means), torch.cat(stds)
 
 
+SHARD_EVERY_S = 30.0
+"""Seconds of encoding between two shards of a running encode: at most this (plus one batch) is
+redone after a kill. Measured overhead: ``benchmarks/latent_shards.py``."""
+
+
 def encode_dataset(data, codec: LatentCodec, *, hflip: bool = False, batch_size: int = 16,
                    say: Say | None = None, cache: bool = True,
-                   should_cancel: Callable[[], bool] | None = None) -> LatentDataset:
+                   should_cancel: Callable[[], bool] | None = None,
+                   shard_every_s: float = SHARD_EVERY_S) -> LatentDataset:
     """The :class:`LatentDataset` of ``data`` (an in-memory image dataset with ``.x``, or a
     :class:`~diffstudio.data.streaming.StreamingDataset`, read chunk by chunk from its memory map;
     plus ``.labels``, ``.class_names``), read from the latent cache or encoded and written to it.
     With ``hflip`` the mirrored images are encoded too. ``say`` gets the progress (at most every
-    2 s). When ``should_cancel()`` turns true the latents done so far are kept beside the cache
-    entry and :class:`~diffstudio.data.errors.LoadCancelled` is raised: the next run with the same
-    data and VAE encodes only the rest. Raises ``ConfigError`` (``data.vae``) when the images do
-    not fit the VAE."""
-    from safetensors import safe_open
+    2 s).
 
+    Nothing encoded is lost on a crash: while encoding, the latents are appended to
+    ``<key>.partial/`` beside the cache entry (:class:`~diffstudio.engine.shard_log.ShardLog`), one
+    shard after the first batch that ends ``shard_every_s`` seconds (wall clock) or more after the
+    previous shard (0: after every batch). Shards end on batch boundaries counted from image 0, so
+    a run killed at any moment (or stopped by ``should_cancel()``) and run again encodes only the
+    rest, in the same batches, and gives latents bit-identical to an uninterrupted encode; a
+    damaged shard is dropped and its images encoded again. When ``should_cancel()`` turns true the
+    latents done so far are kept and :class:`~diffstudio.data.errors.LoadCancelled` is raised.
+    The complete entry replaces the shards. With ``cache=False`` nothing is read or written.
+
+    Raises ``ConfigError`` (``data.vae``) when the images do not fit the VAE, and ``OSError``
+    naming the file when a shard or the cache entry cannot be written (the shards written so far
+    are kept)."""
     check_compatible(data, codec)
     path = latent_cache_dir() / f"{cache_key(data, codec, hflip)}.safetensors" if cache else None
     names = ("mean", "std", "flip_mean", "flip_std") if hflip else ("mean", "std")
-    if path is not None and path.is_file():
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                t = {k: f.get_tensor(k) for k in names}
-            if say:
-                say("info", f"latents of {len(data)} images read from the cache {path}")
-            return _dataset(data, t)
-        except Exception:  # a damaged cache file is simply encoded again
-            pass
-    partial = None if path is None else path.with_name(path.stem + ".partial.safetensors")
-    done = _read_partial(partial, names)
-    start = 0 if not done else len(done["mean"])
+    cached = _read_entry(path, names)
+    if cached is not None:
+        if say:
+            say("info", f"latents of {len(data)} images read from the cache {path}")
+        return _dataset(data, cached)
+    log = None if path is None else ShardLog(path.with_name(path.stem + ".partial"), names)
+    done = None if log is None else _resume(log, path.with_name(path.stem + ".partial.safetensors"))
+    start = 0 if log is None else log.rows
     t0 = time.perf_counter()
     if say:
         resumed = f", resuming after {start:,} encoded before" if start else ""
         say("info", f"encoding {len(data):,} images{' (and their mirror images)' if hflip else ''} with the VAE "
                     f"{codec.source} (once; the latents are cached{resumed})")
     parts = {k: [done[k]] if done else [] for k in names}
-    shown = time.monotonic()
+    fresh: dict[str, list[Tensor]] = {k: [] for k in names}  # encoded since the last shard
+
+    def keep() -> None:  # the fresh latents become the next shard
+        if log is not None and fresh[names[0]]:
+            log.append({k: torch.cat(v) for k, v in fresh.items()})
+        for k in names:
+            parts[k] += fresh[k]
+            fresh[k] = []
+
+    shown = last_shard = time.monotonic()
     encoded = start
     for chunk in pixel_chunks(data, start=start, chunk_bytes=batch_size * image_bytes(data)):
         chunk = torch.from_numpy(np.ascontiguousarray(chunk))
         if should_cancel is not None and should_cancel():
-            if partial is not None:
-                _save({k: torch.cat(v) for k, v in parts.items()}, partial)
+            keep()
             from diffstudio.data.errors import LoadCancelled
 
             raise LoadCancelled(f"Encoding the latents cancelled after {encoded:,} of {len(data):,} images; "
                                 f"it resumes from there next time")
         for prefix, x in [("", chunk)] + ([("flip_", chunk.flip(-1))] if hflip else []):
             m, s = encode_images(codec, x, batch_size)
-            parts[prefix + "mean"].append(m)
-            parts[prefix + "std"].append(s)
+            fresh[prefix + "mean"].append(m)
+            fresh[prefix + "std"].append(s)
         encoded += len(chunk)
         now = time.monotonic()
+        if now - last_shard >= shard_every_s:
+            keep()
+            last_shard = time.monotonic()
         if say and now - shown >= 2.0:
             shown = now
             say("info", f"encoding latents: {encoded:,} / {len(data):,} images")
-    t = {k: torch.cat(v) for k, v in parts.items()}
+    t = {k: torch.cat(parts[k] + fresh[k]) for k in names}
     if say:
         say("info", f"encoded {len(data) - start:,} images in {time.perf_counter() - t0:.1f} s: latents "
                     f"{tuple(t['mean'].shape[1:])}")
     if path is not None:
         _save(t, path)
-        if partial is not None:
-            partial.unlink(missing_ok=True)
+        log.remove()
     return _dataset(data, t)
+
+
+def _read_entry(path: Path | None, names: tuple[str, ...]) -> dict[str, Tensor] | None:
+    """The complete cache entry at ``path`` (a leftover ``.partial/`` beside it removed), or None
+    when there is none or it is damaged (then it is encoded again)."""
+    if path is None or not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            t = {k: f.get_tensor(k) for k in names}
+    except Exception:  # a damaged cache file is simply encoded again
+        return None
+    ShardLog(path.with_name(path.stem + ".partial"), names).remove()  # killed before it was removed
+    return t
+
+
+def _resume(log: ShardLog, legacy: Path) -> dict[str, Tensor] | None:
+    """The latents of an earlier, interrupted encode: ``log``'s valid shards; or, from a version
+    that kept them in one ``<key>.partial.safetensors`` on cancel only, that file's (moved into
+    ``log``)."""
+    done = log.read()
+    if done is None and legacy.is_file():
+        done = _read_partial(legacy, log.names)
+        if done is not None:
+            log.append(done)
+        legacy.unlink(missing_ok=True)
+    return done
 
 
 def _save(t: dict[str, Tensor], path: Path) -> None:
@@ -175,10 +228,8 @@ def _save(t: dict[str, Tensor], path: Path) -> None:
                                              metadata={"format": "pt", "diffstudio-latents": str(CACHE_VERSION)}))
 
 
-def _read_partial(partial: Path | None, names: tuple[str, ...]) -> dict[str, Tensor] | None:
-    """The latents an interrupted encoding kept (all ``names``, equally long), or None."""
-    if partial is None or not partial.is_file():
-        return None
+def _read_partial(partial: Path, names: tuple[str, ...]) -> dict[str, Tensor] | None:
+    """The latents in a legacy ``<key>.partial.safetensors`` (all ``names``, equally long), or None."""
     from safetensors import safe_open
 
     try:

@@ -67,6 +67,7 @@ class RunDir:
             why = "does not exist" if not self.path.exists() else "is not a run folder (no config.toml, metrics or checkpoints)"
             raise RunDirError(f"{self.path} {why}")
         self._offsets: dict[str, tuple[int, int, int]] = {}  # log file -> (inode, line, byte offset) read up to
+        self.requested = self.path  # the folder asked for (create() may have had to pick another)
 
     # -- creating and opening ----------------------------------------------------------------
 
@@ -79,7 +80,8 @@ class RunDir:
     def create(cls, out_dir: str | os.PathLike, name: str = "", config: Any = None) -> "RunDir":
         """A new run folder ``out_dir/<run_folder_name(name)>`` (``-2``, ``-3``... appended when
         taken; an empty name gets ``run-<date>-<time>``), with its sub-folders and, when given,
-        its config."""
+        its config. Its ``requested`` is the folder asked for: when that was taken, ``requested
+        != path`` and the caller should say where the run went (:meth:`moved_note`)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         base = run_folder_name(name) or time.strftime("run-%Y%m%d-%H%M%S")
@@ -90,7 +92,16 @@ class RunDir:
                 break
             except FileExistsError:
                 continue
-        return cls._lay_out(path, config)
+        run = cls._lay_out(path, config)
+        run.requested = out / base
+        return run
+
+    def moved_note(self) -> str:
+        """"runs/qs exists: writing this run to runs/qs-2" when :meth:`create` could not use the folder
+        asked for; "" when it did."""
+        if self.requested == self.path:
+            return ""
+        return f"{self.requested} exists: writing this run to {self.path}"
 
     @classmethod
     def open_or_create(cls, path: str | os.PathLike, config: Any = None) -> "RunDir":

@@ -373,10 +373,21 @@ class Trainer:
             return run
         if self._run_dir_arg:
             path = Path(self._run_dir_arg)
-            run = RunDir.create(path.parent, path.name)
+            run = self._new_run_dir(path.parent, path.name, asked=True)
         else:
-            run = RunDir.create(self.config.run.out_dir, self.config.run.name or self.config.data.source)
+            run = self._new_run_dir(self.config.run.out_dir, self.config.run.name or self.config.data.source)
         run.save_config(self.config)
+        return run
+
+    def _new_run_dir(self, parent, name: str, asked: bool = False):
+        """``RunDir.create(parent, name)``, saying in one line when the folder was taken and the run
+        goes to ``name-2`` (a warning when the folder was asked for by path: ``--out``, the app's
+        run folder)."""
+        from diffstudio.engine.run_dir import RunDir
+
+        run = RunDir.create(parent, name)
+        if run.moved_note():
+            self.hooks.on_message("warning" if asked else "info", run.moved_note())
         return run
 
     def _branch(self, source: Path, target: Path):
@@ -384,7 +395,7 @@ class Trainer:
         metrics up to the step are copied so that the new run's history is whole."""
         from diffstudio.engine.run_dir import RunDir
 
-        run = RunDir.create(target.parent, target.name)
+        run = self._new_run_dir(target.parent, target.name, asked=True)
         run.save_config(self.config)
         if RunDir.is_run_dir(source):
             rows, _ = RunDir(source).read_metrics()

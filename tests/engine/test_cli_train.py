@@ -40,6 +40,22 @@ def test_train_json_resume_sample_and_export(tmp_path, capsys):
     assert code == 0, err
 
 
+def test_a_taken_out_folder_is_never_changed_silently(tmp_path, capsys):
+    """Before: the second run went to run-2 and said only "-> .../run-2", not why."""
+    run = tmp_path / "run"
+    code, out, err = cli(capsys, "train", "--preset", "moons-flow", "--steps", "2", "--out", run, "--json")
+    assert code == 0 and "exists" not in err
+    code, out, err = cli(capsys, "train", "--preset", "moons-flow", "--steps", "2", "--out", run, "--json")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["run_dir"] == f"{run}-2"
+    assert f"warning: {run} exists: writing this run to {run}-2\n" in err
+    # a checkpoint continued into a taken folder says the same
+    code, out, err = cli(capsys, "train", "--resume", run, "--steps", "3", "--out", run, "--json")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["run_dir"] == str(run)  # in place: no move
+    code, out, err = cli(capsys, "train", "--resume", run, "--steps", "4", "--out", f"{run}-2", "--json")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["run_dir"] == f"{run}-2-2"
+    assert f"warning: {run}-2 exists: writing this run to {run}-2-2\n" in err
+
+
 def test_train_config_file_and_image_sampling(tmp_path, capsys):
     from diffstudio.engine.presets import preset
 

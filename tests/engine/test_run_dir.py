@@ -22,6 +22,8 @@ def test_create_makes_unique_folders_with_their_layout(tmp_path):
     c = RunDir.create(tmp_path / "runs", "../we/ird:name")
     d = RunDir.create(tmp_path / "runs")
     assert a.name == "exp" and b.name == "exp-2"
+    runs = tmp_path / "runs"
+    assert a.moved_note() == "" and b.moved_note() == f"{runs / 'exp'} exists: writing this run to {runs / 'exp-2'}"
     assert c.path.parent == tmp_path / "runs" and "/" not in c.name
     assert d.name.startswith("run-")
     for run in (a, b, c, d):

@@ -57,6 +57,16 @@ def test_moons_flow_learns_the_data(tmp_path):
     assert result.steps == 400 and math.isfinite(result.final_loss)
 
 
+def test_a_run_named_like_an_existing_folder_says_where_it_goes(tmp_path):
+    cfg = moons_config(tmp_path, 1, name="exp")
+    first, second = Recorder(), Recorder()
+    Trainer(cfg, hooks=first).run()
+    result = Trainer(cfg, hooks=second).run()
+    assert result.run_dir == str(tmp_path / "exp-2")
+    assert not any("exists" in text for _, text in first.messages)
+    assert ("info", f"{tmp_path / 'exp'} exists: writing this run to {tmp_path / 'exp-2'}") in second.messages
+
+
 def test_tiny_image_run_loss_falls_and_writes_previews(tmp_path):
     cfg = preset("quickstart").updated(
         run={"steps": 60, "out_dir": str(tmp_path), "preview_every": 30, "checkpoint_every": 30, "log_every": 1},
