@@ -17,7 +17,7 @@ from diffstudio.data.image_folder import load_image_folder
 from diffstudio.engine.latents import encode_dataset, latent_cache_dir, load_codec
 from diffstudio.engine.shard_log import ShardLog
 
-from tests.engine.test_latents import images, tiny_vae
+from tests.helpers import blobs, tiny_vae
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("mean", "std", "flip_mean", "flip_std")
@@ -102,7 +102,7 @@ def three_shards(tmp_path):
     from diffstudio.data.errors import LoadCancelled
 
     tiny_vae(tmp_path / "vae")
-    codec, data, asked = load_codec(tmp_path / "vae"), images(20), []
+    codec, data, asked = load_codec(tmp_path / "vae"), blobs(20), []
     with pytest.raises(LoadCancelled, match="cancelled after 12 of 20 images; it resumes from there next time"):
         encode_dataset(data, codec, hflip=True, batch_size=4, shard_every_s=0,
                        should_cancel=lambda: asked.append(1) or len(asked) > 3)
