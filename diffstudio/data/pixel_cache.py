@@ -77,6 +77,7 @@ class PixelCache:
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
+        """(N, C, H, W) of the cached pixels (H = W = the resolution, in pixels)."""
         return (self.count, self.channels, self.resolution, self.resolution)
 
     def memmap(self, count: int | None = None) -> np.ndarray:
@@ -88,7 +89,8 @@ class PixelCache:
         """The first ``count`` (default all) images read into a private uint8 array (N, C, H, W).
 
         Plain reads, not the memory map, so the process holds the pixels once (a copy through the
-        map would count the mapped pages too)."""
+        map would count the mapped pages too). Raises ``DatasetError`` when the pixel file is
+        shorter than the metadata says, ``OSError`` when it cannot be read."""
         n = self.count if count is None else min(count, self.count)
         out = np.empty((n, *self.shape[1:]), dtype=np.uint8)
         with open(self.path / PIXELS, "rb") as f:
@@ -112,7 +114,8 @@ def entry_path(key: str) -> Path:
 
 
 def open_pixel_cache(key: str) -> PixelCache | None:
-    """The complete entry for ``key``; None when absent, partial or inconsistent (then rebuilt)."""
+    """The complete entry for ``key``; None when absent, partial or inconsistent (then rebuilt).
+    Never raises: a damaged entry is logged as a warning and reported as None."""
     path = entry_path(key)
     try:
         meta = json.loads((path / META).read_text(encoding="utf-8"))

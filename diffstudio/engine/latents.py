@@ -74,7 +74,8 @@ def cache_key(data, codec: LatentCodec, hflip: bool) -> str:
 
 
 def check_compatible(data, codec: LatentCodec) -> None:
-    """The images must have the VAE's channels and a side divisible by its downsampling factor."""
+    """The images must have the VAE's channels and a side divisible by its downsampling factor.
+    Raises ``ConfigError`` (field ``data.vae``) naming the setting to change otherwise."""
     if data.kind != "image":
         raise ConfigError([("data.vae", "a VAE encodes images; the data are 2-D points")])
     if data.channels != codec.in_channels:

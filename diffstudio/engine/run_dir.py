@@ -52,7 +52,8 @@ class RunDirError(ValueError):
 
 
 def step_name(step: int) -> str:
-    """``step-000250``: zero-padded so that names sort like steps."""
+    """``step-000250``: zero-padded so that names sort like steps. Raises ``ValueError`` for a
+    negative step."""
     if int(step) < 0:
         raise ValueError(f"step: must be >= 0, got {step}")
     return f"step-{int(step):06d}"
@@ -73,6 +74,7 @@ class RunDir:
 
     @staticmethod
     def is_run_dir(path: str | os.PathLike) -> bool:
+        """True when ``path`` is a folder holding a run's config.toml, metrics log or checkpoints/."""
         p = Path(path)
         return p.is_dir() and ((p / CONFIG_FILE).is_file() or (p / METRICS_FILE).is_file() or (p / CHECKPOINTS).is_dir())
 
@@ -106,7 +108,9 @@ class RunDir:
     @classmethod
     def open_or_create(cls, path: str | os.PathLike, config: Any = None) -> "RunDir":
         """The run folder at exactly ``path``: opened when it is one, laid out when it is missing
-        or empty. ``config`` is written only into a new folder."""
+        or empty. ``config`` is written only into a new folder. Raises ``RunDirError`` when
+        ``path`` is a file or a non-empty folder that is not a run folder, ``OSError`` when it
+        cannot be created."""
         p = Path(path)
         if cls.is_run_dir(p):
             return cls(p)
@@ -126,6 +130,7 @@ class RunDir:
 
     @property
     def name(self) -> str:
+        """The run folder's name (its last path component)."""
         return self.path.name
 
     def check_writable(self) -> None:
@@ -191,6 +196,8 @@ class RunDir:
         self._append_jsonl(EVENTS_FILE, [{"time": time.time(), "event": kind, **data}])
 
     def read_events(self, since_line: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """The events appended after line ``since_line`` of ``events.jsonl`` and the next line to
+        read from (as :meth:`read_metrics`)."""
         return self._read_jsonl(EVENTS_FILE, since_line)
 
     def _append_jsonl(self, name: str, rows: list[dict[str, Any]]) -> None:
@@ -237,7 +244,9 @@ class RunDir:
 
     def save_preview(self, step: int, grid: np.ndarray, stats: dict[str, Any] | None = None) -> Path:
         """Write ``previews/step-NNNNNN.png`` from a uint8 grid (H, W) or (H, W, C), C in 1, 3, 4,
-        and its statistics to ``step-NNNNNN.json`` first, so a listed preview has its stats."""
+        and its statistics to ``step-NNNNNN.json`` first, so a listed preview has its stats.
+        Raises ``ValueError`` for a grid of another dtype or shape, ``OSError`` when it cannot be
+        written."""
         from PIL import Image
 
         grid = np.asarray(grid)
@@ -267,6 +276,7 @@ class RunDir:
     # -- checkpoints ---------------------------------------------------------------------------
 
     def checkpoint_dir(self, step: int) -> Path:
+        """``checkpoints/step-NNNNNN`` of this run (whether or not it exists)."""
         return self.path / CHECKPOINTS / step_name(step)
 
     def checkpoints(self) -> list[tuple[int, Path]]:
@@ -279,7 +289,8 @@ class RunDir:
         return latest_checkpoint(self.path / CHECKPOINTS)
 
     def mark_latest(self, step: int) -> Path:
-        """Point ``checkpoints/latest`` at a complete checkpoint (written atomically)."""
+        """Point ``checkpoints/latest`` at a complete checkpoint (written atomically). Raises
+        ``RunDirError`` when the checkpoint of ``step`` is not complete."""
         folder = self.checkpoint_dir(step)
         if not (folder / STATE_FILE).is_file():
             raise RunDirError(f"{folder} is not a complete checkpoint; cannot mark it latest")
@@ -296,7 +307,8 @@ class RunDir:
         return path
 
     def prune_checkpoints(self, keep: int) -> list[Path]:
-        """Delete all but the ``keep`` newest checkpoints, never the latest; returns what went."""
+        """Delete all but the ``keep`` newest checkpoints, never the latest; returns what went.
+        Raises ``ValueError`` when ``keep`` < 1."""
         if keep < 1:
             raise ValueError(f"keep: must be at least 1, got {keep}")
         latest = self.latest_checkpoint()
