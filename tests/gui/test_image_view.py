@@ -110,3 +110,14 @@ def test_the_image_window_follows_new_pictures_until_told_to_keep_one(qtbot):
     snapshot = ImageWindow(checker(2), "kept")  # not opened on a live preview: never follows
     qtbot.addWidget(snapshot)
     assert not snapshot.show_image(checker(4), "later") and snapshot.follow.isHidden()
+
+
+def test_the_image_window_opens_large_within_the_screen(qtbot):
+    window = ImageWindow(checker(38), "a 4x4 grid of 8x8 digits is 38 px")
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    screen = window.screen().availableGeometry()
+    assert window.height() <= screen.height() and window.width() <= max(screen.width(), 440)
+    drawn_side = window.view.target_rect().width()
+    assert drawn_side % 38 == 0 and drawn_side >= 8 * 38  # a whole factor, each digit pixel 8+ px

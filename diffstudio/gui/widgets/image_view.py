@@ -17,6 +17,7 @@ WHOLE_SCALE_SHARE = 0.75
 """Enlarge by a whole factor (every source pixel the same size on screen) when it keeps at least
 this share of the scale that would fill the room; below that (e.g. 1.9x, where a whole factor
 would be 1x) the picture fills the room with nearest-neighbour pixels of unequal size."""
+WINDOW_BOX = 720  # the largest side an ImageWindow opens with, in pixels (smaller on a short screen)
 SCALED_CACHE_SIZES = 4  # scaled pixmaps kept per image (the widget's and a few recent sizes)
 
 
@@ -186,8 +187,12 @@ class ImageWindow(QWidget):
         layout.addLayout(row)
         self.close_shortcut = QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.close)
         h, w = self.view.image.shape[:2]
-        scale = max(1, min(8, 720 // max(h, w, 1)))  # a larger integer scale, within a 720 px box
-        self.resize(max(320, w * scale + 24), max(240, h * scale + 64))
+        box = WINDOW_BOX
+        screen = self.screen()
+        if screen is not None:  # at most three quarters of the screen's height
+            box = min(box, int(0.75 * screen.availableGeometry().height()))
+        scale = max(1, min(16, box // max(h, w, 1)))  # a whole factor, within the box
+        self.resize(max(440, w * scale + 24), max(240, h * scale + 80))  # the row under it fits
 
     def following(self) -> bool:
         return self.follow.isChecked()
