@@ -6,9 +6,9 @@ fill the middle over a tabbed Dataset / Training dock (Training comes forward wh
 and Sampling runs down the right side; a Problems list appears under Sampling when settings need
 fixing. Start / Pause / Stop sit in a toolbar that is always visible. Every panel scrolls when
 the window is small, so the window fits a 1280 x 720 screen. Every panel is
-a QDockWidget that can be moved, tabbed, floated or hidden (View menu); the arrangement is saved
-with QSettings and restored at the next start. The dataset and training panels are imported
-guardedly so the window still opens when one of them fails to import."""
+a QDockWidget that can be moved, tabbed, floated or hidden (View menu); the arrangement (and View >
+Zoom the sample preview) is saved with QSettings and restored at the next start. The dataset and
+training panels are imported guardedly so the window still opens when one of them fails to import."""
 
 from __future__ import annotations
 
@@ -82,6 +82,7 @@ MIN_SCREEN = (1280, 720)
 """The smallest screen the window fits (its minimum size stays within it)."""
 MAX_RECENT = 8
 PROBLEMS_HEIGHT = 140
+ZOOM_PREVIEW_KEY = "Ctrl+Shift+E"
 
 
 def should_maximize(available: tuple[int, int] | None) -> bool:
@@ -482,6 +483,15 @@ class MainWindow(QMainWindow):
                                       "Only the plots' axis flips; the numbers never do.")
         self.action_flip.toggled.connect(self.state.set_flip_time)
         view.addAction(self.action_flip)
+        self.action_zoom_preview = QAction("Zoom the sample preview", self, checkable=True)
+        self.action_zoom_preview.setObjectName("action_zoom_preview")
+        self.action_zoom_preview.setShortcut(QKeySequence(ZOOM_PREVIEW_KEY))
+        self.action_zoom_preview.setStatusTip("The sample grid takes the Sampling panel's room under its settings "
+                                              "(the trajectory strip and the histogram step aside); again, or "
+                                              "Escape in the panel, to go back")
+        self.action_zoom_preview.toggled.connect(self.zoom_preview)
+        self.sampling_panel.previewZoomChanged.connect(self._on_preview_zoom)
+        view.addAction(self.action_zoom_preview)
         view.addSeparator()
         self._action(view, "Reset layout", self.default_layout, None, "Put every panel back in its place")
 
@@ -630,6 +640,21 @@ class MainWindow(QMainWindow):
             dock.show()
             dock.raise_()
         self._objective_warned = bool(warnings)
+
+    def zoom_preview(self, on: bool) -> None:
+        """View > Zoom the sample preview: the Sampling panel's previews zoomed (``on``) or not;
+        zooming shows and raises the Sampling dock. Saved with the layout."""
+        if on:
+            self.docks["sampling"].show()
+            self.docks["sampling"].raise_()
+        self.sampling_panel.set_preview_zoom(on)
+
+    def _on_preview_zoom(self, on: bool) -> None:
+        """The menu item follows the panel's Zoom button, Escape and a restored layout (without
+        showing a Sampling dock the layout hides)."""
+        self.action_zoom_preview.blockSignals(True)
+        self.action_zoom_preview.setChecked(on)
+        self.action_zoom_preview.blockSignals(False)
 
     def _on_flip(self, flip: bool) -> None:
         if self.action_flip.isChecked() != flip:
@@ -895,6 +920,7 @@ class MainWindow(QMainWindow):
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState(LAYOUT_VERSION))
         s.setValue("view/flip_time", bool(self.state.flip_time))
+        s.setValue("view/preview_zoom", bool(self.sampling_panel.preview_zoomed))
         try:
             s.setValue("session/config", json.dumps(self.state.config.to_dict()))
         except (TypeError, ValueError):  # an unserialisable value: keep the previous session
@@ -914,6 +940,7 @@ class MainWindow(QMainWindow):
                 ok = bool(self.restoreState(state, LAYOUT_VERSION))
         flip = s.value("view/flip_time", False)
         self.state.set_flip_time(flip in (True, "true", "1", 1))
+        self.sampling_panel.set_preview_zoom(_truthy(s.value("view/preview_zoom", False)))
         self.layoutRestored.emit(ok)
         return ok
 

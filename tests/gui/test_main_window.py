@@ -298,3 +298,43 @@ def test_closing_mid_run_keeps_the_window_up_until_the_worker_stops(qtbot, setti
     assert run.config().data.source == "moons"
     rows, _ = run.read_metrics()
     assert rows and rows[-1]["step"] >= 3 and run.checkpoints() == []  # no final checkpoint
+
+
+def test_the_sample_preview_zooms_from_the_view_menu_and_stays_zoomed_next_time(qtbot, settings):
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    first = make_window(qtbot, settings)
+    panel = first.sampling_panel
+    first.docks["sampling"].hide()
+    first.activateWindow()
+    qtbot.waitUntil(first.isActiveWindow)
+    QTest.keyClick(first, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert first.action_zoom_preview.isChecked() and panel.preview_zoomed
+    assert first.docks["sampling"].isVisible()  # zooming shows the panel it zooms
+    panel.model_view.zoom_button.click()  # the panel's own button puts it back: the menu follows
+    assert not panel.preview_zoomed and not first.action_zoom_preview.isChecked()
+    first.action_zoom_preview.trigger()
+    assert panel.preview_zoomed
+    first.docks["sampling"].hide()
+    first.close_without_asking()
+
+    second = MainWindow(AppState(Config()), settings=settings)
+    qtbot.addWidget(second)
+    try:
+        assert second.sampling_panel.preview_zoomed and second.action_zoom_preview.isChecked()
+        assert second.docks["sampling"].isHidden()  # restoring the zoom leaves the dock hidden
+        second._available = (1366, 768)  # a layout from a larger screen falls back; the zoom stays
+        second.resize(1600, 1000)
+        second.show_for_screen()
+        assert second.isMaximized() and second.sampling_panel.preview_zoomed
+        second.action_zoom_preview.trigger()
+        assert not second.sampling_panel.preview_zoomed
+    finally:
+        second.close_without_asking()
+    third = MainWindow(AppState(Config()), settings=settings)
+    qtbot.addWidget(third)
+    try:
+        assert not third.sampling_panel.preview_zoomed  # unzoomed is remembered too
+    finally:
+        third.close_without_asking()

@@ -253,3 +253,70 @@ def test_sample_now_on_a_latent_run_shows_decoded_images(panel, qtbot, tmp_path)
         panel.sample_button.click()
     preview = blocker.args[0]
     assert preview.samples.shape == (4, 3, 16, 16)  # 4x8x8 latents decoded to the data's 3x16x16 images
+
+
+def _grid_preview(step: int, value: int) -> Preview:
+    """A 38x38 grid (a 4x4 digits grid's size) of one grey ``value``, with a trajectory strip."""
+    traj = [(1.0 - k / 4, np.zeros((1, 8, 8), np.float32), np.zeros((1, 8, 8), np.float32)) for k in range(4)]
+    samples = np.zeros((4, 1, 8, 8), np.float32)
+    return Preview(step=step, kind="image", samples=samples, grid=np.full((38, 38, 3), value, np.uint8),
+                   mean_brightness=np.array([-0.5, 0.5, 0.0, 0.1]), trajectory=traj)
+
+
+def test_zoom_gives_the_grid_the_room_of_the_strip_and_the_histogram(panel, qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    panel.resize(440, 690)  # the Sampling dock's size in a maximized window on a 1366x768 screen
+    panel.show_preview(_grid_preview(100, 40))
+    view, split = panel.model_view, panel.model_split
+    qtbot.wait(20)  # laid out
+    before, sizes = view.grid_view.target_rect(), split.sizes()
+    assert view.strip.isVisible() and view.stats.isVisible() and sizes[1] > 0
+    with qtbot.waitSignal(panel.previewZoomChanged) as zoomed:
+        view.zoom_button.click()
+    assert zoomed.args == [True] and panel.preview_zoomed and view.zoom_button.isChecked()
+    assert panel.oracle_view.zoomed and panel.oracle_view.zoom_button.isChecked()  # both tabs zoom
+    qtbot.wait(20)
+    assert not view.strip.isVisible() and not view.stats.isVisible() and not view.strip_caption.isVisible()
+    assert split.sizes()[1] == 0  # the histogram steps aside
+    after = view.grid_view.target_rect()
+    assert after.height() >= 2 * before.height() and after.width() == after.height()
+    panel.show_preview(_grid_preview(200, 80))  # a new preview keeps the zoom
+    assert not view.strip.isVisible() and panel.preview_zoomed
+
+    panel.activateWindow()
+    qtbot.waitUntil(panel.isActiveWindow)
+    panel.seed_spin.setFocus()
+    QTest.keyClick(panel.seed_spin, Qt.Key.Key_Escape)  # Escape in the panel puts it back
+    qtbot.wait(20)
+    assert not panel.preview_zoomed and not view.zoom_button.isChecked()
+    assert view.strip.isVisible() and view.stats.isVisible()
+    assert split.sizes() == sizes and view.grid_view.target_rect() == before
+    assert panel.seed_spin.value() == panel.state.config.sampling.seed  # Escape edited nothing
+
+
+def test_the_enlarged_grid_follows_training_until_told_to_keep_one(panel, qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    panel.show_preview(_grid_preview(100, 40))
+    view = panel.model_view
+    window = view.enlarge()
+    assert "step 100" in window.caption.text()
+    panel.show_preview(_grid_preview(200, 80))
+    assert (window.view.image == 80).all() and "step 200" in window.caption.text()
+    assert view.enlarge() is window and len(view.windows) == 1  # one live window, brought forward
+    window.follow.setChecked(False)  # keep step 200
+    panel.show_preview(_grid_preview(300, 120))
+    assert (window.view.image == 80).all()
+    live = view.enlarge()  # a new live window beside the kept one
+    assert live is not window and (live.view.image == 120).all() and len(view.windows) == 2
+    live.activateWindow()
+    qtbot.waitUntil(live.isActiveWindow)
+    QTest.keyClick(live, Qt.Key.Key_Escape)
+    assert not live.isVisible()
+    qtbot.waitUntil(lambda: len(view.windows) == 1)  # closed windows are forgotten
+    panel.show_preview(_grid_preview(400, 160))  # and never updated
+    assert view.windows == [window] and (window.view.image == 80).all()
+    window.close()

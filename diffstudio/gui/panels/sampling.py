@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QStandardItemModel
+from PySide6.QtGui import QKeySequence, QShortcut, QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStackedWidget,
     QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -41,6 +42,10 @@ from diffstudio.gui.widgets.settings_form import describe_editor
 from diffstudio.gui.widgets.plots import EDITED, MARKER, POINT, pen, plot_widget
 from diffstudio.gui.widgets.spacing import fill_spacing_combo
 
+STATS_SHARE = (2, 1)
+"""How the room under the Sampler settings is shared at first: the preview (title, sample grid,
+trajectory strip) and the brightness histogram below it (which keeps its minimum height)."""
+GRID_STRIP_SHARE = (3, 1)  # the room of the sample grid and of the trajectory strip that explains it
 ORACLE_DELAY_MS = 120  # debounce: recompute the oracle this long after the last edit
 TRAJECTORY_FRAMES = 8
 DATA_POINTS_SHOWN = 2000
@@ -93,11 +98,18 @@ def describe_data(config) -> str:
 
 
 class PreviewView(QWidget):
-    """One preview: a title, the sample grid or a scatter over the data, a trajectory strip."""
+    """One preview: a title, the sample grid or a scatter over the data, a trajectory strip.
+
+    Zoomed (:meth:`set_zoomed`, the Zoom button), the grid or scatter takes the room of the strip,
+    its caption and the statistics line. Enlarge… (or a double-click) opens the grid in a window
+    of its own that follows each new preview until told to keep one."""
+
+    zoomToggled = Signal(bool)  # the Zoom button was pressed (the panel zooms every preview)
 
     def __init__(self, placeholder: str, parent=None):
         super().__init__(parent)
         self.preview = None
+        self.zoomed = False
         self.title = QLabel()
         self.title.setWordWrap(True)
         self.title.setStyleSheet("font-weight: bold;")
@@ -106,12 +118,21 @@ class PreviewView(QWidget):
         self.stale_label.setStyleSheet(WARNING_STYLE)
         self.stale_label.setVisible(False)
         self.grid_view = ImageView(placeholder)
-        self.grid_view.setToolTip("Double-click to enlarge")
+        self.grid_view.setToolTip("Double-click to open it in a window of its own")
         self.grid_view.installEventFilter(self)  # a double-click enlarges
-        self.enlarge_button = QPushButton("Enlarge…")
-        self.enlarge_button.setToolTip("Show the sample grid in its own, larger window")
+        self.zoom_button = QToolButton()
+        self.zoom_button.setText("Zoom")
+        self.zoom_button.setCheckable(True)
+        self.zoom_button.setToolTip("Give the samples the room of the trajectory strip and the brightness "
+                                    "histogram (again, or Escape, to go back; View menu: Ctrl+Shift+E)")
+        self.zoom_button.toggled.connect(self.zoomToggled)
+        self.enlarge_button = QToolButton()
+        self.enlarge_button.setText("Enlarge…")
+        self.enlarge_button.setToolTip("Show the sample grid in its own, larger window; it follows the new "
+                                       "previews as training goes on")
         self.enlarge_button.clicked.connect(self.enlarge)
-        self.save_button = QPushButton("Save PNG…")
+        self.save_button = QToolButton()
+        self.save_button.setText("Save…")
         self.save_button.setToolTip("Save the sample grid as a PNG file")
         self.save_button.clicked.connect(self.save_dialog)
         self.windows: list[QWidget] = []
@@ -128,7 +149,7 @@ class PreviewView(QWidget):
         self.stack.addWidget(self.grid_view)
         self.stack.addWidget(self.points_plot)
         self.strip = ImageView("", min_size=40)
-        self.strip.setMinimumHeight(70)
+        self.strip.setMinimumHeight(48)
         self.strip.setMaximumHeight(130)
         self.strip_caption = QLabel()
         self.strip_caption.setWordWrap(True)
@@ -140,12 +161,13 @@ class PreviewView(QWidget):
         layout.setContentsMargins(2, 2, 2, 2)
         title_row = QHBoxLayout()
         title_row.addWidget(self.title, 1)
+        title_row.addWidget(self.zoom_button)
         title_row.addWidget(self.enlarge_button)
         title_row.addWidget(self.save_button)
         layout.addLayout(title_row)
         layout.addWidget(self.stale_label)
-        layout.addWidget(self.stack, 1)
-        layout.addWidget(self.strip)
+        layout.addWidget(self.stack, GRID_STRIP_SHARE[0])
+        layout.addWidget(self.strip, GRID_STRIP_SHARE[1])
         layout.addWidget(self.strip_caption)
         layout.addWidget(self.stats)
         self._update_buttons()
@@ -169,6 +191,22 @@ class PreviewView(QWidget):
             self._show_images(preview)
         self._update_buttons()
 
+    def set_zoomed(self, on: bool) -> None:
+        """Zoomed: only the title, the stale note and the grid (or scatter) are shown."""
+        self.zoomed = bool(on)
+        self.zoom_button.blockSignals(True)
+        self.zoom_button.setChecked(self.zoomed)
+        self.zoom_button.blockSignals(False)
+        self._sync_extras()
+
+    def _sync_extras(self) -> None:
+        """The strip, its caption and the statistics line show unless zoomed (the strip only
+        beside a grid of images)."""
+        images = self.stack.currentWidget() is self.grid_view
+        self.strip.setVisible(not self.zoomed and images)
+        self.strip_caption.setVisible(not self.zoomed)
+        self.stats.setVisible(not self.zoomed)
+
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
         if obj is self.grid_view and event.type() == QEvent.Type.MouseButtonDblClick:
             self.enlarge()
@@ -188,14 +226,24 @@ class PreviewView(QWidget):
         return bool(self.stale_label.text())
 
     def enlarge(self):
-        """The sample grid in its own resizable window (None when there is no grid)."""
+        """The sample grid in its own resizable window that follows the new previews (None when
+        there is no grid). An open window that still follows is brought forward instead of a second."""
         image = self.grid_view.image
         if image is None or self.stack.currentWidget() is not self.grid_view:
             return None
-        window = ImageWindow(image, self.title.text() or "Samples", parent=self)
-        self.windows = [w for w in self.windows if w.isVisible()] + [window]
+        live = next((w for w in self.windows if w.following()), None)
+        if live is not None:
+            live.raise_()
+            live.activateWindow()
+            return live
+        window = ImageWindow(image, self.title.text() or "Samples", parent=self, follow=True)
+        window.destroyed.connect(lambda _o=None, w=window: self._forget_window(w))
+        self.windows.append(window)
         window.show()
         return window
+
+    def _forget_window(self, window) -> None:
+        self.windows = [w for w in self.windows if w is not window]
 
     def save_dialog(self) -> str | None:
         """Ask for a file and save the sample grid as PNG; its path, or None when cancelled or empty."""
@@ -220,18 +268,21 @@ class PreviewView(QWidget):
         self.grid_view.clear(placeholder)
         self.strip.clear("")
         self.strip_caption.setText("")
+        self._sync_extras()
         self._update_buttons()
 
     def _show_images(self, preview) -> None:
         self.stack.setCurrentWidget(self.grid_view)
         self.grid_view.set_image(preview.grid)
+        for window in self.windows:
+            window.show_image(self.grid_view.image, self.title.text() or "Samples")
+        self._sync_extras()
         strip = trajectory_strip(preview.trajectory)
         if strip is None:
             self.strip.clear("")
             self.strip_caption.setText("")
             return
         image, times = strip
-        self.strip.setVisible(True)
         self.strip.set_image(image)
         self.strip_caption.setText("Sample 1 across the steps — top: x_t, bottom: the predicted clean image x̂0; "
                                    "t = " + ", ".join(f"{t:.2f}" for t in times))
@@ -250,7 +301,7 @@ class PreviewView(QWidget):
             self.path_xt.setData([], [])
             self.path_x0.setData([], [])
         self.strip.clear("")
-        self.strip.setVisible(False)
+        self._sync_extras()
         self.strip_caption.setText("Grey: the data. Blue: samples. Red: the path x_t of sample 1; "
                                    "dashed green: its predicted x̂0 at each step.")
 
@@ -262,6 +313,7 @@ class SamplingPanel(QWidget):
     oracleUpdated = Signal(object)  # the OraclePreview shown
     previewShown = Signal(object)  # a model Preview shown
     checkpointLoaded = Signal(str)
+    previewZoomChanged = Signal(bool)  # the previews were zoomed (True) or put back (False)
 
     def __init__(self, state, parent=None):
         super().__init__(parent)
@@ -378,7 +430,8 @@ class SamplingPanel(QWidget):
         mv.addLayout(buttons)
         mv.addWidget(self.checkpoint_label)
         self.model_stats = _stats_view(self.state)
-        mv.addWidget(_with_stats(self.model_view, self.model_stats), 1)
+        self.model_split = _with_stats(self.model_view, self.model_stats)
+        mv.addWidget(self.model_split, 1)
 
         # ---- oracle tab
         self.oracle_view = PreviewView("Computing…")
@@ -411,7 +464,8 @@ class SamplingPanel(QWidget):
         ov.addLayout(use_row)
         ov.addWidget(self.oracle_warning)
         self.oracle_stats = _stats_view(None)
-        ov.addWidget(_with_stats(self.oracle_view, self.oracle_stats), 1)
+        self.oracle_split = _with_stats(self.oracle_view, self.oracle_stats)
+        ov.addWidget(self.oracle_split, 1)
 
         self.tabs = QTabWidget()
         self.tabs.addTab(model_tab, "Model")
@@ -422,6 +476,14 @@ class SamplingPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(box)
         layout.addWidget(self.tabs, 1)
+
+        self.preview_zoomed = False
+        self._unzoomed_sizes: dict[int, list[int]] = {}
+        for view in (self.model_view, self.oracle_view):
+            view.zoomToggled.connect(self.set_preview_zoom)
+        self.unzoom_shortcut = QShortcut(QKeySequence(Qt.Key.Key_Escape), self, lambda: self.set_preview_zoom(False),
+                                         context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.unzoom_shortcut.setEnabled(False)  # Escape means nothing here unless zoomed
 
         for name, widget in (("sampling.sampler", self.sampler_combo), ("sampling.eta", self.eta),
                              ("sampling.guidance_scale", self.guidance),
@@ -449,6 +511,30 @@ class SamplingPanel(QWidget):
 
     def _set(self, **values) -> None:
         self.state.update("sampling", **values)
+
+    def set_preview_zoom(self, on: bool) -> None:
+        """Zoom both previews (model and oracle): the sample grid or scatter takes the room of the
+        trajectory strip, the captions and the brightness histogram, which come back, at the
+        sizes they had, when ``on`` is False. Emits ``previewZoomChanged`` on a change."""
+        on = bool(on)
+        for view in (self.model_view, self.oracle_view):
+            view.set_zoomed(on)
+        if on == self.preview_zoomed:
+            return
+        self.preview_zoomed = on
+        for split in (self.model_split, self.oracle_split):
+            if not isinstance(split, QSplitter):
+                continue
+            if on:
+                self._unzoomed_sizes[id(split)] = split.sizes()
+                split.setSizes([sum(split.sizes()) or 1, 0])
+            else:
+                sizes = self._unzoomed_sizes.pop(id(split), None)
+                if not sizes or min(sizes) <= 0:  # the histogram was hidden (2-D points) or closed
+                    sizes = [1000 * share for share in STATS_SHARE]
+                split.setSizes(sizes)
+        self.unzoom_shortcut.setEnabled(on)
+        self.previewZoomChanged.emit(on)
 
     def _sampler_chosen(self, _index: int) -> None:
         name = self.sampler_combo.currentData()
@@ -763,8 +849,8 @@ def _with_stats(preview: QWidget, stats: QWidget | None) -> QWidget:
     splitter = QSplitter(Qt.Orientation.Vertical)
     splitter.addWidget(preview)
     splitter.addWidget(stats)
-    splitter.setStretchFactor(0, 3)
-    splitter.setStretchFactor(1, 1)
+    splitter.setStretchFactor(0, STATS_SHARE[0])
+    splitter.setStretchFactor(1, STATS_SHARE[1])
     splitter.setChildrenCollapsible(True)
-    splitter.setSizes([3000, 2000])
+    splitter.setSizes([1000 * share for share in STATS_SHARE])
     return splitter
