@@ -984,7 +984,9 @@ class MainWindow(QMainWindow):
         if thread is None or thread.isFinished():  # it ended while the question was open
             QTimer.singleShot(0, self.close)
             return
-        thread.finished.connect(lambda: QTimer.singleShot(0, self.close))
+        # finished() is emitted from the worker just before its thread ends: join it (a moment at
+        # most) before closing, so the app never quits with the thread still winding down
+        thread.finished.connect(lambda: QTimer.singleShot(0, lambda: (thread.wait(), self.close())))
         tp.stop_for_close(save)
 
     def close_without_asking(self) -> bool:
