@@ -349,7 +349,29 @@ def _check_sample_args(args) -> None:
         raise UsageError(f"--n: the number of samples must be at least 1, got {args.n}")
     if not 0 <= args.seed <= MAX_SEED:
         raise UsageError(f"--seed: must lie in 0..2**63-1 ({MAX_SEED}), got {args.seed}")
+    _check_output_files(args.out, getattr(args, "npy", None))
     resolve_device(args.device, "--device")
+
+
+def _check_output_files(out: str, npy: str | None) -> None:
+    """``--out`` must name an image file Pillow can write (by its extension) and ``--npy`` a
+    ``.npy`` file (``numpy.save`` would append ``.npy`` to any other name): usage errors (exit 2)
+    found before a model is loaded or a sample drawn. Raises UsageError."""
+    from PIL import Image
+
+    Image.init()  # registers every format plugin, so the extension table is complete
+    out_path = Path(out)
+    if out_path.is_dir():
+        raise UsageError(f"--out: {out} is a folder; give an image file, e.g. {out_path / 'samples.png'}")
+    writable = sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE)
+    if out_path.suffix.lower() not in writable:
+        what = f"{out_path.suffix!r} is not an image format Pillow writes" if out_path.suffix else "has no extension"
+        raise UsageError(f"--out: {out} {what}; end the name with .png (or .jpg, .webp, .tif, ...)")
+    if npy is not None:
+        if Path(npy).is_dir():
+            raise UsageError(f"--npy: {npy} is a folder; give a file ending in .npy")
+        if Path(npy).suffix != ".npy":
+            raise UsageError(f"--npy: {npy} does not end in .npy (numpy would write {npy}.npy instead)")
 
 
 def _sampling_overrides(args) -> dict:
@@ -419,6 +441,7 @@ def _write_samples(args, grid, samples, detail: str = "") -> None:
     else:
         _scatter_png(samples, out)
     if args.npy:
+        Path(args.npy).parent.mkdir(parents=True, exist_ok=True)  # as for --out
         np.save(args.npy, samples)
     print(f"wrote {len(samples)} samples to {out}" + (f" and {args.npy}" if args.npy else "") + detail)
 

@@ -208,10 +208,50 @@ def test_sample_bad_arguments_exit_2_with_one_line(tmp_path, trained, capsys, ex
     assert not png.exists()
 
 
+@pytest.mark.parametrize("out,npy,needle", [
+    ("grid", None, "--out: {tmp}/grid has no extension"),
+    ("grid.foo", None, "--out: {tmp}/grid.foo '.foo' is not an image format"),
+    (".", None, "--out: {tmp} is a folder"),
+    ("s.png", "s.txt", "--npy: {tmp}/s.txt does not end in .npy"),
+    ("s.png", ".", "--npy: {tmp} is a folder"),
+])
+def test_sample_output_names_it_cannot_write_exit_2_before_sampling(tmp_path, trained, capsys, monkeypatch,
+                                                                   out, npy, needle):
+    import diffstudio.engine.sampling as sampling
+
+    def never(*a, **k):
+        raise AssertionError("the model was loaded before the output names were checked")
+
+    monkeypatch.setattr(sampling, "load_for_sampling", never)
+    extra = ["--npy", tmp_path / npy] if npy else []
+    code, out_text, err = cli(capsys, "sample", trained, "--out", tmp_path / out, "--n", "1", *extra)
+    assert code == 2 and out_text == "" and err.count("\n") == 1
+    assert needle.format(tmp=tmp_path) in one_error_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_sample_writes_npy_into_a_new_folder_as_it_does_the_image(tmp_path, trained, capsys):
+    import numpy as np
+
+    code, out, err = cli(capsys, "sample", trained, "--out", tmp_path / "a" / "s.png", "--n", "2", "--steps", "2",
+                         "--npy", tmp_path / "b" / "s.npy")
+    assert code == 0, err
+    assert np.load(tmp_path / "b" / "s.npy").shape == (2, 2)  # moons: 2 points of 2-D
+    assert f"and {tmp_path / 'b' / 's.npy'}" in out
+
+
 def test_sample_accepts_the_extreme_valid_seed(tmp_path, trained, capsys):
     code, _, err = cli(capsys, "sample", trained, "--out", tmp_path / "s.png", "--n", "1", "--steps", "2",
                        "--seed", str(2**63 - 1))
     assert code == 0, err
+
+
+def test_train_with_a_data_source_that_does_not_exist_exits_2_naming_it(tmp_path, capsys):
+    code, _, err = cli(capsys, "train", "--preset", "quickstart", "--set", f"data.source={tmp_path / 'nope'}",
+                       "--out", tmp_path / "r")
+    assert code == 2 and err.count("\n") == 1
+    assert one_error_line(err).startswith("diffstudio: error: data.source: ")
+    assert "neither a built-in dataset nor an existing folder" in err and not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("device", ["cuda:99", "tpu"])
