@@ -258,8 +258,22 @@ def _train_config(args):
     if args.device:
         resolve_device(args.device, "--device")  # the flag's own name in its message
     cfg.check()
+    _check_data_source(cfg)
     resolve_device(cfg.run.device, "run.device")  # exit 2 before any work
     return cfg
+
+
+def _check_data_source(cfg) -> None:
+    """``data.source`` names a built-in dataset, a 2-D toy or a folder that exists: a typo is a
+    settings error naming the field (exit 2) before anything loads. Raises ConfigError."""
+    from diffstudio.data.errors import DatasetError
+    from diffstudio.data.registry import source_kind
+    from diffstudio.engine.config import ConfigError
+
+    try:
+        source_kind(cfg.data.source)
+    except DatasetError as e:
+        raise ConfigError([("data.source", str(e))]) from None
 
 
 def _apply_sets(cfg, assignments: list[str]):
