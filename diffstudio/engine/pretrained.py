@@ -229,13 +229,19 @@ def adapt_class_embedding(pre: Pretrained, num_classes: int) -> tuple[dict[str, 
     new[:kept] = old[:kept]
     w[key] = new
     if num_classes > old_classes:
-        fate = f"classes {old_classes}..{num_classes - 1} (new) and the null label start from {null_word}"
+        fate = f"{_span('class', 'classes', old_classes, num_classes)} (new) and the null label start from {null_word}"
     elif num_classes < old_classes:
-        fate = f"rows {num_classes}..{old_classes - 1} dropped; the null label starts from {null_word}"
+        fate = f"{_span('row', 'rows', num_classes, old_classes)} dropped; the null label starts from {null_word}"
     else:  # a foreign model: the same classes, and a null label it never had
         fate = f"the null label (new) starts from {null_word}"
-    return cfg, w, (f"the model knew {old_classes} classes, the data have {num_classes}: class rows 0..{kept - 1} "
-                    f"kept, {fate}")
+    kept_text = f"{_span('class row', 'class rows', 0, kept)} kept" if kept else "no class row kept"
+    return cfg, w, (f"the model knew {old_classes} {'class' if old_classes == 1 else 'classes'}, the data have "
+                    f"{num_classes}: {kept_text}, {fate}")
+
+
+def _span(one: str, many: str, start: int, stop: int) -> str:
+    """Rows ``start..stop-1`` in words: 'row 4' for one, 'rows 3..4' for several."""
+    return f"{one} {start}" if stop - start == 1 else f"{many} {start}..{stop - 1}"
 
 
 # --------------------------------------------------------------------------------------------- building

@@ -273,3 +273,9 @@ def test_the_class_adaptation_note_says_what_happened_to_each_row():
     foreign = Pretrained("unet", pre.config, pre.weights, None, "foreign")  # 6 classes, no null row known
     _, _, note = adapt_class_embedding(foreign, 6)
     assert note.endswith("class rows 0..5 kept, the null label (new) starts from the mean of its rows")
+    _, _, note = adapt_class_embedding(pre, 4)  # one class dropped: "row 4", not "rows 4..4"
+    assert note.endswith("class rows 0..3 kept, row 4 dropped; the null label starts from its null-label row")
+    _, _, note = adapt_class_embedding(pre, 6)
+    assert note.endswith("class rows 0..4 kept, class 5 (new) and the null label start from its null-label row")
+    _, _, note = adapt_class_embedding(pre, 1)
+    assert note.endswith("class row 0 kept, rows 1..4 dropped; the null label starts from its null-label row")
