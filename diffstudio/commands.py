@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -174,10 +175,11 @@ def _refuse_source_with_resume(args, resumed) -> None:
                          f"its checkpoint (they match this file's); leave it out")
     shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in diffs[:6])
     more = f" and {len(diffs) - 6} more" if len(diffs) > 6 else ""
-    sets = " ".join(f"--set {k}={new if isinstance(new, str) else json.dumps(new)}" for k, _, new in diffs[:2])
+    sets = " ".join("--set " + shlex.quote(f"{k}={new if isinstance(new, str) else json.dumps(new)}")
+                    for k, _, new in diffs[:2])
     raise UsageError(f"{what} cannot be combined with --resume: a resumed run keeps the settings stored in its "
                      f"checkpoint, and {len(diffs)} differ ({shown}{more}). To continue with changed settings, "
-                     f"start a new run from the checkpoint: diffstudio train --resume {args.resume} --out NEW_FOLDER "
+                     f"start a new run from the checkpoint: diffstudio train --resume {shlex.quote(args.resume)} --out NEW_FOLDER "
                      f"{sets} (the run length with --steps)")
 
 
@@ -198,8 +200,8 @@ def _refuse_sets_in_place(args) -> None:
     learned = [n for n in names if not n.startswith(RESUME_IN_PLACE)]
     if learned:
         raise UsageError(f"--set {', '.join(learned)} with --resume changes what the run learns; continue into a new "
-                         f"run folder instead: diffstudio train --resume {args.resume} --out NEW_FOLDER "
-                         + " ".join(f"--set {a}" for a in args.assignments))
+                         f"run folder instead: diffstudio train --resume {shlex.quote(args.resume)} --out NEW_FOLDER "
+                         + " ".join(f"--set {shlex.quote(a)}" for a in args.assignments))
 
 
 def _refuse_init_from_with_resume(args, resumed) -> None:
@@ -217,7 +219,7 @@ def _refuse_init_from_with_resume(args, resumed) -> None:
         raise UsageError(f"--set model.init_from cannot be combined with --resume: a resumed run continues from the "
                          f"weights of {args.resume}, not from {changed[-1]!r}. To fine-tune {changed[-1]!r}, start a "
                          f"new run without --resume; to fine-tune this run's weights with other settings, start one "
-                         f"with --set model.init_from={args.resume}")
+                         f"with --set {shlex.quote('model.init_from=' + args.resume)}")
 
 
 def _train_config(args):

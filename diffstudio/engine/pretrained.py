@@ -16,6 +16,7 @@ The architecture is the source's; the data must fit it (channels and resolution)
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -174,7 +175,7 @@ def check_fits(pre: Pretrained, info: DataInfo, latent: bool = False) -> None:
             side is not None and info.resolution and side != info.resolution)
         if problem:
             raise InitFromError(f"{pre.source} was trained on the latents of the VAE {pre.vae} ({c_in}-channel "
-                                f"{side or '?'} px) and the data give {given}: set data.vae={pre.vae}")
+                                f"{side or '?'} px) and the data give {given}: set {shlex.quote(f'data.vae={pre.vae}')}")
     if channels_known and (c_in != info.channels or c_out != info.channels):
         fix = "data.vae" if latent else "data.channels"
         plural = "s" if c_out != 1 else ""
@@ -306,7 +307,7 @@ def resume_mismatch(saved: dict | None, config: Config, resume: str | Path) -> C
     field = diffs[0][0] if diffs else "data"
     return ConfigError([(field, f"does not fit the network of {resume} ({what}): a resumed run continues its "
                                 f"checkpoint's network; keep these settings as they were, or start a new run (with "
-                                f"--set model.init_from={resume} to start from its weights)")])
+                                f"--set {shlex.quote(f'model.init_from={resume}')} to start from its weights)")])
 
 
 def initial_model(config: Config, info: DataInfo, *, resume: str | Path | None = None,

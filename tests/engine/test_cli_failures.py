@@ -264,6 +264,37 @@ def test_train_unavailable_device_exits_2_before_creating_the_run(tmp_path, caps
 
 # ---- resume rules --------------------------------------------------------------------------------
 
+def _suggested_command(line: str) -> list[str]:
+    """The ``diffstudio train ...`` command an error line suggests, split as a shell would."""
+    import shlex
+
+    text = line[line.index("diffstudio train "):]
+    return shlex.split(text.split(" (the run length")[0].rstrip("."))[1:]
+
+
+@pytest.mark.parametrize("given", [["--set", "optim.lr=1e-3"], ["--set", "optim.lr=1e-3", "--set", "run.name=my run"],
+                                   ["--preset", "quickstart"], ["--set", "model.init_from=x"]])
+def test_a_suggested_command_runs_as_printed_for_a_run_folder_with_spaces(tmp_path, trained, capsys, given):
+    """Before: 'diffstudio train --resume my run 1 --out NEW_FOLDER --set run.name=my run' - pasted
+    into a shell, the folder and the value split into several arguments."""
+    from diffstudio.cli import build_parser
+
+    run = copy_run(trained, tmp_path / "my run 1")
+    code, _, err = cli(capsys, "train", "--resume", run, *given)
+    assert code == 2
+    line = one_error_line(err)
+    if given[1].startswith("model.init_from"):  # the suggestion: a new run from this one, --set ...
+        import shlex
+
+        assert shlex.split(line[line.index("start one with ") + len("start one with "):]) == [
+            "--set", f"model.init_from={run}"]
+        return
+    argv = _suggested_command(line)
+    args = build_parser().parse_args([a.replace("NEW_FOLDER", str(tmp_path / "new")) for a in argv])
+    assert args.command == "train" and args.resume == str(run)
+    assert all(a in args.assignments for a in given[1::2] if given[0] == "--set")
+
+
 def test_config_file_with_resume_is_refused_naming_the_differences(tmp_path, trained, capsys):
     run = copy_run(trained, tmp_path / "run")
     other = preset("moons-flow").updated(optim={"lr": 1e-9}, objective={"parameterization": "v"})
