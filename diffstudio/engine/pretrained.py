@@ -55,6 +55,7 @@ class Pretrained:
     num_classes: int | None
     source: str
     vae: str = ""  # a diffstudio latent run's data.vae: the model takes that VAE's latents
+    schedule: tuple[tuple, str] | None = None  # (comparable key, words) of the noise schedule it was trained on
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -66,7 +67,9 @@ def read_pretrained(path: str | Path) -> Pretrained:
     if not p.exists():
         raise InitFromError(f"{p} does not exist")
     if p.is_dir() and (p / "unet").is_dir():
-        return _read_diffusers_unet(p / "unet", _diffstudio_classes(p / "diffstudio.json"), str(p))
+        pre = _read_diffusers_unet(p / "unet", _diffstudio_classes(p / "diffstudio.json"), str(p))
+        pre.schedule = _scheduler_config_schedule(p / "scheduler" / "scheduler_config.json")
+        return pre
     if p.is_dir() and (p / "config.json").is_file():
         return _read_diffusers_unet(p, None, str(p))
     return _read_diffstudio(p)
@@ -135,8 +138,46 @@ def _read_diffstudio(p: Path) -> Pretrained:
     unet = {k.removeprefix("unet."): v for k, v in weights.items()}
     saved = ckpt.meta.get("config")
     vae = saved.get("data", {}).get("vae", "") if isinstance(saved, dict) else ""
+    schedule = None
+    if isinstance(saved, dict):
+        try:
+            schedule = schedule_signature(Config.from_dict(saved).schedule)
+        except Exception:  # a config this version cannot read: the schedule stays unknown
+            schedule = None
     return Pretrained("unet", dict(spec["unet"]), unet, int(spec.get("num_classes") or 0), str(ckpt.path),
-                      vae if isinstance(vae, str) else "")
+                      vae if isinstance(vae, str) else "", schedule)
+
+
+def schedule_signature(schedule) -> tuple[tuple, str]:
+    """``(key, words)`` of a :class:`~diffstudio.engine.config.ScheduleConfig`'s noise levels apart
+    from the zero-terminal-SNR rescale: a beta schedule by its family, beta range (defaults
+    resolved as :class:`~diffstudio.core.schedules.DiscreteSchedule` resolves them) and T; a
+    continuous one by its family. Equal keys train on the same betas."""
+    from diffstudio.core.schedules import DISCRETE_FAMILIES, DiscreteSchedule
+
+    if schedule.family not in DISCRETE_FAMILIES:
+        return (schedule.family,), f"the {schedule.family} schedule"
+    d = DiscreteSchedule(schedule.family, int(schedule.num_train_timesteps), schedule.beta_start, schedule.beta_end)
+    start, end = d.betas_range
+    T = d.num_train_timesteps
+    return (d.family, round(start, 10), round(end, 10), T), f"{d.family} betas {start:g}..{end:g} over T = {T}"
+
+
+def _scheduler_config_schedule(path: Path) -> tuple[tuple, str] | None:
+    """The beta schedule of a diffusers ``scheduler_config.json`` (diffusers' defaults where a key
+    is missing), or None when there is none or it is not one diffstudio names (trained_betas)."""
+    from diffstudio.engine.config import ScheduleConfig
+
+    try:
+        c = json.loads(path.read_text(encoding="utf-8"))
+        if c.get("trained_betas") is not None:
+            return None
+        return schedule_signature(ScheduleConfig(family=c.get("beta_schedule", "linear"),
+                                                 num_train_timesteps=int(c.get("num_train_timesteps", 1000)),
+                                                 beta_start=float(c.get("beta_start", 1e-4)),
+                                                 beta_end=float(c.get("beta_end", 0.02))))
+    except Exception:  # no scheduler, unreadable JSON or an unknown family: the schedule stays unknown
+        return None
 
 
 # --------------------------------------------------------------------------------------------- fitting the data
@@ -280,7 +321,27 @@ def pretrained_model(config: Config, info: DataInfo, *, say: Say | None = None,
                             f"({str(e).splitlines()[0]})") from None
     if say is not None:
         say("info", f"starting from {pre.source} ({sum(v.numel() for v in weights.values()):,} weights)")
+        note = schedule_change(pre, config)
+        if note:
+            say("warning", f"model.init_from: {note}")
     return model
+
+
+def schedule_change(pre: Pretrained, config: Config) -> str:
+    """A one-line note when the run's noise levels are not those the model was trained on (its
+    betas, apart from the zero-terminal-SNR rescale that fine-tuning may add), else "". Unknown
+    for a bare UNet folder (no scheduler beside it): ""."""
+    if pre.schedule is None:
+        return ""
+    try:
+        mine = schedule_signature(config.schedule)
+    except Exception:  # an invalid schedule: validation reports it
+        return ""
+    if mine[0] == pre.schedule[0]:
+        return ""
+    return (f"the model was trained on {pre.schedule[1]} and this run uses {mine[1]}, so the fine-tune does not "
+            f"keep its noise levels; set schedule.family, schedule.beta_start, schedule.beta_end and "
+            f"schedule.num_train_timesteps to the model's to keep them")
 
 
 # the settings that decide a run's network (with the data it gets): a resumed run keeps its checkpoint's
