@@ -319,6 +319,20 @@ def dry_run(args) -> int:
     return 0
 
 
+def _stopped_before_training(args, why: str, t0: float, main_rank: bool) -> int:
+    """Ctrl-C before the first step (the folder's pixel cache or the latents were being built,
+    and resume from where they stopped): one line, exit 0 as for a stop during training."""
+    if not main_rank:
+        return 0
+    end_progress_line()
+    if args.json:
+        print(_dumps({"steps": None, "final_loss": None, "images_per_second": 0.0, "run_dir": None, "stopped": True,
+                      "nothing_to_do": False, "seconds": round(time.perf_counter() - t0, 2)}))
+    else:
+        print(f"stopped before training: {why}")
+    return 0
+
+
 def train(args) -> int:
     from diffstudio.engine.trainer import Trainer
 
@@ -332,9 +346,16 @@ def train(args) -> int:
     cfg = _train_config(args)
     hooks = _cli_hooks(quiet=not main_rank)
     previous = signal.signal(signal.SIGINT, lambda *_: setattr(hooks, "stop", True))
+    from diffstudio.data.errors import LoadCancelled
+
     try:
         t0 = time.perf_counter()
-        result = Trainer(cfg, hooks=hooks, run_dir=args.out, resume=args.resume).run()
+        try:
+            result = Trainer(cfg, hooks=hooks, run_dir=args.out, resume=args.resume).run()
+        except LoadCancelled as e:  # Ctrl-C while the data were decoded or encoded: a stop, not an error
+            if not hooks.stop:
+                raise
+            return _stopped_before_training(args, str(e), t0, main_rank)
     finally:
         signal.signal(signal.SIGINT, previous)
     if not main_rank:

@@ -403,3 +403,41 @@ def test_interrupted_run_extended_twice_decays_continuously_to_the_floor(tmp_pat
     assert lr[100] == pytest.approx(FLOOR * cfg.optim.lr, rel=1e-9)
     jump_old_way = lr_at(20, cfg.updated(run={"steps": 80})) / lr_at(19, cfg)
     assert jump_old_way > 1.2  # restarting the cosine over 80 steps would have jumped up
+
+
+# ---- Ctrl-C before the first step ----------------------------------------------------------------
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_ctrl_c_while_the_data_are_prepared_is_a_stop_not_an_error(tmp_path, capsys, monkeypatch, as_json):
+    """Before: Ctrl-C while a folder's cache or the latents were built printed 'diffstudio: error:
+    Encoding the latents cancelled ...' and exited 1; a stop during training exits 0."""
+    import signal
+
+    from diffstudio.data.errors import LoadCancelled
+    from diffstudio.engine.trainer import Trainer
+
+    def run(self):
+        os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, through the command's own handler
+        assert self.hooks.should_stop()
+        raise LoadCancelled("Encoding the latents cancelled after 3 of 9 images; it resumes from there next time")
+
+    monkeypatch.setattr(Trainer, "run", run)
+    code, out, err = cli(capsys, "train", "--preset", "moons-flow", "--out", tmp_path / "r", *(["--json"] if as_json else []))
+    assert code == 0 and "error" not in err
+    if as_json:
+        assert strict_json(out.strip().splitlines()[-1])["stopped"] is True
+    else:
+        assert out.strip() == ("stopped before training: Encoding the latents cancelled after 3 of 9 images; it "
+                               "resumes from there next time")
+
+
+def test_a_cancel_nobody_asked_for_is_still_an_error(tmp_path, capsys, monkeypatch):
+    from diffstudio.data.errors import LoadCancelled
+    from diffstudio.engine.trainer import Trainer
+
+    def run(self):
+        raise LoadCancelled("Encoding the latents cancelled after 3 of 9 images")
+
+    monkeypatch.setattr(Trainer, "run", run)
+    code, _, err = cli(capsys, "train", "--preset", "moons-flow", "--out", tmp_path / "r")
+    assert code == 1 and one_error_line(err).endswith("cancelled after 3 of 9 images")
