@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -166,10 +167,11 @@ def _refuse_source_with_resume(args, resumed) -> None:
                          f"its checkpoint (they match this file's); leave it out")
     shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in diffs[:6])
     more = f" and {len(diffs) - 6} more" if len(diffs) > 6 else ""
-    sets = " ".join(f"--set {k}={new if isinstance(new, str) else json.dumps(new)}" for k, _, new in diffs[:2])
+    sets = " ".join("--set " + shlex.quote(f"{k}={new if isinstance(new, str) else json.dumps(new)}")
+                    for k, _, new in diffs[:2])
     raise UsageError(f"{what} cannot be combined with --resume: a resumed run keeps the settings stored in its "
                      f"checkpoint, and {len(diffs)} differ ({shown}{more}). To continue with changed settings, "
-                     f"start a new run from the checkpoint: diffstudio train --resume {args.resume} --out NEW_FOLDER "
+                     f"start a new run from the checkpoint: diffstudio train --resume {shlex.quote(args.resume)} --out NEW_FOLDER "
                      f"{sets} (the run length with --steps)")
 
 
@@ -190,8 +192,8 @@ def _refuse_sets_in_place(args) -> None:
     learned = [n for n in names if not n.startswith(RESUME_IN_PLACE)]
     if learned:
         raise UsageError(f"--set {', '.join(learned)} with --resume changes what the run learns; continue into a new "
-                         f"run folder instead: diffstudio train --resume {args.resume} --out NEW_FOLDER "
-                         + " ".join(f"--set {a}" for a in args.assignments))
+                         f"run folder instead: diffstudio train --resume {shlex.quote(args.resume)} --out NEW_FOLDER "
+                         + " ".join(f"--set {shlex.quote(a)}" for a in args.assignments))
 
 
 def _refuse_init_from_with_resume(args, resumed) -> None:
@@ -209,7 +211,7 @@ def _refuse_init_from_with_resume(args, resumed) -> None:
         raise UsageError(f"--set model.init_from cannot be combined with --resume: a resumed run continues from the "
                          f"weights of {args.resume}, not from {changed[-1]!r}. To fine-tune {changed[-1]!r}, start a "
                          f"new run without --resume; to fine-tune this run's weights with other settings, start one "
-                         f"with --set model.init_from={args.resume}")
+                         f"with --set {shlex.quote('model.init_from=' + args.resume)}")
 
 
 def _train_config(args):
@@ -250,8 +252,22 @@ def _train_config(args):
     if args.device:
         resolve_device(args.device, "--device")  # the flag's own name in its message
     cfg.check()
+    _check_data_source(cfg)
     resolve_device(cfg.run.device, "run.device")  # exit 2 before any work
     return cfg
+
+
+def _check_data_source(cfg) -> None:
+    """``data.source`` names a built-in dataset, a 2-D toy or a folder that exists: a typo is a
+    settings error naming the field (exit 2) before anything loads. Raises ConfigError."""
+    from diffstudio.data.errors import DatasetError
+    from diffstudio.data.registry import source_kind
+    from diffstudio.engine.config import ConfigError
+
+    try:
+        source_kind(cfg.data.source)
+    except DatasetError as e:
+        raise ConfigError([("data.source", str(e))]) from None
 
 
 def _apply_sets(cfg, assignments: list[str]):
@@ -297,6 +313,20 @@ def dry_run(args) -> int:
     return 0
 
 
+def _stopped_before_training(args, why: str, t0: float, main_rank: bool) -> int:
+    """Ctrl-C before the first step (the folder's pixel cache or the latents were being built,
+    and resume from where they stopped): one line, exit 0 as for a stop during training."""
+    if not main_rank:
+        return 0
+    end_progress_line()
+    if args.json:
+        print(_dumps({"steps": None, "final_loss": None, "images_per_second": 0.0, "run_dir": None, "stopped": True,
+                      "nothing_to_do": False, "seconds": round(time.perf_counter() - t0, 2)}))
+    else:
+        print(f"stopped before training: {why}")
+    return 0
+
+
 def train(args) -> int:
     """``diffstudio train``: run the Trainer headless (Ctrl+C stops after saving), print the summary
     (or JSON); under torchrun only rank 0 prints. Returns 0. Raises UsageError for flags that do not
@@ -313,9 +343,16 @@ def train(args) -> int:
     cfg = _train_config(args)
     hooks = _cli_hooks(quiet=not main_rank)
     previous = signal.signal(signal.SIGINT, lambda *_: setattr(hooks, "stop", True))
+    from diffstudio.data.errors import LoadCancelled
+
     try:
         t0 = time.perf_counter()
-        result = Trainer(cfg, hooks=hooks, run_dir=args.out, resume=args.resume).run()
+        try:
+            result = Trainer(cfg, hooks=hooks, run_dir=args.out, resume=args.resume).run()
+        except LoadCancelled as e:  # Ctrl-C while the data were decoded or encoded: a stop, not an error
+            if not hooks.stop:
+                raise
+            return _stopped_before_training(args, str(e), t0, main_rank)
     finally:
         signal.signal(signal.SIGINT, previous)
     if not main_rank:
@@ -346,7 +383,29 @@ def _check_sample_args(args) -> None:
         raise UsageError(f"--n: the number of samples must be at least 1, got {args.n}")
     if not 0 <= args.seed <= MAX_SEED:
         raise UsageError(f"--seed: must lie in 0..2**63-1 ({MAX_SEED}), got {args.seed}")
+    _check_output_files(args.out, getattr(args, "npy", None))
     resolve_device(args.device, "--device")
+
+
+def _check_output_files(out: str, npy: str | None) -> None:
+    """``--out`` must name an image file Pillow can write (by its extension) and ``--npy`` a
+    ``.npy`` file (``numpy.save`` would append ``.npy`` to any other name): usage errors (exit 2)
+    found before a model is loaded or a sample drawn. Raises UsageError."""
+    from PIL import Image
+
+    Image.init()  # registers every format plugin, so the extension table is complete
+    out_path = Path(out)
+    if out_path.is_dir():
+        raise UsageError(f"--out: {out} is a folder; give an image file, e.g. {out_path / 'samples.png'}")
+    writable = sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE)
+    if out_path.suffix.lower() not in writable:
+        what = f"{out_path.suffix!r} is not an image format Pillow writes" if out_path.suffix else "has no extension"
+        raise UsageError(f"--out: {out} {what}; end the name with .png (or .jpg, .webp, .tif, ...)")
+    if npy is not None:
+        if Path(npy).is_dir():
+            raise UsageError(f"--npy: {npy} is a folder; give a file ending in .npy")
+        if Path(npy).suffix != ".npy":
+            raise UsageError(f"--npy: {npy} does not end in .npy (numpy would write {npy}.npy instead)")
 
 
 def _sampling_overrides(args) -> dict:
@@ -419,6 +478,7 @@ def _write_samples(args, grid, samples, detail: str = "") -> None:
     else:
         _scatter_png(samples, out)
     if args.npy:
+        Path(args.npy).parent.mkdir(parents=True, exist_ok=True)  # as for --out
         np.save(args.npy, samples)
     print(f"wrote {len(samples)} samples to {out}" + (f" and {args.npy}" if args.npy else "") + detail)
 

@@ -91,8 +91,27 @@ def class_folders(root: Path) -> list[str]:
 
 def has_class_folders(root: Path) -> bool:
     """True when ``root`` holds no images itself and images sit in >= 2 first-level folders."""
+    return folder_labels(root, True)[0]
+
+
+def folder_labels(root: Path, wanted: bool) -> tuple[bool, str | None]:
+    """Whether the images of ``root`` get class labels (``wanted``, i.e. ``data.labels``, and
+    :func:`has_class_folders`), and a one-line note when labels were wanted and some images sit in
+    sub-folders but the layout gives none (images directly in ``root`` beside them, or only one
+    class folder), so the unlabelled run is not a silent surprise. A flat folder gets no note."""
+    if not wanted:
+        return False, None
     files, _ = scan_folder(root, labels=False)
-    return bool(files) and all(f.class_name for f in files) and len(class_names_of(files)) >= 2
+    classes = class_names_of(files)
+    loose = sum(1 for f in files if not f.class_name)
+    if files and not loose and len(classes) >= 2:
+        return True, None
+    if not classes:
+        return False, None
+    why = (f"{loose} image(s) lie directly in the folder beside its sub-folders" if loose
+           else f"every image is in the one sub-folder {printable(classes[0])!r}")
+    return False, (f"no class labels: {why}; labels come from two or more first-level sub-folders that hold "
+                   f"every image, so the data train unconditionally")
 
 
 def _walk(root: Path) -> tuple[list[tuple[str, Path, os.stat_result]], list[SkippedFile]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from diffstudio.data.builtin import BUILTIN_IMAGE_DATASETS, make_builtin
 from diffstudio.data.dataset import DatasetKind, InMemoryDataset
 from diffstudio.data.errors import DatasetError
-from diffstudio.data.folder_scan import has_class_folders
+from diffstudio.data.folder_scan import folder_labels
 from diffstudio.data.paths import from_portable, printable
 from diffstudio.data.image_folder import Progress, ShouldCancel, load_image_folder, resolve_folder
 from diffstudio.data.toys import DEFAULT_TOY_POINTS, TOY_DATASETS, make_toy
@@ -103,10 +103,12 @@ def _generated(name: str, resolution: int | None, channels: int | None, n: int |
 def _load_folder(source: str, resolution: int | None, channels: int | None, labels: bool,
                  progress: Progress | None, should_cancel: ShouldCancel | None) -> InMemoryDataset:
     root = resolve_folder(from_portable(source))
-    return load_image_folder(
-        root, resolution, channels or DEFAULT_FOLDER_CHANNELS,
-        labels=labels and has_class_folders(root), progress=progress, should_cancel=should_cancel,
-    )
+    use_labels, label_note = folder_labels(root, labels)
+    data = load_image_folder(root, resolution, channels or DEFAULT_FOLDER_CHANNELS, labels=use_labels,
+                             progress=progress, should_cancel=should_cancel)
+    if label_note:
+        data.notes.append(label_note)
+    return data
 
 
 def _looks_like_path(source: str) -> bool:

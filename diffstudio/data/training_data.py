@@ -19,7 +19,7 @@ from diffstudio.core.units import format_bytes
 from diffstudio.data.dataset import InMemoryDataset
 from diffstudio.data.errors import DatasetError, LoadCancelled
 from diffstudio.data.folder_cache import cache_key, cached_rows
-from diffstudio.data.folder_scan import has_class_folders
+from diffstudio.data.folder_scan import folder_labels
 from diffstudio.data.image_folder import (
     Progress,
     ShouldCancel,
@@ -106,8 +106,8 @@ def load_training_data(
         what = "uint8" if data.x.dtype == torch.uint8 else "float32 (not all values are 8-bit levels)"
         return TrainingData(data, budget, f"data: {source}, {len(data):,} items held on {device} as {what}")
     root = resolve_folder(from_portable(source))
-    cache, notes = _folder_cache(root, resolution, channels or DEFAULT_FOLDER_CHANNELS,
-                                 labels and has_class_folders(root), progress, should_cancel)
+    cache, notes = _folder_cache(root, resolution, channels or DEFAULT_FOLDER_CHANNELS, labels, progress,
+                                 should_cancel)
     count = cache.count if n is None else min(n, cache.count)
     size = count * cache.image_bytes
     head = (f"data: {root.name}, {count:,} images of {cache.resolution} px, {format_bytes(size)} as uint8; "
@@ -142,8 +142,8 @@ def open_folder(
     when cancelled) as :func:`load_training_data` does.
     """
     root = resolve_folder(from_portable(source))
-    cache, notes = _folder_cache(root, resolution, channels or DEFAULT_FOLDER_CHANNELS,
-                                 labels and has_class_folders(root), progress, should_cancel)
+    cache, notes = _folder_cache(root, resolution, channels or DEFAULT_FOLDER_CHANNELS, labels, progress,
+                                 should_cancel)
     count = cache.count if n is None else min(n, cache.count)
     data = StreamingDataset(cache, count, name=root.name, skipped=cache.skipped)
     data.notes = notes
@@ -154,7 +154,9 @@ def _folder_cache(root: Path, resolution: int | None, channels: int, labels: boo
                   should_cancel: ShouldCancel | None):
     """The folder's pixel cache and the loader's notes; ``resolution`` None is "native", chosen as
     :func:`~diffstudio.data.image_folder.load_image_folder` chooses it (never an upscale)."""
+    labels, label_note = folder_labels(root, labels)
     files, scan_skipped, options, notes = plan_folder(root, resolution, channels, labels)
+    notes = notes + ([label_note] if label_note else [])
     with cached_rows(cache_key(root, files, options), files) as decoded:  # a folder the app has loaded
         try:
             cache = build_pixel_cache(pixel_cache_key(root, files, options), files, options, progress,

@@ -117,10 +117,90 @@ def dataset_notes(dataset: Any) -> list[Advice]:
     return [Advice("info", "data.source", str(n)) for n in (getattr(dataset, "notes", None) or [])]
 
 
+BETA_RANGE_FAMILIES = ("linear", "scaled_linear", "sigmoid")
+"""Beta schedules built from ``beta_start``/``beta_end`` (``squaredcos_cap_v2`` has its own betas)."""
+SELF_TERMINATING_FAMILIES = ("flow", "cosine")
+"""Continuous families whose alpha_1 is 0 by construction, so ``schedule.ztsnr`` changes nothing."""
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else f"{value}"
+
+
+def _inapplicable(cfg, dataset: Any) -> list[tuple[str, str]]:
+    """``[(setting, why it does nothing)]`` for every setting that the rest of ``cfg`` (and the
+    data: ``dataset.kind``, ``dataset.num_classes`` when given) leaves without effect."""
+    from diffstudio.core.samplers import SAMPLERS
+    from diffstudio.data.registry import is_toy_source
+
+    s, o, sm, m, d, r = cfg.schedule, cfg.objective, cfg.sampling, cfg.model, cfg.data, cfg.run
+    kind = getattr(dataset, "kind", None) or ("points" if is_toy_source(str(d.source)) else "image")
+    classes = getattr(dataset, "num_classes", None)
+    unconditional = not (m.class_conditional and d.labels) or classes == 0
+    why_uncond = ("the model is not class-conditional (model.class_conditional, data.labels"
+                  + (", and the data have no classes)" if classes == 0 else ")"))
+    sampler = SAMPLERS.get(sm.sampler)
+    rules = [
+        (("schedule.beta_start", "schedule.beta_end"), s.family not in BETA_RANGE_FAMILIES,
+         f"the {s.family} schedule has no beta range (only {', '.join(BETA_RANGE_FAMILIES)} use one)"),
+        (("schedule.num_train_timesteps",), s.family not in DISCRETE_FAMILIES,
+         f"the {s.family} schedule is continuous (no discrete steps)"),
+        (("schedule.ztsnr",), s.family in SELF_TERMINATING_FAMILIES,
+         f"the {s.family} schedule ends at zero terminal SNR by construction"),
+        (("schedule.shift",), s.family != "flow", "only the flow schedule shifts its time (schedule.family = flow); "
+                                                   "the sampling grid's shift is sampling.shift"),
+        (("schedule.sigma_min", "schedule.sigma_max", "schedule.rho"), s.family != "edm",
+         "only the edm schedule uses it"),
+        (("schedule.points",), s.family != "custom", "only the custom schedule uses control points"),
+        (("objective.gamma",), o.weighting != "min_snr", f"it caps min_snr weighting; objective.weighting is "
+                                                        f"{o.weighting!r}"),
+        (("objective.logit_mean", "objective.logit_std"), o.time_sampling != "logit_normal",
+         f"objective.time_sampling is {o.time_sampling!r}, not 'logit_normal'"),
+        (("sampling.eta",), sampler is not None and not sampler.has_eta,
+         f"the {sm.sampler} sampler takes no eta (ddim_eta does)"),
+        (("sampling.shift",), sm.spacing != "shifted", f"it shifts the 'shifted' spacing; sampling.spacing is "
+                                                        f"{sm.spacing!r}"),
+        (("sampling.guidance_scale", "sampling.guidance_rescale", "model.cond_drop_prob"), unconditional,
+         why_uncond),
+        (("sampling.guidance_rescale",), not unconditional and sm.guidance_scale == 1.0,
+         "rescaling needs guidance (sampling.guidance_scale is 1: the plain conditional model)"),
+        (("data.resolution", "data.channels", "data.hflip", "model.preset"), kind == "points",
+         "the data are 2-D points, trained with the MLP (model.mlp_width, model.mlp_depth)"),
+        (("model.mlp_width", "model.mlp_depth"), kind == "image", "images train a UNet (model.preset); the MLP is "
+                                                                 "for 2-D points"),
+        (("model.preset",), bool(str(m.init_from).strip()), "the architecture comes from model.init_from"),
+        (("run.val_model", "run.val_items", "run.val_times"), r.val_every == 0 or d.val_fraction == 0,
+         "validation is off (run.val_every or data.val_fraction is 0)"),
+        (("data.val_seed",), d.val_fraction == 0, "nothing is held out (data.val_fraction is 0)"),
+    ]
+    return [(name, why) for names, applies, why in rules if applies for name in names]
+
+
+def ineffective_settings(cfg, dataset: Any = None) -> list[Advice]:
+    """A warning for each setting changed from its default that does nothing under the rest of
+    ``cfg`` (e.g. ``sampling.eta`` with the ddim sampler, ``schedule.shift`` on a beta schedule,
+    guidance for a model without classes, ``data.resolution`` for 2-D points), so a setting is
+    never silently ignored. ``dataset``: anything with ``kind`` and ``num_classes`` (the loaded
+    data), or None to judge by ``cfg`` alone. Never raises."""
+    try:
+        found = _inapplicable(cfg, dataset)
+    except Exception:  # an invalid config: validation reports it
+        return []
+    out, seen = [], set()
+    for name, why in found:
+        section, key = name.split(".", 1)
+        value = getattr(getattr(cfg, section), key)
+        if name in seen or value == getattr(type(getattr(cfg, section))(), key):
+            continue
+        seen.add(name)
+        out.append(Advice("warning", name, f"{name} = {_show(value)} has no effect: {why}"))
+    return out
+
+
 def training_advice(cfg, dataset: Any = None) -> list[Advice]:
     """Everything worth saying before training ``cfg`` on ``dataset``, warnings first."""
-    items = (singular_prediction(cfg) + flow_shift(cfg) + skipped_files(dataset, str(cfg.data.source))
-             + dataset_notes(dataset))
+    items = (singular_prediction(cfg) + flow_shift(cfg) + ineffective_settings(cfg, dataset)
+             + skipped_files(dataset, str(cfg.data.source)) + dataset_notes(dataset))
     return sorted(items, key=lambda a: a.level != "warning")
 
 

@@ -331,7 +331,7 @@ class Config:
         portable = self.updated(data={"source": to_portable(self.data.source)}) if isinstance(
             self.data.source, str) else self
         data = _drop_none(portable.to_dict())
-        text = tomli_w.dumps(data) if path.suffix == ".toml" else json.dumps(portable.to_dict(), indent=2)
+        text = tomli_w.dumps(data) if path.suffix.lower() == ".toml" else json.dumps(portable.to_dict(), indent=2)
         from diffstudio.engine.atomic import atomic_write_text
 
         atomic_write_text(path, text)
@@ -342,13 +342,19 @@ class Config:
         """Read a ``.toml`` (else JSON) config file. Raises :class:`ConfigError` when it is missing, not
         valid TOML/JSON, or names unknown sections or keys (values are checked by :meth:`check`)."""
         path = Path(path)
+        suffix = path.suffix.lower()
+        if path.is_dir():
+            raise ConfigError([("file", f"{path} is a folder; give a config file (.toml or .json)")])
+        if suffix not in (".toml", ".json"):
+            raise ConfigError([("file", f"{path}: a config file is .toml or .json, not "
+                                        f"{suffix or 'a name without an extension'}")])
         try:
             raw = path.read_text(encoding="utf-8")
-            data = tomllib.loads(raw) if path.suffix == ".toml" else json.loads(raw)
+            data = tomllib.loads(raw) if suffix == ".toml" else json.loads(raw)
         except FileNotFoundError:
             raise ConfigError([("file", f"{path} does not exist")]) from None
         except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError([("file", f"{path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {e}")]) from None
+            raise ConfigError([("file", f"{path} is not valid {suffix.lstrip('.')}: {e}")]) from None
         return cls.from_dict(data)
 
 

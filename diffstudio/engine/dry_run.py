@@ -148,6 +148,9 @@ def _measure(trainer, probe_steps: int, available_bytes: int | None) -> Estimate
     seconds = _probe(trainer, probe_steps) if fits and probe_steps > 0 else None
     if seconds is None and probe_steps > 0:
         warnings.append("the timing probe was skipped because the run would not fit")
+    from diffstudio.engine.advice import training_advice  # what the run itself warns about first
+
+    warnings += [a.text for a in training_advice(cfg, trainer.data) if a.level == "warning"]
     return Estimate(str(trainer.device), trainer.precision.effective, trainer.precision.reason, n_params,
                     trainer.info.kind, len(trainer.data), data_bytes, where, state, activations, peak, have,
                     seconds, tuple(warnings), vae_bytes)

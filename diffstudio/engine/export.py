@@ -204,15 +204,40 @@ def latent_info(codec) -> dict[str, Any]:
             "decode": "image = vae.decode(latents / scaling_factor + shift_factor).sample  (in [-1, 1])"}
 
 
+EXPORT_ENTRIES = frozenset({"model_index.json", "diffstudio.json", "unet", "vae", "scheduler"})
+"""What a diffusers export writes; a folder holding anything else is not only a previous export."""
+
+
+def _not_replaceable(out_dir: Path) -> str:
+    """Why the existing, non-empty ``out_dir`` must not be replaced ("" when it may): only a
+    diffstudio export and nothing else may (its ``diffstudio.json`` says ``"format":
+    "diffstudio-export"`` and it holds only :data:`EXPORT_ENTRIES`). Someone else's diffusers
+    pipeline (it too has ``model_index.json``) or the user's files beside an export are kept."""
+    try:
+        info = json.loads((out_dir / "diffstudio.json").read_text(encoding="utf-8"))
+        ours = isinstance(info, dict) and info.get("format") == "diffstudio-export"
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        return ("a diffusers folder that diffstudio did not export" if (out_dir / "model_index.json").is_file()
+                else "not empty")
+    extra = sorted(entry.name for entry in out_dir.iterdir() if entry.name not in EXPORT_ENTRIES)
+    return f"not empty: it holds {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''} beside an export" \
+        if extra else ""
+
+
 def _clear_target(out_dir: Path) -> None:
-    """Make room for the new export: an empty folder or a previous export is moved away."""
+    """Make room for the new export: an empty folder or a previous diffstudio export (nothing but
+    its own files) is moved away; any other existing folder is refused, never deleted."""
     if not out_dir.exists():
         return
     if out_dir.is_dir() and not any(out_dir.iterdir()):
         out_dir.rmdir()
         return
-    if not (out_dir / "model_index.json").is_file():
-        raise ExportError(f"{out_dir} exists and is not empty; choose a new or empty folder")
+    why = _not_replaceable(out_dir) if out_dir.is_dir() else "a file"
+    if why:
+        raise ExportError(f"{out_dir} exists and is {why}; choose a new or empty folder (only a previous "
+                          f"diffstudio export, holding nothing else, is replaced)")
     trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
     os.replace(out_dir, trash / out_dir.name)
     shutil.rmtree(trash, ignore_errors=True)

@@ -16,6 +16,7 @@ The architecture is the source's; the data must fit it (channels and resolution)
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -54,6 +55,7 @@ class Pretrained:
     num_classes: int | None
     source: str
     vae: str = ""  # a diffstudio latent run's data.vae: the model takes that VAE's latents
+    schedule: tuple[tuple, str] | None = None  # (comparable key, words) of the noise schedule it was trained on
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -65,7 +67,9 @@ def read_pretrained(path: str | Path) -> Pretrained:
     if not p.exists():
         raise InitFromError(f"{p} does not exist")
     if p.is_dir() and (p / "unet").is_dir():
-        return _read_diffusers_unet(p / "unet", _diffstudio_classes(p / "diffstudio.json"), str(p))
+        pre = _read_diffusers_unet(p / "unet", _diffstudio_classes(p / "diffstudio.json"), str(p))
+        pre.schedule = _scheduler_config_schedule(p / "scheduler" / "scheduler_config.json")
+        return pre
     if p.is_dir() and (p / "config.json").is_file():
         return _read_diffusers_unet(p, None, str(p))
     return _read_diffstudio(p)
@@ -134,8 +138,46 @@ def _read_diffstudio(p: Path) -> Pretrained:
     unet = {k.removeprefix("unet."): v for k, v in weights.items()}
     saved = ckpt.meta.get("config")
     vae = saved.get("data", {}).get("vae", "") if isinstance(saved, dict) else ""
+    schedule = None
+    if isinstance(saved, dict):
+        try:
+            schedule = schedule_signature(Config.from_dict(saved).schedule)
+        except Exception:  # a config this version cannot read: the schedule stays unknown
+            schedule = None
     return Pretrained("unet", dict(spec["unet"]), unet, int(spec.get("num_classes") or 0), str(ckpt.path),
-                      vae if isinstance(vae, str) else "")
+                      vae if isinstance(vae, str) else "", schedule)
+
+
+def schedule_signature(schedule) -> tuple[tuple, str]:
+    """``(key, words)`` of a :class:`~diffstudio.engine.config.ScheduleConfig`'s noise levels apart
+    from the zero-terminal-SNR rescale: a beta schedule by its family, beta range (defaults
+    resolved as :class:`~diffstudio.core.schedules.DiscreteSchedule` resolves them) and T; a
+    continuous one by its family. Equal keys train on the same betas."""
+    from diffstudio.core.schedules import DISCRETE_FAMILIES, DiscreteSchedule
+
+    if schedule.family not in DISCRETE_FAMILIES:
+        return (schedule.family,), f"the {schedule.family} schedule"
+    d = DiscreteSchedule(schedule.family, int(schedule.num_train_timesteps), schedule.beta_start, schedule.beta_end)
+    start, end = d.betas_range
+    T = d.num_train_timesteps
+    return (d.family, round(start, 10), round(end, 10), T), f"{d.family} betas {start:g}..{end:g} over T = {T}"
+
+
+def _scheduler_config_schedule(path: Path) -> tuple[tuple, str] | None:
+    """The beta schedule of a diffusers ``scheduler_config.json`` (diffusers' defaults where a key
+    is missing), or None when there is none or it is not one diffstudio names (trained_betas)."""
+    from diffstudio.engine.config import ScheduleConfig
+
+    try:
+        c = json.loads(path.read_text(encoding="utf-8"))
+        if c.get("trained_betas") is not None:
+            return None
+        return schedule_signature(ScheduleConfig(family=c.get("beta_schedule", "linear"),
+                                                 num_train_timesteps=int(c.get("num_train_timesteps", 1000)),
+                                                 beta_start=float(c.get("beta_start", 1e-4)),
+                                                 beta_end=float(c.get("beta_end", 0.02))))
+    except Exception:  # no scheduler, unreadable JSON or an unknown family: the schedule stays unknown
+        return None
 
 
 # --------------------------------------------------------------------------------------------- fitting the data
@@ -174,7 +216,7 @@ def check_fits(pre: Pretrained, info: DataInfo, latent: bool = False) -> None:
             side is not None and info.resolution and side != info.resolution)
         if problem:
             raise InitFromError(f"{pre.source} was trained on the latents of the VAE {pre.vae} ({c_in}-channel "
-                                f"{side or '?'} px) and the data give {given}: set data.vae={pre.vae}")
+                                f"{side or '?'} px) and the data give {given}: set {shlex.quote(f'data.vae={pre.vae}')}")
     if channels_known and (c_in != info.channels or c_out != info.channels):
         fix = "data.vae" if latent else "data.channels"
         plural = "s" if c_out != 1 else ""
@@ -234,13 +276,19 @@ def adapt_class_embedding(pre: Pretrained, num_classes: int) -> tuple[dict[str, 
     new[:kept] = old[:kept]
     w[key] = new
     if num_classes > old_classes:
-        fate = f"classes {old_classes}..{num_classes - 1} (new) and the null label start from {null_word}"
+        fate = f"{_span('class', 'classes', old_classes, num_classes)} (new) and the null label start from {null_word}"
     elif num_classes < old_classes:
-        fate = f"rows {num_classes}..{old_classes - 1} dropped; the null label starts from {null_word}"
+        fate = f"{_span('row', 'rows', num_classes, old_classes)} dropped; the null label starts from {null_word}"
     else:  # a foreign model: the same classes, and a null label it never had
         fate = f"the null label (new) starts from {null_word}"
-    return cfg, w, (f"the model knew {old_classes} classes, the data have {num_classes}: class rows 0..{kept - 1} "
-                    f"kept, {fate}")
+    kept_text = f"{_span('class row', 'class rows', 0, kept)} kept" if kept else "no class row kept"
+    return cfg, w, (f"the model knew {old_classes} {'class' if old_classes == 1 else 'classes'}, the data have "
+                    f"{num_classes}: {kept_text}, {fate}")
+
+
+def _span(one: str, many: str, start: int, stop: int) -> str:
+    """Rows ``start..stop-1`` in words: 'row 4' for one, 'rows 3..4' for several."""
+    return f"{one} {start}" if stop - start == 1 else f"{many} {start}..{stop - 1}"
 
 
 # --------------------------------------------------------------------------------------------- building
@@ -278,7 +326,27 @@ def pretrained_model(config: Config, info: DataInfo, *, say: Say | None = None,
                             f"({str(e).splitlines()[0]})") from None
     if say is not None:
         say("info", f"starting from {pre.source} ({sum(v.numel() for v in weights.values()):,} weights)")
+        note = schedule_change(pre, config)
+        if note:
+            say("warning", f"model.init_from: {note}")
     return model
+
+
+def schedule_change(pre: Pretrained, config: Config) -> str:
+    """A one-line note when the run's noise levels are not those the model was trained on (its
+    betas, apart from the zero-terminal-SNR rescale that fine-tuning may add), else "". Unknown
+    for a bare UNet folder (no scheduler beside it): ""."""
+    if pre.schedule is None:
+        return ""
+    try:
+        mine = schedule_signature(config.schedule)
+    except Exception:  # an invalid schedule: validation reports it
+        return ""
+    if mine[0] == pre.schedule[0]:
+        return ""
+    return (f"the model was trained on {pre.schedule[1]} and this run uses {mine[1]}, so the fine-tune does not "
+            f"keep its noise levels; set schedule.family, schedule.beta_start, schedule.beta_end and "
+            f"schedule.num_train_timesteps to the model's to keep them")
 
 
 # the settings that decide a run's network (with the data it gets): a resumed run keeps its checkpoint's
@@ -305,7 +373,7 @@ def resume_mismatch(saved: dict | None, config: Config, resume: str | Path) -> C
     field = diffs[0][0] if diffs else "data"
     return ConfigError([(field, f"does not fit the network of {resume} ({what}): a resumed run continues its "
                                 f"checkpoint's network; keep these settings as they were, or start a new run (with "
-                                f"--set model.init_from={resume} to start from its weights)")])
+                                f"--set {shlex.quote(f'model.init_from={resume}')} to start from its weights)")])
 
 
 def initial_model(config: Config, info: DataInfo, *, resume: str | Path | None = None,

@@ -135,3 +135,29 @@ def test_large_photo_downscales_smoothly(tmp_path: Path) -> None:
     row = x[8]
     assert (row[1:] - row[:-1] > 0).all()  # monotone left-to-right ramp after crop and resize
     assert abs(float(x.mean())) < 0.05  # the centre square of a 0..255 ramp averages mid-grey
+
+
+@pytest.mark.parametrize("layout,note", [
+    ({"": ["red.png"], "a": ["green.jpg"], "b": ["blue.webp"]},
+     "no class labels: 1 image(s) lie directly in the folder beside its sub-folders"),
+    ({"only": ["red.png", "green.jpg"]}, "no class labels: every image is in the one sub-folder 'only'"),
+    ({"": ["red.png", "green.jpg"]}, None),  # a flat folder is unlabelled by design: nothing to say
+    ({"a": ["red.png"], "b": ["green.jpg"]}, None),  # labelled
+])
+def test_a_folder_whose_layout_gives_no_labels_says_so(tmp_path: Path, write_file: Callable, isolated_cache: Path,
+                                                        layout: dict, note: str | None) -> None:
+    """Before: data.labels (true by default) was silently dropped for these layouts, in training and
+    in ``dataset inspect``; the run trained unconditionally without a word."""
+    from diffstudio.data.registry import load_dataset
+    from diffstudio.data.training_data import load_training_data, open_folder
+
+    root = tmp_path / "pics"
+    for sub, names in layout.items():
+        for name in names:
+            write_file(root / sub if sub else root, name)
+    for data in (load_dataset(str(root), 8, 3), load_training_data(str(root), torch.device("cpu"), resolution=8).dataset,
+                 open_folder(str(root), resolution=8)):
+        said = [n for n in data.notes if "class labels" in n]
+        assert said == ([] if note is None else [said[0]]) and (note is None or said[0].startswith(note)), data.notes
+        assert (data.num_classes == 2) == (set(layout) == {"a", "b"})
+    assert [n for n in load_dataset(str(root), 8, 3, labels=False).notes if "class labels" in n] == []

@@ -73,7 +73,8 @@ def test_train_prints_the_warnings_before_training(tmp_path, capsys):
     cfg = preset("quickstart").updated(
         data={"source": str(folder), "resolution": 8, "channels": 1, "labels": False},
         model={"class_conditional": False}, objective={"parameterization": "eps"},
-        optim={"batch_size": 4}, sampling={"num_samples": 2, "steps": 2, "guidance_scale": 1.0},
+        optim={"batch_size": 4},
+        sampling={"num_samples": 2, "steps": 2, "guidance_scale": 1.0, "guidance_rescale": 0.0},
         run={"steps": 1, "preview_every": 10_000, "checkpoint_every": 10_000})
     code, _, err = (main(["train", str(cfg.save(tmp_path / "c.toml")), "--out", str(tmp_path / "run")]),
                     *capsys.readouterr())
@@ -181,3 +182,72 @@ def test_objective_advice_from_the_settings():
     assert any(advice.SINGULAR_AT_T1["score"] in w for w in warnings) and advice.WARN_SCORE_SMALL_T in warnings
     bad = _cfg().updated(schedule={"beta_end": -1.0})  # an invalid schedule never raises
     assert objective_advice(bad) == ([], [])
+
+
+# ---- settings that do nothing under the rest of the config ----------------------------------------
+
+@pytest.mark.parametrize("name,updates,field,needle", [
+    ("quickstart", {"sampling": {"eta": 0.3}}, "sampling.eta", "the ddim sampler takes no eta"),
+    ("quickstart", {"schedule": {"shift": 3.0}}, "schedule.shift", "only the flow schedule shifts its time"),
+    ("quickstart", {"sampling": {"shift": 2.0}}, "sampling.shift", "sampling.spacing is 'trailing'"),
+    ("quickstart", {"schedule": {"sigma_max": 10.0}}, "schedule.sigma_max", "only the edm schedule"),
+    ("quickstart", {"schedule": {"points": [[0.0, 5.0], [1.0, -5.0]]}}, "schedule.points", "custom schedule"),
+    ("quickstart", {"schedule": {"family": "squaredcos_cap_v2", "beta_end": 0.02}}, "schedule.beta_end",
+     "no beta range"),
+    ("moons-flow", {"schedule": {"num_train_timesteps": 50}}, "schedule.num_train_timesteps", "continuous"),
+    ("moons-flow", {"schedule": {"ztsnr": False}}, "schedule.ztsnr", "zero terminal SNR by construction"),
+    ("quickstart", {"objective": {"weighting": "uniform", "gamma": 1.0}}, "objective.gamma",
+     "objective.weighting is 'uniform'"),
+    ("quickstart", {"objective": {"logit_std": 2.0}}, "objective.logit_std", "not 'logit_normal'"),
+    ("quickstart", {"data": {"labels": False}, "sampling": {"guidance_scale": 3.0}}, "sampling.guidance_scale",
+     "not class-conditional"),
+    ("quickstart", {"sampling": {"guidance_scale": 1.0}}, "sampling.guidance_rescale", "rescaling needs guidance"),
+    ("moons-flow", {"data": {"resolution": 32}}, "data.resolution", "2-D points"),
+    ("moons-flow", {"data": {"hflip": True}}, "data.hflip", "2-D points"),
+    ("quickstart", {"model": {"mlp_width": 7}}, "model.mlp_width", "images train a UNet"),
+    ("quickstart", {"model": {"init_from": "runs/x", "preset": "base"}}, "model.preset", "from model.init_from"),
+    ("quickstart", {"data": {"val_fraction": 0.0, "val_seed": 3}}, "data.val_seed", "nothing is held out"),
+    ("quickstart", {"run": {"val_every": 0, "val_items": 5}}, "run.val_items", "validation is off"),
+])
+def test_a_setting_the_config_leaves_without_effect_is_named(name, updates, field, needle):
+    found = {a.field: a for a in advice.ineffective_settings(preset(name).updated(**updates))}
+    assert field in found and found[field].level == "warning", found
+    assert found[field].text.startswith(f"{field} = ") and "has no effect: " in found[field].text
+    assert needle in found[field].text
+    assert found[field] in training_advice(preset(name).updated(**updates))
+
+
+@pytest.mark.parametrize("name", ["quickstart", "lighting-sd-eps", "finetune-ztsnr-v", "moons-flow", "gaussians8-v",
+                                  "shapes", "shapes-256"])
+def test_presets_and_settings_that_apply_raise_no_false_alarm(name):
+    assert advice.ineffective_settings(preset(name)) == []
+    applies = {"quickstart": {"sampling": {"sampler": "ddim_eta", "eta": 0.3, "guidance_scale": 2.0,
+                                           "guidance_rescale": 0.7}},
+               "moons-flow": {"schedule": {"shift": 3.0}, "model": {"mlp_width": 64}},
+               "shapes": {"objective": {"weighting": "min_snr", "gamma": 1.0, "time_sampling": "logit_normal",
+                                        "logit_std": 2.0}, "sampling": {"spacing": "shifted", "shift": 2.0},
+                          "data": {"hflip": False, "resolution": 16}}}
+    if name in applies:
+        cfg = preset(name).updated(**applies[name])
+        if name == "shapes":
+            cfg = cfg.updated(schedule={"family": "flow"})
+        assert advice.ineffective_settings(cfg) == []
+
+
+def test_guidance_on_data_without_classes_is_named_from_the_loaded_data():
+    from types import SimpleNamespace
+
+    cfg = preset("quickstart").updated(sampling={"guidance_scale": 3.0, "guidance_rescale": 0.0})
+    assert advice.ineffective_settings(cfg, SimpleNamespace(kind="image", num_classes=10)) == []
+    (a,) = advice.ineffective_settings(cfg, SimpleNamespace(kind="image", num_classes=0))
+    assert a.field == "sampling.guidance_scale" and "the data have no classes" in a.text
+
+
+def test_train_warns_about_a_setting_it_ignores(tmp_path, capsys):
+    code = main(["train", "--preset", "moons-flow", "--steps", "1", "--set", "data.hflip=true",
+                 "--set", "sampling.num_samples=8", "--set", "sampling.quality_samples=0", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert ("warning: data.hflip = true has no effect: the data are 2-D points, trained with the MLP "
+            "(model.mlp_width, model.mlp_depth)") in err
+    assert err.index("warning: data.hflip") < err.index("training on ")

@@ -208,10 +208,50 @@ def test_sample_bad_arguments_exit_2_with_one_line(tmp_path, trained, capsys, ex
     assert not png.exists()
 
 
+@pytest.mark.parametrize("out,npy,needle", [
+    ("grid", None, "--out: {tmp}/grid has no extension"),
+    ("grid.foo", None, "--out: {tmp}/grid.foo '.foo' is not an image format"),
+    (".", None, "--out: {tmp} is a folder"),
+    ("s.png", "s.txt", "--npy: {tmp}/s.txt does not end in .npy"),
+    ("s.png", ".", "--npy: {tmp} is a folder"),
+])
+def test_sample_output_names_it_cannot_write_exit_2_before_sampling(tmp_path, trained, capsys, monkeypatch,
+                                                                   out, npy, needle):
+    import diffstudio.engine.sampling as sampling
+
+    def never(*a, **k):
+        raise AssertionError("the model was loaded before the output names were checked")
+
+    monkeypatch.setattr(sampling, "load_for_sampling", never)
+    extra = ["--npy", tmp_path / npy] if npy else []
+    code, out_text, err = cli(capsys, "sample", trained, "--out", tmp_path / out, "--n", "1", *extra)
+    assert code == 2 and out_text == "" and err.count("\n") == 1
+    assert needle.format(tmp=tmp_path) in one_error_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_sample_writes_npy_into_a_new_folder_as_it_does_the_image(tmp_path, trained, capsys):
+    import numpy as np
+
+    code, out, err = cli(capsys, "sample", trained, "--out", tmp_path / "a" / "s.png", "--n", "2", "--steps", "2",
+                         "--npy", tmp_path / "b" / "s.npy")
+    assert code == 0, err
+    assert np.load(tmp_path / "b" / "s.npy").shape == (2, 2)  # moons: 2 points of 2-D
+    assert f"and {tmp_path / 'b' / 's.npy'}" in out
+
+
 def test_sample_accepts_the_extreme_valid_seed(tmp_path, trained, capsys):
     code, _, err = cli(capsys, "sample", trained, "--out", tmp_path / "s.png", "--n", "1", "--steps", "2",
                        "--seed", str(2**63 - 1))
     assert code == 0, err
+
+
+def test_train_with_a_data_source_that_does_not_exist_exits_2_naming_it(tmp_path, capsys):
+    code, _, err = cli(capsys, "train", "--preset", "quickstart", "--set", f"data.source={tmp_path / 'nope'}",
+                       "--out", tmp_path / "r")
+    assert code == 2 and err.count("\n") == 1
+    assert one_error_line(err).startswith("diffstudio: error: data.source: ")
+    assert "neither a built-in dataset nor an existing folder" in err and not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("device", ["cuda:99", "tpu"])
@@ -223,6 +263,37 @@ def test_train_unavailable_device_exits_2_before_creating_the_run(tmp_path, caps
 
 
 # ---- resume rules --------------------------------------------------------------------------------
+
+def _suggested_command(line: str) -> list[str]:
+    """The ``diffstudio train ...`` command an error line suggests, split as a shell would."""
+    import shlex
+
+    text = line[line.index("diffstudio train "):]
+    return shlex.split(text.split(" (the run length")[0].rstrip("."))[1:]
+
+
+@pytest.mark.parametrize("given", [["--set", "optim.lr=1e-3"], ["--set", "optim.lr=1e-3", "--set", "run.name=my run"],
+                                   ["--preset", "quickstart"], ["--set", "model.init_from=x"]])
+def test_a_suggested_command_runs_as_printed_for_a_run_folder_with_spaces(tmp_path, trained, capsys, given):
+    """Before: 'diffstudio train --resume my run 1 --out NEW_FOLDER --set run.name=my run' - pasted
+    into a shell, the folder and the value split into several arguments."""
+    from diffstudio.cli import build_parser
+
+    run = copy_run(trained, tmp_path / "my run 1")
+    code, _, err = cli(capsys, "train", "--resume", run, *given)
+    assert code == 2
+    line = one_error_line(err)
+    if given[1].startswith("model.init_from"):  # the suggestion: a new run from this one, --set ...
+        import shlex
+
+        assert shlex.split(line[line.index("start one with ") + len("start one with "):]) == [
+            "--set", f"model.init_from={run}"]
+        return
+    argv = _suggested_command(line)
+    args = build_parser().parse_args([a.replace("NEW_FOLDER", str(tmp_path / "new")) for a in argv])
+    assert args.command == "train" and args.resume == str(run)
+    assert all(a in args.assignments for a in given[1::2] if given[0] == "--set")
+
 
 def test_config_file_with_resume_is_refused_naming_the_differences(tmp_path, trained, capsys):
     run = copy_run(trained, tmp_path / "run")
@@ -332,3 +403,41 @@ def test_interrupted_run_extended_twice_decays_continuously_to_the_floor(tmp_pat
     assert lr[100] == pytest.approx(FLOOR * cfg.optim.lr, rel=1e-9)
     jump_old_way = lr_at(20, cfg.updated(run={"steps": 80})) / lr_at(19, cfg)
     assert jump_old_way > 1.2  # restarting the cosine over 80 steps would have jumped up
+
+
+# ---- Ctrl-C before the first step ----------------------------------------------------------------
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_ctrl_c_while_the_data_are_prepared_is_a_stop_not_an_error(tmp_path, capsys, monkeypatch, as_json):
+    """Before: Ctrl-C while a folder's cache or the latents were built printed 'diffstudio: error:
+    Encoding the latents cancelled ...' and exited 1; a stop during training exits 0."""
+    import signal
+
+    from diffstudio.data.errors import LoadCancelled
+    from diffstudio.engine.trainer import Trainer
+
+    def run(self):
+        os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, through the command's own handler
+        assert self.hooks.should_stop()
+        raise LoadCancelled("Encoding the latents cancelled after 3 of 9 images; it resumes from there next time")
+
+    monkeypatch.setattr(Trainer, "run", run)
+    code, out, err = cli(capsys, "train", "--preset", "moons-flow", "--out", tmp_path / "r", *(["--json"] if as_json else []))
+    assert code == 0 and "error" not in err
+    if as_json:
+        assert strict_json(out.strip().splitlines()[-1])["stopped"] is True
+    else:
+        assert out.strip() == ("stopped before training: Encoding the latents cancelled after 3 of 9 images; it "
+                               "resumes from there next time")
+
+
+def test_a_cancel_nobody_asked_for_is_still_an_error(tmp_path, capsys, monkeypatch):
+    from diffstudio.data.errors import LoadCancelled
+    from diffstudio.engine.trainer import Trainer
+
+    def run(self):
+        raise LoadCancelled("Encoding the latents cancelled after 3 of 9 images")
+
+    monkeypatch.setattr(Trainer, "run", run)
+    code, _, err = cli(capsys, "train", "--preset", "moons-flow", "--out", tmp_path / "r")
+    assert code == 1 and one_error_line(err).endswith("cancelled after 3 of 9 images")

@@ -49,3 +49,34 @@ def test_unknown_keys_and_bad_files_are_clear_errors(tmp_path):
         Config.load(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         Config.load(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("name,needle", [
+    ("c.yaml", "a config file is .toml or .json, not .yaml"),
+    ("c.ini", "a config file is .toml or .json, not .ini"),
+    ("config", "a config file is .toml or .json, not a name without an extension"),
+])
+def test_a_config_file_of_another_format_is_named_not_parsed_as_json(tmp_path, name, needle):
+    path = tmp_path / name
+    path.write_text("data:\n  source: digits\n")
+    with pytest.raises(ConfigError) as e:
+        Config.load(path)
+    assert needle in str(e.value) and "JSON" not in str(e.value) and "Expecting value" not in str(e.value)
+
+
+def test_a_folder_given_as_config_file_is_a_settings_error(tmp_path):
+    (tmp_path / "cfg.toml").mkdir()
+    with pytest.raises(ConfigError, match="is a folder; give a config file"):
+        Config.load(tmp_path / "cfg.toml")
+
+
+def test_upper_case_extensions_load_what_save_wrote(tmp_path):
+    cfg = preset("quickstart").updated(run={"steps": 7})
+    assert Config.load(cfg.save(tmp_path / "C.TOML")) == cfg
+    assert tomllib_loads((tmp_path / "C.TOML").read_text())["run"]["steps"] == 7
+
+
+def tomllib_loads(text):
+    import tomllib
+
+    return tomllib.loads(text)

@@ -110,6 +110,26 @@ def test_flow_export_matches_diffusers_flow_match_euler(tmp_path):
     assert (ours - theirs).abs().max() < 1e-4
 
 
+def test_export_never_deletes_a_folder_that_is_not_only_a_previous_export(tmp_path):
+    """Before: any folder with a model_index.json counted as a previous export and was deleted whole -
+    a diffusers pipeline of the user's (its vae/, its notes) gone with no word."""
+    run, _ = make_run(tmp_path, config())
+    theirs = tmp_path / "their-pipeline"
+    (theirs / "vae").mkdir(parents=True)
+    (theirs / "vae" / "config.json").write_text("{}")
+    (theirs / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    with pytest.raises(ExportError, match="a diffusers folder that diffstudio did not export"):
+        export(run.path, "diffusers", theirs)
+    assert sorted(p.name for p in theirs.iterdir()) == ["model_index.json", "vae"]
+    ours = export(run.path, "diffusers", tmp_path / "ours")
+    (ours / "notes.txt").write_text("mine")  # the user's file beside an export: not ours to delete
+    with pytest.raises(ExportError, match="is not empty: it holds notes.txt beside an export"):
+        export(run.path, "diffusers", ours)
+    assert (ours / "notes.txt").read_text() == "mine" and (ours / "unet").is_dir()
+    (ours / "notes.txt").unlink()
+    assert export(run.path, "diffusers", ours) == ours  # a previous export alone is replaced
+
+
 def test_diffusers_pipeline_loads_the_folder(tmp_path):
     from diffusers import DDPMPipeline
 

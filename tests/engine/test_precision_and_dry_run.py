@@ -171,3 +171,15 @@ def test_device_memory_without_dry_run_is_refused_not_ignored(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--device-memory plans a --dry-run" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_dry_run_warns_what_the_run_would_warn_about(tmp_path, capsys):
+    """A dry run is where a new user looks first: a setting that would do nothing (and any other
+    start-of-run warning) is said there too, not only once training starts."""
+    code = cli.main(["train", "--preset", "moons-flow", "--dry-run", "--set", "data.num_points=256",
+                     "--set", "data.resolution=32", "--steps", "2"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "warning: data.resolution = 32 has no effect: the data are 2-D points" in text
+    e = estimate(_tiny(preset("quickstart")).updated(objective={"parameterization": "eps"}), probe_steps=0)
+    assert any(w.startswith("eps-prediction cannot recover the image at t = 1") for w in e.warnings)

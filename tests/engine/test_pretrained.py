@@ -253,3 +253,52 @@ def test_the_class_adaptation_note_says_what_happened_to_each_row():
     foreign = Pretrained("unet", pre.config, pre.weights, None, "foreign")  # 6 classes, no null row known
     _, _, note = adapt_class_embedding(foreign, 6)
     assert note.endswith("class rows 0..5 kept, the null label (new) starts from the mean of its rows")
+    _, _, note = adapt_class_embedding(pre, 4)  # one class dropped: "row 4", not "rows 4..4"
+    assert note.endswith("class rows 0..3 kept, row 4 dropped; the null label starts from its null-label row")
+    _, _, note = adapt_class_embedding(pre, 6)
+    assert note.endswith("class rows 0..4 kept, class 5 (new) and the null label start from its null-label row")
+    _, _, note = adapt_class_embedding(pre, 1)
+    assert note.endswith("class row 0 kept, rows 1..4 dropped; the null label starts from its null-label row")
+
+
+def _pipeline(tmp_path, **scheduler):
+    from diffusers import DDPMScheduler
+
+    tiny_unet().save_pretrained(tmp_path / "pipe" / "unet")
+    DDPMScheduler(**scheduler).save_pretrained(tmp_path / "pipe" / "scheduler")
+    return tmp_path / "pipe"
+
+
+@pytest.mark.parametrize("scheduler,run_schedule,said", [
+    ({"beta_schedule": "scaled_linear"}, {}, "trained on scaled_linear betas 0.0001..0.02 over T = 1000 and this run "
+                                            "uses scaled_linear betas 0.00085..0.012 over T = 1000"),
+    ({"beta_schedule": "linear", "num_train_timesteps": 500}, {"family": "linear"},
+     "trained on linear betas 0.0001..0.02 over T = 500 and this run uses linear betas 0.0001..0.02 over T = 1000"),
+    ({"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}, {"ztsnr": True}, None),
+    ({"beta_schedule": "linear"}, {"family": "linear"}, None),
+])
+def test_fine_tuning_on_other_noise_levels_than_the_models_is_said(tmp_path, scheduler, run_schedule, said):
+    """Before: the finetune-ztsnr-v preset's Stable Diffusion betas silently replaced those the model
+    was trained on (README: the recipe "keeps the betas"); the zero-terminal-SNR rescale is no change."""
+    hooks = Said()
+    cfg = config(tmp_path, init_from=str(_pipeline(tmp_path, **scheduler))).updated(schedule=run_schedule)
+    set_up(cfg, images(), tmp_path, hooks=hooks)
+    notes = [text for level, text in hooks.messages if level == "warning" and "noise levels" in text]
+    if said is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and said in notes[0] and notes[0].startswith("model.init_from: the model was trained on")
+
+
+def test_a_diffstudio_run_carries_its_schedule_into_the_fine_tune_note(tmp_path):
+    data = images()
+    flow = Trainer(config(tmp_path).updated(schedule={"family": "flow"}, objective={"parameterization": "flow"},
+                                            sampling={"spacing": "uniform"}, run={"steps": 1}),
+                   run_dir=tmp_path / "flow", dataset=data).run()
+    hooks = Said()
+    set_up(config(tmp_path, init_from=flow.run_dir), data, tmp_path, hooks=hooks)
+    assert any("trained on the flow schedule and this run uses scaled_linear betas 0.00085..0.012" in text
+               for level, text in hooks.messages if level == "warning")
+    assert read_pretrained(tmp_path / "flow").schedule[0] == ("flow",)
+    tiny_unet().save_pretrained(tmp_path / "bare")  # no scheduler beside it: nothing known, nothing said
+    assert read_pretrained(tmp_path / "bare").schedule is None
