@@ -283,7 +283,7 @@ def test_fine_tuning_on_other_noise_levels_than_the_models_is_said(tmp_path, sch
     hooks = Said()
     cfg = config(tmp_path, init_from=str(_pipeline(tmp_path, **scheduler))).updated(schedule=run_schedule)
     set_up(cfg, images(), tmp_path, hooks=hooks)
-    notes = [text for level, text in hooks.messages if level == "warning" and "noise levels" in text]
+    notes = [text for level, text in hooks.said if level == "warning" and "noise levels" in text]
     if said is None:
         assert notes == []
     else:
@@ -298,7 +298,7 @@ def test_a_diffstudio_run_carries_its_schedule_into_the_fine_tune_note(tmp_path)
     hooks = Said()
     set_up(config(tmp_path, init_from=flow.run_dir), data, tmp_path, hooks=hooks)
     assert any("trained on the flow schedule and this run uses scaled_linear betas 0.00085..0.012" in text
-               for level, text in hooks.messages if level == "warning")
+               for level, text in hooks.said if level == "warning")
     assert read_pretrained(tmp_path / "flow").schedule[0] == ("flow",)
     tiny_unet().save_pretrained(tmp_path / "bare")  # no scheduler beside it: nothing known, nothing said
     assert read_pretrained(tmp_path / "bare").schedule is None
