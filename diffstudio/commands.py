@@ -254,7 +254,28 @@ def _train_config(args):
     cfg.check()
     _check_data_source(cfg)
     resolve_device(cfg.run.device, "run.device")  # exit 2 before any work
+    _check_out_folder(args, cfg)
     return cfg
+
+
+def _check_out_folder(args, cfg) -> None:
+    """The run folder can be created where ``--out`` or ``run.out_dir`` puts it: a read-only or
+    refusing file system is one line naming the flag or field and the OS's reason (exit 2), before
+    any data load, for the run and its ``--dry-run`` alike. Raises UsageError or ConfigError."""
+    from diffstudio.engine.config import ConfigError
+    from diffstudio.engine.run_dir import RunDir, creation_problem
+
+    if args.out:
+        out = Path(args.out)
+        if args.resume and RunDir.is_run_dir(out):
+            return  # continued in place (engine/trainer.py checks that it is writable)
+        problem = creation_problem(out.parent, out.name)
+        if problem:
+            raise UsageError(f"--out: {problem}")
+    elif not args.resume:
+        problem = creation_problem(cfg.run.out_dir)
+        if problem:
+            raise ConfigError([("run.out_dir", problem)])
 
 
 def _check_data_source(cfg) -> None:

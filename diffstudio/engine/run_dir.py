@@ -51,6 +51,29 @@ class RunDirError(ValueError):
     """A folder is not a run folder, or a run-folder operation cannot be done."""
 
 
+def creation_problem(folder: str | os.PathLike, name: str = "") -> str | None:
+    """Why a new folder (``folder/name``, or one inside ``folder`` when ``name`` is empty) cannot be
+    made, ``folder`` being created with its parents when missing; None when it can: "cannot create /proc/x: /proc does not accept new folders (No such file or
+    directory)", "cannot create /data/runs: Permission denied", "cannot create a/b: a is a file,
+    not a folder". Found by making and removing one empty folder in the nearest folder that exists
+    (``tempfile.mkdtemp``), so it writes nothing that stays; checked before any data load, for
+    ``run.out_dir`` / ``--out`` and the dry run. Never raises."""
+    target = Path(folder) / name if name else Path(folder)
+    here = Path(folder)
+    while not here.exists() and here != here.parent:  # the nearest part of the path that exists
+        here = here.parent
+    if not here.is_dir():
+        return f"cannot create {target}: {here} is a file, not a folder"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".create-check.", dir=here))
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        if isinstance(e, FileNotFoundError):  # the folder exists, so it is this file system's refusal
+            reason = f"{here} does not accept new folders ({reason})"
+        return f"cannot create {target}: {reason}"
+    return None
+
+
 def step_name(step: int) -> str:
     """``step-000250``: zero-padded so that names sort like steps. Raises ``ValueError`` for a
     negative step."""
@@ -82,18 +105,22 @@ class RunDir:
     def create(cls, out_dir: str | os.PathLike, name: str = "", config: Any = None) -> "RunDir":
         """A new run folder ``out_dir/<run_folder_name(name)>`` (``-2``, ``-3``... appended when
         taken; an empty name gets ``run-<date>-<time>``), with its sub-folders and, when given,
-        its config. Its ``requested`` is the folder asked for: when that was taken, ``requested
+        its config. Raises RunDirError (a file system that refuses the folder, as
+        :func:`creation_problem`) or OSError (read-only, no permission). Its ``requested`` is the folder asked for: when that was taken, ``requested
         != path`` and the caller should say where the run went (:meth:`moved_note`)."""
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         base = run_folder_name(name) or time.strftime("run-%Y%m%d-%H%M%S")
-        for i in itertools.count(1):
-            path = out / (base if i == 1 else f"{base}-{i}")
-            try:
-                path.mkdir()
-                break
-            except FileExistsError:
-                continue
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for i in itertools.count(1):
+                path = out / (base if i == 1 else f"{base}-{i}")
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:
+                    continue
+        except FileNotFoundError as e:  # a folder that refuses new ones (/proc): not "does not exist"
+            raise RunDirError(creation_problem(out, base) or f"cannot create {out / base}: {e.strerror}") from e
         run = cls._lay_out(path, config)
         run.requested = out / base
         return run

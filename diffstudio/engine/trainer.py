@@ -157,6 +157,7 @@ class Trainer:
                                            points=is_toy_source(cfg.data.source))
         if cfg.run.threads > 0:
             torch.set_num_threads(cfg.run.threads)
+        self._check_out_folder()
         self._pretrained = self._read_sources()  # before any data: a wrong folder is one error at once
         train, val = self._split_data(self._load_data())
         if self.codec is not None:  # a latent run's quality measures compare decoded samples with images
@@ -230,6 +231,25 @@ class Trainer:
         return make_validation_set(self.val_data, self.schedule, count=r.val_times, items=r.val_items,
                                    seed=self.config.data.val_seed, conditional=self.conditional,
                                    offset_noise=o.offset_noise)
+
+    def _check_out_folder(self) -> None:
+        """Before any data: RunDirError naming the folder and the OS's reason when a new run folder
+        cannot be created (``run.out_dir``, or the run folder asked for), not after a long load."""
+        from diffstudio.engine.run_dir import RunDir, RunDirError, creation_problem
+
+        if not self.world.is_main or self.dry_run:
+            return
+        if self._run_dir_arg:
+            path = Path(self._run_dir_arg)
+            if self._resume and RunDir.is_run_dir(path):
+                return
+            problem = creation_problem(path.parent, path.name)
+        elif self._resume:
+            return
+        else:
+            problem = creation_problem(self.config.run.out_dir)
+        if problem:
+            raise RunDirError(f"{'run folder' if self._run_dir_arg else 'run.out_dir'}: {problem}")
 
     def _read_sources(self):
         """Read the folders the run starts from before any data is loaded or encoded, so a wrong

@@ -184,8 +184,9 @@ def test_read_only_folder_for_a_new_run_is_one_line(tmp_path, capsys, read_only)
     read_only(ro)
     code, _, err = cli(capsys, "train", small_config(tmp_path, steps=3), "--out", ro / "new")
     line = one_error_line(err)
-    assert code == 1 and "read-only" in line and str(ro / "new") in line
-    assert list(ro.iterdir()) == []
+    # refused before any data load, as a settings problem naming the flag (exit 2)
+    assert code == 2 and line.startswith("diffstudio: error: --out: cannot create") and "read-only" in line.lower()
+    assert str(ro / "new") in line and list(ro.iterdir()) == []
 
 
 # ---- sample and train arguments -----------------------------------------------------------------
@@ -441,3 +442,40 @@ def test_a_cancel_nobody_asked_for_is_still_an_error(tmp_path, capsys, monkeypat
     monkeypatch.setattr(Trainer, "run", run)
     code, _, err = cli(capsys, "train", "--preset", "moons-flow", "--out", tmp_path / "r")
     assert code == 1 and one_error_line(err).endswith("cancelled after 3 of 9 images")
+
+
+def test_an_out_folder_that_cannot_be_created_is_refused_before_any_data_load(tmp_path, capsys, monkeypatch):
+    """--out under /proc (a file system that refuses new folders) or below a file: one line naming
+    --out and the reason, exit 2, and the data are never loaded; the same for run.out_dir, in the
+    run and in its dry run."""
+    import diffstudio.data.training_data as td
+
+    def no_load(*a, **k):
+        raise AssertionError("the data were loaded before the run folder was checked")
+
+    monkeypatch.setattr(td, "load_training_data", no_load)
+    code, out, err = cli(capsys, "train", "--preset", "quickstart", "--steps", 2, "--out", "/proc/x")
+    line = one_error_line(err)
+    assert code == 2 and "--out" in line and "cannot create /proc/x" in line and "/proc does not accept" in line
+    assert "does not exist" not in line
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, out, err = cli(capsys, "train", "--preset", "quickstart", "--out", blocker / "run")
+    assert code == 2 and f"{blocker} is a file, not a folder" in one_error_line(err)
+    for dry in ([], ["--dry-run"]):
+        code, out, err = cli(capsys, "train", *dry, "--preset", "quickstart", "--set", "run.out_dir=/proc/nope")
+        line = one_error_line(err)
+        assert code == 2 and line.startswith("diffstudio: error: run.out_dir: cannot create /proc/nope"), (dry, err)
+    assert not list(tmp_path.glob(".create-check.*"))
+
+
+def test_the_trainer_and_run_dir_say_why_a_folder_cannot_be_created(tmp_path):
+    """The app's path (Trainer, RunDir.create) gives the same reason, not "does not exist"."""
+    from diffstudio.engine.run_dir import RunDirError, creation_problem
+    from diffstudio.engine.trainer import Trainer
+
+    assert creation_problem(tmp_path / "new" / "deeper") is None and not (tmp_path / "new").exists()
+    with pytest.raises(RunDirError, match=r"run.out_dir: cannot create /proc/y: /proc does not accept new folders"):
+        Trainer(preset("moons-flow").updated(run={"out_dir": "/proc/y", "steps": 1})).run()
+    with pytest.raises(RunDirError, match=r"cannot create /proc/z/a: /proc does not accept new folders"):
+        RunDir.create("/proc/z", "a")
