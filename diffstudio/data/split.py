@@ -34,6 +34,15 @@ class Split:
         return h.hexdigest()[:16]
 
 
+def describe_split(n: int, held_out: int, unit: str = "items") -> str:
+    """``"301 images (286 for training, 15 held out for validation)"``: the whole dataset first, as
+    the data's load message counts it, then the split; ``"301 images"`` when nothing is held out.
+    Shared by the run's message and ``train --dry-run`` so that both count the same way."""
+    if held_out <= 0:
+        return f"{n:,} {unit}"
+    return f"{n:,} {unit} ({n - held_out:,} for training, {held_out:,} held out for validation)"
+
+
 def held_out_count(n: int, fraction: float) -> int:
     """Items held out of ``n`` for a share ``fraction`` (0 <= fraction < 1): ``round(n fraction)``,
     at least 1 when the share is positive, and never all of them (at least one item trains).

@@ -47,6 +47,14 @@ class Estimate:
     seconds_per_step: float | None
     warnings: tuple[str, ...] = field(default_factory=tuple)
     vae_bytes: int = 0  # data.vae: the VAE's weights, kept on the device to decode previews
+    held_out_items: int = 0  # items held out for validation (data.val_fraction); data_items excludes them
+
+    def data_text(self) -> str:
+        """``"301 images (286 for training, 15 held out for validation)"``, as the run counts them."""
+        from diffstudio.data.split import describe_split
+
+        unit = "images" if self.data_kind == "image" else "points"
+        return describe_split(self.data_items + self.held_out_items, self.held_out_items, unit)
 
     def to_json(self) -> dict:
         """The fields as a JSON-ready dict (tuples become lists; bytes, seconds and strings as above)."""
@@ -153,7 +161,12 @@ def _measure(trainer, probe_steps: int, available_bytes: int | None) -> Estimate
     warnings += [a.text for a in training_advice(cfg, trainer.data) if a.level == "warning"]
     return Estimate(str(trainer.device), trainer.precision.effective, trainer.precision.reason, n_params,
                     trainer.info.kind, len(trainer.data), data_bytes, where, state, activations, peak, have,
-                    seconds, tuple(warnings), vae_bytes)
+                    seconds, tuple(warnings), vae_bytes, _held_out(trainer))
+
+
+def _held_out(trainer) -> int:
+    split = getattr(trainer, "split", None)
+    return 0 if split is None else int(split.n - len(split.train))
 
 
 def _probe(trainer, steps: int) -> float:
@@ -184,7 +197,7 @@ def format_estimate(e: Estimate, total_steps: int | None = None) -> str:
     the whole run's duration (seconds per step times steps)."""
     lines = [f"device           {e.device}, {e.precision} ({e.precision_reason})",
              f"model            {e.num_params:,} parameters",
-             f"dataset          {e.data_items:,} {'images' if e.data_kind == 'image' else 'points'}, "
+             f"dataset          {e.data_text()}, "
              f"{format_size(e.data_bytes)} {e.data_where}",
              f"peak memory      ~{format_size(e.peak_bytes)} (weights, gradients, AdamW and EMA "
              f"{format_size(e.state_bytes)}; activations {format_size(e.activation_bytes)}"

@@ -220,6 +220,11 @@ class Trainer:
 
         d = self.config.data
         self.split, train, val = split_dataset(full, d.val_fraction, d.val_seed, self.config.run.val_items)
+        if self.world.is_main and not self.dry_run and self.split.n > len(self.split.train):
+            from diffstudio.data.split import describe_split
+
+            unit = "images" if getattr(full, "kind", "image") == "image" else "points"
+            self.hooks.on_message("info", f"data: {describe_split(self.split.n, self.split.n - len(self.split.train), unit)}")
         return train, None if val is None else val.to(self.device)
 
     def _validation_set(self):

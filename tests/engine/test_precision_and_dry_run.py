@@ -183,3 +183,21 @@ def test_dry_run_warns_what_the_run_would_warn_about(tmp_path, capsys):
     assert "warning: data.resolution = 32 has no effect: the data are 2-D points" in text
     e = estimate(_tiny(preset("quickstart")).updated(objective={"parameterization": "eps"}), probe_steps=0)
     assert any(w.startswith("eps-prediction cannot recover the image at t = 1") for w in e.warnings)
+
+
+def test_the_dry_run_and_the_run_count_the_data_the_same_way(tmp_path, capsys):
+    """The dry run's dataset line and the run's data message both give the whole dataset and its
+    split: 300 points, 15 (5%) held out for validation, 285 trained on."""
+    sets = ["--set", "run.device=cpu", "--set", "data.num_points=300", "--set", "data.val_fraction=0.05",
+            "--set", f"run.out_dir={tmp_path}"]
+    said = "300 points (285 for training, 15 held out for validation)"
+    assert cli.main(["train", "--preset", "moons-flow", "--dry-run", *sets]) == 0
+    dry = capsys.readouterr().out
+    assert f"dataset          {said}, " in dry
+    assert cli.main(["train", "--preset", "moons-flow", "--steps", "1", *sets, "--set", "run.checkpoint_every=1"]) == 0
+    run = capsys.readouterr()
+    assert f"data: {said}" in run.out + run.err
+    assert cli.main(["train", "--preset", "moons-flow", "--dry-run", "--json", *sets[:-2],
+                     "--set", "data.val_fraction=0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["data_items"] == 300 and out["held_out_items"] == 0

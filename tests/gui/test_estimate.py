@@ -67,7 +67,8 @@ def test_estimate_shows_the_engines_figures_beside_start(qtbot, make_panel, tmp_
 
     d = panel.state.config.data
     train = split_dataset(panel.state.dataset, d.val_fraction, d.val_seed, panel.state.config.run.val_items)[1]
-    assert f"{len(train):,} images" in text and "in memory on cpu" in text  # the training split of the digits
+    total = len(panel.state.dataset)  # the whole dataset and its split, as the run counts them
+    assert f"{total:,} images ({len(train):,} for training, {total - len(train):,} held out" in text and "in memory on cpu" in text
     assert "available on cpu" in text and "peak memory ~" in text
     assert "ms per step" in text and "for 1,234 steps" in text
     config, e, _data = panel.last_estimate

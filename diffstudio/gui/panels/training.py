@@ -58,8 +58,7 @@ PROBE_STEPS = 3  # the dry run's timing probe (as `diffstudio train --dry-run`)
 def estimate_lines(e, total_steps: int) -> list[str]:
     """A :class:`~diffstudio.engine.dry_run.Estimate` in three short lines for the panel (the full
     text of ``format_estimate`` is the tooltip)."""
-    items = "images" if e.data_kind == "image" else "points"
-    lines = [f"{e.num_params:,} parameters · data: {e.data_items:,} {items}, {format_size(e.data_bytes)} "
+    lines = [f"{e.num_params:,} parameters · data: {e.data_text()}, {format_size(e.data_bytes)} "
              f"{e.data_where}",
              f"peak memory ~{format_size(e.peak_bytes)} of {format_size(e.available_bytes)} available on "
              f"{e.device} ({e.precision})"]
