@@ -519,9 +519,14 @@ def _scatter_png(points, out: Path, size: int = 512) -> None:
 
 def export(args) -> int:
     """``diffstudio export``: a checkpoint as a diffusers folder or one safetensors file; returns 0.
-    Raises ExportError (:func:`diffstudio.engine.export.export`)."""
+    Raises UsageError for an ``--out`` that contradicts the format (a folder for diffusers; a
+    ``.safetensors`` file or a folder for safetensors), ExportError (:func:`diffstudio.engine.export.export`)."""
+    from diffstudio.engine.export import FORMATS, target_problem
     from diffstudio.engine.export import export as do_export
 
+    problem = target_problem(args.format, args.out) if args.format in FORMATS else None
+    if problem:
+        raise UsageError(f"--out: {problem}")  # exit 2, before the checkpoint is read
     path = do_export(args.source, args.format, args.out)
     print(f"exported {args.format} to {path}")
     return 0

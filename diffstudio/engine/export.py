@@ -51,10 +51,13 @@ def export(source: str | os.PathLike, fmt: str, out_dir: str | os.PathLike) -> P
     ``diffusers`` writes the folder ``out_dir`` (which must be new, empty or a previous export)
     and returns it. ``safetensors`` writes ``out_dir/<run>-step-NNNNNN.safetensors`` (or
     ``out_dir`` itself when it ends in ``.safetensors``) and returns the file.
-    Raises :class:`ExportError` (an unknown format, an unreadable checkpoint, or what the
-    format cannot express) and warns :class:`ExportWarning`."""
+    Raises :class:`ExportError` (an unknown format, an ``out_dir`` that contradicts the format
+    (:func:`target_problem`), an unreadable checkpoint, or what the format cannot express) and warns :class:`ExportWarning`."""
     if fmt not in FORMATS:
         raise ExportError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    problem = target_problem(fmt, out_dir)
+    if problem:
+        raise ExportError(problem)
     try:
         ckpt = load_checkpoint(source)
     except CheckpointError as e:
@@ -64,6 +67,42 @@ def export(source: str | os.PathLike, fmt: str, out_dir: str | os.PathLike) -> P
     if fmt == "diffusers":
         return export_diffusers(ckpt, config, spec, weights, Path(out_dir))
     return export_safetensors(ckpt, config, spec, weights, Path(out_dir))
+
+
+# extensions of single files (weights, archives, data), which no export folder is named with
+_FILE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".safetensor", ".st", ".onnx", ".gguf", ".h5", ".pkl", ".pickle",
+                  ".npz", ".npy", ".msgpack", ".json", ".toml", ".zip", ".tar", ".gz", ".png", ".jpg", ".txt"}
+
+
+def target_problem(fmt: str, out: str | os.PathLike) -> str | None:
+    """Why ``out`` contradicts what ``fmt`` writes (None when it does not), checked before any work.
+
+    ``safetensors`` writes a file ending in ``.safetensors``, or into a folder (a file named after the
+    run and step): a path with another file extension (``x.bin``), an existing file of another name,
+    or an existing folder named ``*.safetensors`` is refused. ``diffusers`` writes a folder: a path
+    ending in ``.safetensors`` or another file extension, or an existing file, is refused. A path that
+    is an existing folder is always taken as one. The message suggests the path to give instead."""
+    p = Path(out)
+    suffix = p.suffix.lower()
+    if fmt == "safetensors":
+        if suffix == ".safetensors":
+            if p.is_dir():
+                return (f"{p} is a folder; give a new file name ending in .safetensors, or the folder "
+                        f"without the extension to export into it")
+            return None
+        if p.exists() and not p.is_dir():
+            return (f"{p} is an existing file, not a .safetensors one; give a name ending in .safetensors "
+                    f"(e.g. {p.with_suffix('.safetensors')}) or a folder to write it into")
+        if not p.is_dir() and suffix in _FILE_SUFFIXES:
+            return (f"{p} is not a .safetensors file name: a safetensors export is one file ending in "
+                    f".safetensors (e.g. {p.with_suffix('.safetensors')}) or a folder to write it into")
+        return None
+    if p.exists() and not p.is_dir():
+        return f"{p} is a file; a diffusers export is a folder (e.g. {p.with_suffix('')})"
+    if not p.is_dir() and (suffix == ".safetensors" or suffix in _FILE_SUFFIXES):
+        return (f"{p} looks like a file name; a diffusers export is a folder (e.g. {p.with_suffix('')}), "
+                f"or use --format safetensors for one file")
+    return None
 
 
 def _config_and_spec(ckpt: Checkpoint) -> tuple[Config, dict[str, Any]]:

@@ -238,3 +238,43 @@ def test_bad_sources_and_formats(tmp_path):
                                       "model_spec": build_model(cfg, IMAGE).spec})
     with pytest.raises(ExportError, match="do not fit"):
         export(wrong, "safetensors", tmp_path / "o")
+
+
+@pytest.mark.parametrize("fmt,name,expected", [
+    ("safetensors", "x.bin", "is not a .safetensors file name"),
+    ("safetensors", "weights.pt", "is not a .safetensors file name"),
+    ("diffusers", "x.safetensors", "a diffusers export is a folder (e.g. "),
+    ("diffusers", "x.bin", "a diffusers export is a folder"),
+])
+def test_an_out_path_that_contradicts_the_format_is_refused_before_any_work(tmp_path, capsys, monkeypatch, fmt, name,
+                                                                             expected):
+    """--out means a folder for diffusers and a .safetensors file (or a folder to write it into)
+    for safetensors: a contradicting path is one line naming --out, exit 2, nothing written and the
+    checkpoint never read; export() refuses it the same way."""
+    import diffstudio.engine.export as ex
+    from diffstudio.cli import main
+
+    run, _ = make_run(tmp_path, config())
+    monkeypatch.setattr(ex, "load_checkpoint", lambda *_: pytest.fail("the checkpoint was read"))
+    out = tmp_path / name
+    assert main(["export", str(run.path), "--format", fmt, "--out", str(out)]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"diffstudio: error: --out: {out} ") and expected in line, line
+    assert not out.exists()
+    with pytest.raises(ExportError, match="export is"):
+        export(run.path, fmt, out)
+
+
+def test_out_paths_that_fit_the_format_are_exported(tmp_path):
+    """An existing folder is a folder whatever its name; a file path ending in .safetensors is the file."""
+    run, _ = make_run(tmp_path, config())
+    folder = tmp_path / "exports.bin"
+    folder.mkdir()
+    assert export(run.path, "safetensors", folder).parent == folder
+    assert export(run.path, "safetensors", tmp_path / "m.safetensors") == tmp_path / "m.safetensors"
+    (tmp_path / "taken.safetensors").mkdir()
+    with pytest.raises(ExportError, match="is a folder"):
+        export(run.path, "safetensors", tmp_path / "taken.safetensors")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ExportError, match="is a file; a diffusers export is a folder"):
+        export(run.path, "diffusers", tmp_path / "file")
