@@ -19,16 +19,28 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def whole_number(text: str) -> int:
+    """An int flag's value: digits only (``1000``, ``-3``), as argparse's ``int``; ``1e3`` or
+    ``2.5`` is refused with what to write instead (``write 1000``), never converted silently.
+    Raises ``argparse.ArgumentTypeError`` (one line, exit 2)."""
+    from diffstudio.engine.settings import whole_number_hint
+
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}{whole_number_hint(text)}") from None
+
+
 def _schedule_parser(sub) -> None:
     p = sub.add_parser("schedule", help="print a noise schedule's terminal signal and sampling timesteps")
     p.add_argument("family", choices=FAMILIES)
     p.add_argument("--ztsnr", action="store_true", help="rescale to zero terminal SNR (Lin et al. 2024)")
-    p.add_argument("--steps", type=int, default=10, help="number of sampling steps")
+    p.add_argument("--steps", type=whole_number, default=10, help="number of sampling steps")
     p.add_argument("--spacing", choices=SPACINGS, default=None, help="timestep spacing")
     p.add_argument("--shift", type=float, default=None, help="flow: SD3 time shift; others: for --spacing shifted")
     p.add_argument("--beta-start", type=float, default=None)
     p.add_argument("--beta-end", type=float, default=None)
-    p.add_argument("--train-steps", type=int, default=1000, help="T of a beta schedule")
+    p.add_argument("--train-steps", type=whole_number, default=1000, help="T of a beta schedule")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -37,8 +49,8 @@ def _dataset_parser(sub) -> None:
     dsub = p.add_subparsers(dest="dataset_command", required=True, parser_class=_Parser)
     q = dsub.add_parser("inspect", help="count usable images and list skipped files with reasons")
     q.add_argument("source", help="a built-in name or a folder")
-    q.add_argument("--resolution", type=int, default=None)
-    q.add_argument("--channels", type=int, choices=(1, 3), default=None)
+    q.add_argument("--resolution", type=whole_number, default=None)
+    q.add_argument("--channels", type=whole_number, choices=(1, 3), default=None)
     q.add_argument("--json", action="store_true")
 
 
@@ -49,11 +61,11 @@ def _train_parser(sub) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("config", nargs="?", help="a config file (.toml or .json)")
     src.add_argument("--preset", choices=list(PRESETS), help="a named configuration")
-    p.add_argument("--steps", type=int, default=None, help="the run's total step count")
+    p.add_argument("--steps", type=whole_number, default=None, help="the run's total step count")
     p.add_argument("--out", default=None, help="the run folder to create")
     p.add_argument("--resume", default=None, help="a run folder or checkpoint to continue")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=whole_number, default=None,
                    help="CPU threads for PyTorch (0: PyTorch's default; 1 is fastest on a busy machine)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="assignments",
                    help="change one setting, e.g. --set optim.lr=3e-4 (repeatable; `diffstudio settings` lists them)")
@@ -77,11 +89,11 @@ def _sample_parser(sub) -> None:
     p.add_argument("--config", default=None, help="with --oracle: a config file (.toml or .json)")
     p.add_argument("--preset", choices=list(PRESETS), default=None, help="with --oracle: a named configuration")
     p.add_argument("--sampler", choices=list(SAMPLERS), default=None)
-    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--steps", type=whole_number, default=None)
     p.add_argument("--spacing", choices=SPACINGS, default=None)
     p.add_argument("--shift", type=float, default=None, help="the time shift of --spacing shifted (SD3: 3)")
-    p.add_argument("--n", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=whole_number, default=16)
+    p.add_argument("--seed", type=whole_number, default=0)
     p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale")
     p.add_argument("--cfg-rescale", type=float, default=None, help="guidance rescale phi (Lin et al.)")
     p.add_argument("--eta", type=float, default=None, help="ddim_eta's noise, 0 (DDIM) to 1 (DDPM)")
@@ -101,7 +113,7 @@ def _eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="validation loss by noise level and sample quality of a run or checkpoint")
     p.add_argument("source", help="a run folder or checkpoint folder")
     p.add_argument("--model", choices=("ema", "raw"), default="ema", help="which weights (default: EMA)")
-    p.add_argument("--quality-samples", type=int, default=None, help="samples for the quality measures "
+    p.add_argument("--quality-samples", type=whole_number, default=None, help="samples for the quality measures "
                    "(default: the run's sampling.quality_samples; 0 skips them)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object (keys t, loss, x0_mse, eps_mse, "

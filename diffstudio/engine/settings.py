@@ -266,6 +266,22 @@ def _describe_value(v: Any) -> str:
     return repr(v)
 
 
+def whole_number_hint(value: Any) -> str:
+    """What to write instead of a number that is not a whole one: ``": write 1000"`` for 1000.0
+    (``1e3`` in TOML is a float), ``": write 2 or 3"`` for 2.5; ``""`` for anything else (text,
+    infinities, booleans). Strict types stay strict: the value is never converted silently."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return ""
+    if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
+        return ""
+    if value == int(value):
+        return f": write {int(value)}"
+    return f": write {math.floor(value)} or {math.ceil(value)}"
+
+
 def _message(err: dict, info: SettingInfo | None) -> str:
     """A pydantic error in the words of the setting."""
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
@@ -275,7 +291,7 @@ def _message(err: dict, info: SettingInfo | None) -> str:
     if kind == "finite_number":
         return f"must be a finite number, got {got}"
     if kind in ("int_type", "int_from_float"):
-        return f"expected a whole number, got {got}"
+        return f"expected a whole number, got {got}{whole_number_hint(value)}"
     if kind == "float_type":
         return f"expected a number, got {got}"
     if kind == "bool_type":

@@ -244,3 +244,22 @@ def test_set_with_resume_branches_learning_changes_into_a_new_folder(tmp_path, c
     assert Config.load(branch / "config.toml").optim.lr == pytest.approx(1e-4)
     assert Config.load(run / "config.toml").optim.lr != pytest.approx(1e-4)  # the source is untouched
     assert cli.main(["train", "--resume", str(run), "--steps", "3", "--set", "run.log_every=1"]) == 0
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["train", "--dry-run", "--set", "run.steps=1e3"], "run.steps: expected a whole number, got 1000.0: write 1000"),
+    (["train", "--dry-run", "--set", "optim.batch_size=2.5"], "optim.batch_size: expected a whole number, got 2.5: write 2 or 3"),
+    (["train", "--dry-run", "--steps", "1e3"], "argument --steps: expected a whole number, got '1e3': write 1000"),
+    (["train", "--dry-run", "--threads", "4.0"], "argument --threads: expected a whole number, got '4.0': write 4"),
+    (["sample", "run", "--out", "x.png", "--steps", "2.5"], "argument --steps: expected a whole number, got '2.5': write 2 or 3"),
+    (["train", "--dry-run", "--steps", "many"], "argument --steps: expected a whole number, got 'many'"),
+])
+def test_a_number_that_is_not_whole_says_what_to_write(capsys, argv, expected):
+    """Whole-number settings and flags stay strict (1e3 is not taken as 1000) but say what to write."""
+    assert cli.main(argv) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == f"diffstudio: error: {expected}"
+    ok = expected.rsplit(": write ", 1)
+    if len(ok) == 2 and "--set" in argv:  # the suggestion is itself accepted
+        name = argv[-1].split("=")[0]
+        assert Config().updated(**{name.split(".")[0]: {name.split(".")[1]: int(ok[1].split()[0])}}).check()
