@@ -263,19 +263,13 @@ def _check_out_folder(args, cfg) -> None:
     refusing file system is one line naming the flag or field and the OS's reason (exit 2), before
     any data load, for the run and its ``--dry-run`` alike. Raises UsageError or ConfigError."""
     from diffstudio.engine.config import ConfigError
-    from diffstudio.engine.run_dir import RunDir, creation_problem
+    from diffstudio.engine.run_dir import run_folder_problem
 
-    if args.out:
-        out = Path(args.out)
-        if args.resume and RunDir.is_run_dir(out):
-            return  # continued in place (engine/trainer.py checks that it is writable)
-        problem = creation_problem(out.parent, out.name)
-        if problem:
-            raise UsageError(f"--out: {problem}")
-    elif not args.resume:
-        problem = creation_problem(cfg.run.out_dir)
-        if problem:
-            raise ConfigError([("run.out_dir", problem)])
+    problem = run_folder_problem(args.out, cfg.run.out_dir, args.resume)
+    if problem and args.out:
+        raise UsageError(f"--out: {problem}")
+    if problem:
+        raise ConfigError([("run.out_dir", problem)])
 
 
 def _check_data_source(cfg) -> None:

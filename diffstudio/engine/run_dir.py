@@ -74,6 +74,19 @@ def creation_problem(folder: str | os.PathLike, name: str = "") -> str | None:
     return None
 
 
+def run_folder_problem(run_dir: str | os.PathLike | None, out_dir: str | os.PathLike, resume: Any) -> str | None:
+    """Why the folder a run will write cannot be created (:func:`creation_problem`), None when it
+    can or when the run continues in place. ``run_dir``: the run folder asked for (``--out``), else
+    the run gets a new folder under ``out_dir`` (``run.out_dir``); ``resume``: the checkpoint or run
+    resumed (a resumed run without ``run_dir`` continues in its own folder). Never raises."""
+    if run_dir:
+        path = Path(run_dir)
+        if resume and RunDir.is_run_dir(path):
+            return None  # continued in place (its writability is checked when it is opened)
+        return creation_problem(path.parent, path.name)
+    return None if resume else creation_problem(out_dir)
+
+
 def step_name(step: int) -> str:
     """``step-000250``: zero-padded so that names sort like steps. Raises ``ValueError`` for a
     negative step."""

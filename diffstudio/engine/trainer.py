@@ -240,19 +240,11 @@ class Trainer:
     def _check_out_folder(self) -> None:
         """Before any data: RunDirError naming the folder and the OS's reason when a new run folder
         cannot be created (``run.out_dir``, or the run folder asked for), not after a long load."""
-        from diffstudio.engine.run_dir import RunDir, RunDirError, creation_problem
+        from diffstudio.engine.run_dir import RunDirError, run_folder_problem
 
         if not self.world.is_main or self.dry_run:
             return
-        if self._run_dir_arg:
-            path = Path(self._run_dir_arg)
-            if self._resume and RunDir.is_run_dir(path):
-                return
-            problem = creation_problem(path.parent, path.name)
-        elif self._resume:
-            return
-        else:
-            problem = creation_problem(self.config.run.out_dir)
+        problem = run_folder_problem(self._run_dir_arg, self.config.run.out_dir, self._resume)
         if problem:
             raise RunDirError(f"{'run folder' if self._run_dir_arg else 'run.out_dir'}: {problem}")
 

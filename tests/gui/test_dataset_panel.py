@@ -156,17 +156,15 @@ def test_cancel_leaves_no_dataset(qtbot, panel, monkeypatch):
     assert not panel.loading and not panel.cancel_button.isVisibleTo(panel)
 
 
-def test_every_skipped_file_is_readable_in_a_short_dock(qtbot, tmp_path):
-    """Docked in a short, wide dock (the panel scrolls), the table shows all of its rows."""
+def _folder_in_a_dock(qtbot, folder, width, height):
+    """A Dataset panel in a scrolling dock of ``width`` x ``height`` px, with ``folder`` loaded at
+    16 px; returns (panel, dock). The caller shuts the panel down."""
     from diffstudio.gui.main_window import _scrollable
 
-    folder = _mixed_folder(tmp_path)
-    (folder / "broken2.png").write_bytes(b"not a png either")
-    (folder / "empty2.jpg").write_bytes(b"")
     panel = DatasetPanel(AppState(Config()))
     dock = _scrollable(panel)
     qtbot.addWidget(dock)
-    dock.resize(1100, 260)  # the default layout's bottom dock on a small screen
+    dock.resize(width, height)
     dock.show()
     try:
         _wait_loaded(qtbot, panel)
@@ -174,6 +172,19 @@ def test_every_skipped_file_is_readable_in_a_short_dock(qtbot, tmp_path):
         with qtbot.waitSignal(panel.loadFinished, timeout=LOAD_TIMEOUT_MS):
             panel.set_folder(str(folder))
         qtbot.wait(50)
+    except BaseException:
+        panel.shutdown()
+        raise
+    return panel, dock
+
+
+def test_every_skipped_file_is_readable_in_a_short_dock(qtbot, tmp_path):
+    """Docked in a short, wide dock (the panel scrolls), the table shows all of its rows."""
+    folder = _mixed_folder(tmp_path)
+    (folder / "broken2.png").write_bytes(b"not a png either")
+    (folder / "empty2.jpg").write_bytes(b"")
+    panel, dock = _folder_in_a_dock(qtbot, folder, 1100, 260)  # the default layout's bottom dock, small screen
+    try:
         table = panel.skipped_table
         assert table.rowCount() == 4
         last = table.rowCount() - 1
@@ -188,20 +199,8 @@ def test_the_source_description_keeps_all_its_lines_in_a_narrow_short_dock(qtbot
     """Tried by a user at 1366x768: after a folder with bad files loaded, the folder's description
     ('Every image under the folder is used; … with the reason.') was squeezed to two of its three
     lines, its first and last lines cut off, overlapping the folder row."""
-    from diffstudio.gui.main_window import _scrollable
-
-    folder = _mixed_folder(tmp_path)
-    panel = DatasetPanel(AppState(Config()))
-    dock = _scrollable(panel)
-    qtbot.addWidget(dock)
-    dock.resize(560, 200)  # the Dataset dock of the default layout on a 1366x768 screen
-    dock.show()
+    panel, _ = _folder_in_a_dock(qtbot, _mixed_folder(tmp_path), 560, 200)  # the default Dataset dock at 1366x768
     try:
-        _wait_loaded(qtbot, panel)
-        panel.resolution_spin.setValue(16)
-        with qtbot.waitSignal(panel.loadFinished, timeout=LOAD_TIMEOUT_MS):
-            panel.set_folder(str(folder))
-        qtbot.wait(50)
         label = panel.description
         assert "Every image under the folder" in label.text() and panel.skipped_table.rowCount() > 0
         lines = label.heightForWidth(label.width()) // label.fontMetrics().lineSpacing()

@@ -170,22 +170,11 @@ class TrainingPanel(QWidget):
                                         f"device has, and time per step from a {PROBE_STEPS}-step probe "
                                         "(as diffstudio train --dry-run)")
         self._estimate_tip = self.estimate_button.toolTip()
-        self.estimate_label = QLabel("")
-        self.estimate_label.setObjectName("estimate_label")
-        self.estimate_label.setWordWrap(True)
-        self.estimate_label.setStyleSheet(NOTE_STYLE)
-        self.estimate_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.estimate_label = _text_label("estimate_label", NOTE_STYLE)
         self.estimate_label.hide()
-        self.estimate_warning = QLabel("")
-        self.estimate_warning.setObjectName("estimate_warning")
-        self.estimate_warning.setWordWrap(True)
-        self.estimate_warning.setStyleSheet(ALERT_STYLE)
-        self.estimate_warning.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.estimate_warning = _text_label("estimate_warning", ALERT_STYLE)
         self.estimate_warning.hide()
-        self.init_label = QLabel("")
-        self.init_label.setObjectName("init_from_label")
-        self.init_label.setWordWrap(True)
-        self.init_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.init_label = _text_label("init_from_label")
         self.scratch_button = QPushButton("Train from scratch")
         self.scratch_button.setObjectName("train_from_scratch")
         self.scratch_button.setToolTip("Clear model.init_from: the next run starts from random weights "
@@ -229,12 +218,8 @@ class TrainingPanel(QWidget):
         progress = QHBoxLayout()
         progress.addWidget(self.progress_bar, 1)
         progress.addWidget(self.rate_label)
-        self.message_label = QLabel("")
-        self.message_label.setWordWrap(True)
-        self.message_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.run_label = QLabel("")
-        self.run_label.setStyleSheet(NOTE_STYLE)
-        self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message_label = _text_label()
+        self.run_label = _text_label(style=NOTE_STYLE, wrap=False)
 
         self.curve = LossCurve()
         self.validation_view = ValidationView()
@@ -246,9 +231,7 @@ class TrainingPanel(QWidget):
         self.export_button = QPushButton("Export…")
         self.resume_button = QPushButton("Resume from here")
         self.resume_button.setToolTip("Continue training from this checkpoint (up to Total steps)")
-        self.export_label = QLabel("")
-        self.export_label.setWordWrap(True)
-        self.export_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.export_label = _text_label()
         ckpt_box = QGroupBox("Checkpoints of this run")
         ckpt_layout = QVBoxLayout(ckpt_box)
         ckpt_layout.addWidget(self.checkpoint_list, 1)
@@ -863,6 +846,19 @@ class TrainingPanel(QWidget):
     def status(self) -> dict:
         """A copy of the run's status: state, device, step, total, steps_per_s and eta_s (seconds; NaN when unknown)."""
         return dict(self._status)
+
+
+def _text_label(name: str = "", style: str = "", wrap: bool = True) -> QLabel:
+    """An empty label for messages the user may select and copy (wrapped unless ``wrap`` is False),
+    with an object name and a style sheet when given."""
+    label = QLabel("")
+    if name:
+        label.setObjectName(name)
+    if style:
+        label.setStyleSheet(style)
+    label.setWordWrap(wrap)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
 
 
 def _report(exc: BaseException) -> str:
